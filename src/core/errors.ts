@@ -1,0 +1,26 @@
+/**
+ * An input we cannot analyse, with a reason the uploader can act on. The pipeline records it as a
+ * FAILED result (it is not retried: the same bytes would fail again); anything that is not an
+ * InputError is treated as transient and retried, then dead-lettered.
+ */
+export type InputErrorCode =
+  | 'EMPTY'
+  | 'UNRECOGNISED_FORMAT'
+  | 'TRUNCATED'
+  | 'CORRUPT'
+  | 'TOO_LARGE'
+  | 'UNSUPPORTED_TRANSFER_SYNTAX'
+  | 'UNSUPPORTED_IMAGE'
+  | 'NOT_FRONTAL'
+  | 'NO_LUNGS_FOUND';
+
+export class InputError extends Error {
+  readonly code: InputErrorCode;
+  constructor(code: InputErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'InputError';
+    this.code = code;
+  }
+}
+
+export const isInputError = (e: unknown): e is InputError => e instanceof InputError;

@@ -1,0 +1,121 @@
+/**
+ * Shared data types of the functional core. Nothing here imports AWS: the core is plain functions
+ * over these values, and the Lambda handlers / local runner / CLI are thin edges around it.
+ */
+
+/** The kinds of input the decoder recognises (by content, never by file name). */
+export type InputFormat = 'dicom' | 'png' | 'jpeg';
+
+/** Non-identifying acquisition facts read from the input. Never holds names, IDs or dates of birth. */
+export interface ImageMeta {
+  format: InputFormat;
+  /** DICOM Transfer Syntax UID, for DICOM inputs. */
+  transferSyntaxUid?: string;
+  modality?: string;
+  /** DICOM ViewPosition (PA, AP, LL, ...) when present. */
+  viewPosition?: string;
+  photometricInterpretation?: string;
+  bitsStored?: number;
+  /** Row and column spacing in mm (PixelSpacing, else ImagerPixelSpacing), when the DICOM gives it. */
+  pixelSpacingMm?: [number, number];
+  /** How the display window was chosen: from the DICOM tags, a percentile fallback, or none (8-bit raster). */
+  window?: { center: number; width: number; source: 'dicom' | 'percentile' };
+  /** Study / acquisition date-time (ISO 8601) when the input has one; used to order a patient's images. */
+  acquiredAt?: string;
+}
+
+/**
+ * Identifiers as found in the input. They are only ever passed to the pseudonymiser
+ * (core/pseudonym.ts) and never logged or stored as they are.
+ */
+export interface RawIdentifiers {
+  patientId?: string;
+  studyInstanceUid?: string;
+}
+
+/** A decoded grayscale image: row-major, values in [0, 1], 0 = black (air), 1 = white (bone). */
+export interface GrayImage {
+  width: number;
+  height: number;
+  data: Float32Array;
+}
+
+export interface DecodedImage extends GrayImage {
+  meta: ImageMeta;
+  identifiers: RawIdentifiers;
+}
+
+/** A binary mask (0 or 1 per pixel), row-major. */
+export interface Mask {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/** The three masks the model contract produces, at the original image size. Sides are the patient's. */
+export interface SegmentationMasks {
+  lungRight: Mask;
+  lungLeft: Mask;
+  opacity: Mask;
+}
+
+/** Model manifest: models/<name>.json, written by models/training/export.py. */
+export interface ModelManifest {
+  name: string;
+  version: string;
+  /** File name of the .onnx, relative to the manifest. */
+  file: string;
+  /** sha256 (hex) of the .onnx file; checked when the session loads. */
+  sha256: string;
+  input: {
+    name: string; // "image"
+    size: number; // S: the model takes [N,1,S,S]
+    /** 'stretch': the whole image is resized to SxS ignoring aspect ratio (as in training). */
+    resize: 'stretch';
+    /** x = (pixel in [0,1] - mean) / std */
+    normalization: { mean: number; std: number };
+  };
+  output: {
+    name: string; // "probabilities"
+    /** Channel order of the [N,3,S,S] output: always lung_right, lung_left, opacity. */
+    channels: ['lung_right', 'lung_left', 'opacity'];
+    /** The output already holds probabilities (sigmoid applied inside the graph). */
+    activation: 'sigmoid';
+  };
+  thresholds: { lung_right: number; lung_left: number; opacity: number };
+  /** Free-form provenance: data sets, counts, licences, split file, commit, metrics. */
+  training: Record<string, unknown>;
+}
+
+/** Per-side triple used throughout the score. `right`/`left` are the patient's lungs. */
+export interface Sides<T> {
+  total: T;
+  right: T;
+  left: T;
+}
+
+/** Radiologist-style six-zone score: each lung split into upper/middle/lower thirds of its height, 0-3 each. */
+export interface ZoneScores {
+  total: number; // 0-18
+  right: { upper: number; middle: number; lower: number };
+  left: { upper: number; middle: number; lower: number };
+}
+
+/** What score.ts computes from the masks (plus models/severity.json). */
+export interface OpacityScore {
+  lungAreaPx: Sides<number>;
+  opacityAreaPx: Sides<number>;
+  /** Only when the DICOM gives a pixel spacing. */
+  lungAreaMm2?: Sides<number>;
+  opacityAreaMm2?: Sides<number>;
+  /** Opacity area as % of lung area (0-100); null where that lung area is 0. */
+  opacityPct: Sides<number | null>;
+  /** Geographic extent 0-8 (each lung 0-4 by involved share: 0, <25%, 25-50%, 50-75%, >75%). */
+  geographicExtent: Sides<number>;
+  zones: ZoneScores;
+  /** Severity grade from models/severity.json cut-offs on total opacity %. */
+  grade: { label: string; index: number };
+  /** Calibrated outcome risk (probability 0-1) from the logistic models in models/severity.json. */
+  risk: { icu: number | null; mortality: number | null };
+  severityVersion: string;
+}
