@@ -119,3 +119,11 @@ export interface OpacityScore {
   risk: { icu: number | null; mortality: number | null };
   severityVersion: string;
 }
+
+/** A loaded segmentation model (implemented over onnxruntime-node in layers/onnx). */
+export interface SegmentationModel {
+  readonly manifest: ModelManifest;
+  /** Input [n,1,S,S] normalised; returns probabilities [n,3,S,S]. */
+  run(input: Float32Array, n: number): Promise<Float32Array>;
+  release(): Promise<void>;
+}

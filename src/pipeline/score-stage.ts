@@ -1,0 +1,80 @@
+/**
+ * Stage 2, for one message of the segment stage: read the masks back, score them, and write
+ * result.json and the results-table item. Writing is conditional on the imageId, so a message
+ * delivered twice leaves exactly one item.
+ */
+import { pngToMask, scoreMasks, type SeverityConfig } from '../core';
+import { outputKeysFor, type ResultItem, type StageMessage } from './messages';
+import type { ObjectStore, ResultStore, StageLogger } from './ports';
+
+export interface ScoreStageDeps {
+  objects: ObjectStore;
+  results: ResultStore;
+  severity: SeverityConfig;
+  resultsBucket: string;
+  log: StageLogger;
+  now?: () => Date;
+}
+
+export interface ScoreOutcome {
+  item: ResultItem;
+  duplicate: boolean;
+}
+
+const UNKNOWN = 'UNKNOWN';
+
+export async function runScoreStage(msg: StageMessage, deps: ScoreStageDeps): Promise<ScoreOutcome> {
+  const { objects, results, log } = deps;
+  const existing = await results.get(msg.imageId);
+  if (existing) {
+    log.info('duplicate message: result already recorded', { imageId: msg.imageId, status: existing.status });
+    return { item: existing, duplicate: true };
+  }
+  const createdAt = (deps.now?.() ?? new Date()).toISOString();
+  const common = {
+    imageId: msg.imageId,
+    patientKey: msg.patientKey ?? UNKNOWN,
+    studyKey: msg.studyKey ?? UNKNOWN,
+    sortKey: `${msg.acquiredAt ?? createdAt}#${msg.imageId}`,
+    acquiredAt: msg.acquiredAt,
+    createdAt,
+    source: msg.source,
+    path: msg.path,
+    meta: msg.meta,
+  };
+  let item: ResultItem;
+  if (msg.status === 'FAILED') {
+    item = { ...common, status: 'FAILED', errorCode: msg.error.code, errorReason: msg.error.reason, timingsMs: msg.timingsMs };
+  } else {
+    const t0 = process.hrtime.bigint();
+    const bucket = deps.resultsBucket;
+    const [lungRight, lungLeft, opacity] = await Promise.all(
+      [msg.keys.lungRight, msg.keys.lungLeft, msg.keys.opacity].map(async (k) => pngToMask((await objects.get(bucket, k)).body)),
+    );
+    const score = scoreMasks({ lungRight, lungLeft, opacity }, deps.severity, msg.meta.pixelSpacingMm);
+    const timingsMs = { ...msg.timingsMs, score: Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10 };
+    item = {
+      ...common,
+      status: 'SCORED',
+      model: msg.model,
+      score,
+      opacityPctTotal: score.opacityPct.total,
+      opacityPctRight: score.opacityPct.right,
+      opacityPctLeft: score.opacityPct.left,
+      geographicExtent: score.geographicExtent.total,
+      zoneScore: score.zones.total,
+      grade: score.grade.label,
+      riskIcu: score.risk.icu,
+      riskMortality: score.risk.mortality,
+      modelVersion: `${msg.model.name}@${msg.model.version}`,
+      severityVersion: score.severityVersion,
+      keys: msg.keys,
+      timingsMs,
+    };
+  }
+  await objects.put(deps.resultsBucket, outputKeysFor(msg.imageId).result, JSON.stringify(item, null, 2), 'application/json');
+  const outcome = await results.putIfAbsent(item);
+  if (outcome === 'exists') log.info('duplicate message: result already recorded', { imageId: msg.imageId });
+  else log.info('result recorded', { imageId: msg.imageId, status: item.status, grade: item.grade, errorCode: item.errorCode });
+  return { item, duplicate: outcome === 'exists' };
+}

@@ -1,0 +1,93 @@
+/**
+ * Stage 1, for one uploaded object: decode, segment, write the masks and overlay next to each other,
+ * and hand a message to the score stage. Inputs we cannot analyse become a FAILED message with the
+ * reason (never retried); anything else (storage, network) is thrown so the queue retries it and,
+ * after the last try, dead-letters it.
+ */
+import {
+  decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage,
+  type DecodedImage, type SegmentationModel,
+} from '../core';
+import { imageIdFor, outputKeysFor, type ProcessingPath, type SourceRef, type StageMessage } from './messages';
+import type { MessageSink, ObjectStore, StageLogger } from './ports';
+
+export interface SegmentStageDeps {
+  objects: ObjectStore;
+  sink: MessageSink;
+  model: SegmentationModel;
+  /** HMAC key for patient/study pseudonyms. */
+  pseudonymKey: string;
+  resultsBucket: string;
+  log: StageLogger;
+  path: ProcessingPath;
+  now?: () => Date;
+}
+
+/** User metadata an uploader may set on PNG/JPEG uploads, which carry no DICOM identifiers. */
+export const PATIENT_METADATA = 'patient-id';
+export const STUDY_METADATA = 'study-id';
+
+const since = (t0: bigint) => Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10;
+
+export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps): Promise<StageMessage> {
+  const { objects, sink, model, log } = deps;
+  const receivedAt = (deps.now?.() ?? new Date()).toISOString();
+  const t0 = process.hrtime.bigint();
+  const obj = await objects.get(src.bucket, src.key);
+  const source: SourceRef = { ...src, etag: src.etag ?? obj.etag, size: obj.body.length };
+  const imageId = imageIdFor(source);
+  const timingsMs: Record<string, number> = { fetch: since(t0) };
+  const base = { version: 1 as const, imageId, source, receivedAt, path: deps.path, timingsMs };
+
+  let decoded: DecodedImage | undefined;
+  try {
+    let t = process.hrtime.bigint();
+    decoded = await decodeImage(obj.body);
+    timingsMs.decode = since(t);
+    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', decoded.identifiers.patientId ?? obj.metadata[PATIENT_METADATA]);
+    const studyKey = pseudonymise(deps.pseudonymKey, 'study', decoded.identifiers.studyInstanceUid ?? obj.metadata[STUDY_METADATA]);
+    const { masks, timings } = await segmentImage(decoded, model);
+    timingsMs.preprocess = round(timings.preprocessMs);
+    timingsMs.inference = round(timings.inferenceMs);
+    timingsMs.postprocess = round(timings.postprocessMs);
+
+    t = process.hrtime.bigint();
+    const keys = outputKeysFor(imageId);
+    const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
+      maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft),
+      maskToPng(masks.opacity), renderOverlay(decoded, masks),
+    ]);
+    timingsMs.render = since(t);
+    t = process.hrtime.bigint();
+    const bucket = deps.resultsBucket;
+    await Promise.all([
+      objects.put(bucket, keys.lung, lung, 'image/png'),
+      objects.put(bucket, keys.lungRight, lungRight, 'image/png'),
+      objects.put(bucket, keys.lungLeft, lungLeft, 'image/png'),
+      objects.put(bucket, keys.opacity, opacity, 'image/png'),
+      objects.put(bucket, keys.overlay, overlay, 'image/png'),
+    ]);
+    timingsMs.store = since(t);
+    timingsMs.total = since(t0);
+    const message: StageMessage = {
+      ...base, status: 'SEGMENTED', patientKey, studyKey, acquiredAt: decoded.meta.acquiredAt,
+      meta: decoded.meta, model: { name: model.manifest.name, version: model.manifest.version }, keys,
+    };
+    await sink.send(message);
+    log.info('image segmented', { imageId, timingsMs });
+    return message;
+  } catch (e) {
+    if (!isInputError(e)) throw e;
+    timingsMs.total = since(t0);
+    const message: StageMessage = {
+      ...base, status: 'FAILED', error: { code: e.code, reason: e.message }, meta: decoded?.meta,
+      patientKey: decoded ? pseudonymise(deps.pseudonymKey, 'patient', decoded.identifiers.patientId) : undefined,
+      acquiredAt: decoded?.meta.acquiredAt,
+    };
+    await sink.send(message);
+    log.warn('image rejected', { imageId, code: e.code, reason: e.message });
+    return message;
+  }
+}
+
+const round = (v: number) => Math.round(v * 10) / 10;
