@@ -42,11 +42,12 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps): P
   let decoded: DecodedImage | undefined;
   try {
     let t = process.hrtime.bigint();
-    decoded = await decodeImage(obj.body);
+    const img: DecodedImage = await decodeImage(obj.body);
+    decoded = img;
     timingsMs.decode = since(t);
-    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', decoded.identifiers.patientId ?? obj.metadata[PATIENT_METADATA]);
-    const studyKey = pseudonymise(deps.pseudonymKey, 'study', decoded.identifiers.studyInstanceUid ?? obj.metadata[STUDY_METADATA]);
-    const { masks, timings } = await segmentImage(decoded, model);
+    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId ?? obj.metadata[PATIENT_METADATA]);
+    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid ?? obj.metadata[STUDY_METADATA]);
+    const { masks, timings } = await segmentImage(img, model);
     timingsMs.preprocess = round(timings.preprocessMs);
     timingsMs.inference = round(timings.inferenceMs);
     timingsMs.postprocess = round(timings.postprocessMs);
@@ -55,7 +56,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps): P
     const keys = outputKeysFor(imageId);
     const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
       maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft),
-      maskToPng(masks.opacity), renderOverlay(decoded, masks),
+      maskToPng(masks.opacity), renderOverlay(img, masks),
     ]);
     timingsMs.render = since(t);
     t = process.hrtime.bigint();
@@ -70,8 +71,8 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps): P
     timingsMs.store = since(t);
     timingsMs.total = since(t0);
     const message: StageMessage = {
-      ...base, status: 'SEGMENTED', patientKey, studyKey, acquiredAt: decoded.meta.acquiredAt,
-      meta: decoded.meta, model: { name: model.manifest.name, version: model.manifest.version }, keys,
+      ...base, status: 'SEGMENTED', patientKey, studyKey, acquiredAt: img.meta.acquiredAt,
+      meta: img.meta, model: { name: model.manifest.name, version: model.manifest.version }, keys,
     };
     await sink.send(message);
     log.info('image segmented', { imageId, timingsMs });

@@ -1,0 +1,36 @@
+/** AWS entry point of the segment function: builds the real clients once per container. */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
+import { getSecret } from '@aws-lambda-powertools/parameters/secrets';
+import { loadModel } from '../../layers/onnx/session';
+import { S3Objects } from '../../src/aws/s3-objects';
+import { SqsSink } from '../../src/aws/sqs-sink';
+import { observability } from '../common';
+import { createSegmentHandler } from './segment-handler';
+
+const env = (name: string): string => {
+  const v = process.env[name];
+  if (!v) throw new Error(`environment variable ${name} is not set`);
+  return v;
+};
+
+const obs = observability('cxr-opacity-segment');
+
+export const handler = createSegmentHandler(async () => {
+  const s3 = obs.tracer.captureAWSv3Client(new S3Client({}));
+  const sqs = obs.tracer.captureAWSv3Client(new SQSClient({}));
+  const ddb = obs.tracer.captureAWSv3Client(new DynamoDBClient({}));
+  const pseudonymKey = await getSecret(env('PSEUDONYM_SECRET_ARN'), { maxAge: 3600 });
+  if (typeof pseudonymKey !== 'string') throw new Error('the pseudonym secret must be a string');
+  return {
+    objects: new S3Objects(s3),
+    sink: new SqsSink(sqs, env('SCORE_QUEUE_URL')),
+    model: await loadModel(env('MODEL_MANIFEST')),
+    pseudonymKey,
+    resultsBucket: env('RESULTS_BUCKET'),
+    path: 'lambda',
+    idempotencyStore: new DynamoDBPersistenceLayer({ tableName: env('IDEMPOTENCY_TABLE'), awsSdkV3Client: ddb }),
+  };
+}, obs);

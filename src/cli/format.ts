@@ -1,0 +1,40 @@
+/** Presentation of results for the terminal: a table, JSON lines or CSV. */
+import type { ResultItem } from '../pipeline/messages';
+
+export interface ResultRow {
+  input: string;
+  item?: ResultItem;
+  /** When the pipeline gave up (dead-lettered) without a result item. */
+  lostReason?: string;
+}
+
+const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toFixed(1));
+const prob = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${Math.round(v * 100)}%`);
+
+export const COLUMNS = ['input', 'status', 'opacity%', 'right%', 'left%', 'extent(0-8)', 'zones(0-18)', 'grade', 'ICU risk', 'death risk', 'reason'] as const;
+
+export function rowValues(r: ResultRow): string[] {
+  const it = r.item;
+  if (!it) return [r.input, 'LOST', '-', '-', '-', '-', '-', '-', '-', '-', r.lostReason ?? 'no result'];
+  if (it.status === 'FAILED') return [r.input, 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-', `${it.errorCode}: ${it.errorReason}`];
+  return [
+    r.input, it.status, pct(it.opacityPctTotal), pct(it.opacityPctRight), pct(it.opacityPctLeft),
+    String(it.geographicExtent ?? '-'), String(it.zoneScore ?? '-'), it.grade ?? '-', prob(it.riskIcu), prob(it.riskMortality), '',
+  ];
+}
+
+export function formatTable(rows: ResultRow[]): string {
+  const cells = [COLUMNS.slice() as string[], ...rows.map(rowValues)];
+  const widths = COLUMNS.map((_, c) => Math.min(c === COLUMNS.length - 1 ? 80 : 40, Math.max(...cells.map((r) => r[c].length))));
+  const line = (r: string[]) => r.map((v, c) => (v.length > widths[c] ? `${v.slice(0, widths[c] - 1)}…` : v.padEnd(widths[c]))).join('  ').trimEnd();
+  return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+const csvCell = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+export function formatCsv(rows: ResultRow[]): string {
+  return [COLUMNS.join(','), ...rows.map((r) => rowValues(r).map(csvCell).join(','))].join('\n');
+}
+
+export function formatJson(rows: ResultRow[]): string {
+  return rows.map((r) => JSON.stringify({ input: r.input, ...(r.item ?? { status: 'LOST', reason: r.lostReason }) })).join('\n');
+}

@@ -1,0 +1,39 @@
+/** In-memory implementations of the pipeline ports, for the stand-alone CLI and for tests. */
+import type { ResultItem, StageMessage } from '../pipeline/messages';
+import type { MessageSink, ObjectStore, ResultStore, StageLogger, StoredObject } from '../pipeline/ports';
+
+export class MemoryObjects implements ObjectStore {
+  readonly objects = new Map<string, { body: Uint8Array; contentType: string; metadata: Record<string, string> }>();
+  private id = (bucket: string, key: string) => `${bucket}/${key}`;
+
+  async get(bucket: string, key: string): Promise<StoredObject> {
+    const o = this.objects.get(this.id(bucket, key));
+    if (!o) throw Object.assign(new Error(`no object ${bucket}/${key}`), { name: 'NoSuchKey' });
+    return { body: o.body, metadata: o.metadata };
+  }
+
+  async put(bucket: string, key: string, body: Uint8Array | string, contentType: string, metadata: Record<string, string> = {}): Promise<void> {
+    this.objects.set(this.id(bucket, key), { body: typeof body === 'string' ? Buffer.from(body) : body, contentType, metadata });
+  }
+}
+
+export class MemoryResults implements ResultStore {
+  readonly items = new Map<string, ResultItem>();
+  async putIfAbsent(item: ResultItem): Promise<'created' | 'exists'> {
+    if (this.items.has(item.imageId)) return 'exists';
+    this.items.set(item.imageId, item);
+    return 'created';
+  }
+  async get(imageId: string): Promise<ResultItem | undefined> {
+    return this.items.get(imageId);
+  }
+}
+
+export class MemorySink implements MessageSink {
+  readonly messages: StageMessage[] = [];
+  async send(message: StageMessage): Promise<void> {
+    this.messages.push(message);
+  }
+}
+
+export const silentLogger: StageLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };

@@ -1,0 +1,152 @@
+/**
+ * The whole pipeline on one machine, with the same Lambda handlers as on AWS:
+ *   s3rver object-created event -> ingest queue -> segment handler -> score queue -> score handler -> dynalite
+ * Queues are in-process (src/local/queue.ts) with the same retry and dead-letter behaviour as the SQS
+ * queues of the CDK stack.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { createScoreHandler } from '../../functions/score/score-handler';
+import { createSegmentHandler } from '../../functions/segment/segment-handler';
+import { loadModel } from '../../layers/onnx/session';
+import { DynamoResults } from '../aws/results-table';
+import { S3Objects } from '../aws/s3-objects';
+import { loadSeverityConfig, type SegmentationModel } from '../core';
+import type { StageMessage } from '../pipeline/messages';
+import { LocalQueue } from './queue';
+import { LOCAL_NAMES, startLocalStack, type LocalStack, type S3NotificationLike } from './stack';
+
+export const UPLOAD_PREFIX = 'uploads/';
+export const DEFAULT_MODEL_MANIFEST = join(__dirname, '..', '..', 'models', 'cxr-unet-r18.json');
+
+export interface LocalPipelineOptions {
+  dataDir?: string;
+  /** Model manifest path (default: the committed model), or an already loaded model. */
+  model?: string | SegmentationModel;
+  /** Images segmented at once (each inference uses all cores already). */
+  concurrency?: number;
+  retryDelayMs?: number;
+  /** Powertools log level for the handlers (default WARN, so the console shows progress, not JSON). */
+  logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'SILENT';
+  /** Receives every structured log line (tests use it to check for leaks). */
+  logSink?: (line: string) => void;
+}
+
+export interface LocalPipeline {
+  stack: LocalStack;
+  ingest: LocalQueue;
+  scoring: LocalQueue;
+  results: DynamoResults;
+  model: SegmentationModel;
+  upload(key: string, body: Uint8Array, metadata?: Record<string, string>): Promise<void>;
+  /** Resolves when both queues are empty and nothing is retrying. */
+  drain(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** S3 URL-encodes keys in notifications and s3rver does not; encode them so the handler sees what AWS sends. */
+export function asAwsNotification(e: S3NotificationLike): S3NotificationLike {
+  return {
+    Records: e.Records.map((r) => ({
+      eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: 'us-east-1', eventTime: new Date().toISOString(),
+      userIdentity: { principalId: 'local' }, requestParameters: { sourceIPAddress: '127.0.0.1' },
+      responseElements: { 'x-amz-request-id': 'local', 'x-amz-id-2': 'local' },
+      ...r,
+      s3: {
+        s3SchemaVersion: '1.0', configurationId: 'local', ...r.s3,
+        bucket: { arn: `arn:aws:s3:::${r.s3.bucket.name}`, ownerIdentity: { principalId: 'local' }, ...r.s3.bucket },
+        object: { ...r.s3.object, key: encodeURIComponent(r.s3.object.key).replace(/%20/g, '+'), size: r.s3.object.size ?? 0 },
+      },
+    })),
+  } as S3NotificationLike;
+}
+
+/** A per-data-dir pseudonym key, made once (on AWS it lives in Secrets Manager). */
+function localPseudonymKey(dataDir: string): string {
+  if (process.env.PSEUDONYM_KEY) return process.env.PSEUDONYM_KEY;
+  const file = join(dataDir, 'pseudonym.key');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const key = randomBytes(32).toString('hex');
+  writeFileSync(file, key, { mode: 0o600 });
+  return key;
+}
+
+function observabilityFor(serviceName: string, opts: LocalPipelineOptions) {
+  const logSink = opts.logSink;
+  const logger = new Logger({
+    serviceName,
+    logLevel: opts.logLevel ?? 'WARN',
+    ...(logSink ? { logFormatter: undefined } : {}),
+  });
+  if (logSink) {
+    // Route Powertools' JSON lines to the sink instead of stdout.
+    const c = (logger as unknown as { console: Console }).console;
+    const write = (...args: unknown[]) => logSink(args.map(String).join(' '));
+    Object.assign(c, { info: write, warn: write, error: write, debug: write, log: write, trace: write });
+  }
+  return {
+    logger,
+    metrics: new Metrics({ serviceName, namespace: 'CxrOpacity', singleMetric: false }),
+    tracer: new Tracer({ serviceName, enabled: false }),
+  };
+}
+
+export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promise<LocalPipeline> {
+  // Metrics would print EMF JSON to stdout locally; CloudWatch is not there to read it.
+  process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
+  const stack = await startLocalStack({ dataDir: opts.dataDir });
+  const model = typeof opts.model === 'object' ? opts.model : await loadModel(opts.model ?? DEFAULT_MODEL_MANIFEST);
+  const objects = new S3Objects(stack.s3);
+  const results = new DynamoResults(stack.ddb, LOCAL_NAMES.resultsTable);
+  const severity = loadSeverityConfig();
+  const retryDelayMs = opts.retryDelayMs ?? 500;
+
+  const scoring = new LocalQueue({ name: 'score', batchSize: 5, maxReceiveCount: 3, retryDelayMs, concurrency: 2 });
+  const ingest = new LocalQueue({ name: 'ingest', batchSize: 1, maxReceiveCount: 3, retryDelayMs, concurrency: opts.concurrency ?? 1 });
+
+  const segmentHandler = createSegmentHandler(async () => ({
+    objects,
+    sink: { send: async (m: StageMessage) => scoring.send(JSON.stringify(m)) },
+    model,
+    pseudonymKey: localPseudonymKey(stack.dataDir),
+    resultsBucket: LOCAL_NAMES.resultsBucket,
+    path: 'local',
+    idempotencyStore: new DynamoDBPersistenceLayer({ tableName: LOCAL_NAMES.idempotencyTable, awsSdkV3Client: stack.ddb }),
+  }), observabilityFor('cxr-opacity-segment', opts));
+  const scoreHandler = createScoreHandler(async () => ({
+    objects, results, severity, resultsBucket: LOCAL_NAMES.resultsBucket,
+  }), observabilityFor('cxr-opacity-score', opts));
+
+  ingest.consume(segmentHandler);
+  scoring.consume(scoreHandler);
+  // Like the CDK stack's notification filter: only new objects under uploads/ in the uploads bucket.
+  stack.onObjectCreated((e) => {
+    const records = e.Records.filter((r) => r.s3.bucket.name === LOCAL_NAMES.uploadsBucket && r.s3.object.key.startsWith(UPLOAD_PREFIX));
+    if (records.length > 0) ingest.send(JSON.stringify(asAwsNotification({ Records: records })));
+  });
+
+  return {
+    stack, ingest, scoring, results, model,
+    async upload(key, body, metadata) {
+      await stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: key, Body: body, Metadata: metadata }));
+    },
+    async drain() {
+      // The score queue fills while the ingest queue drains, so wait until both are idle together.
+      for (;;) {
+        await ingest.idle();
+        await scoring.idle();
+        if (ingest.depth === 0 && scoring.depth === 0) return;
+      }
+    },
+    async stop() {
+      if (typeof opts.model !== 'object') await model.release();
+      await stack.stop();
+    },
+  };
+}

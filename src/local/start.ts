@@ -1,0 +1,113 @@
+/**
+ * `npm start -- <files or folders...> [--out DIR] [--data-dir DIR] [--concurrency N]`
+ * Starts the embedded S3 and DynamoDB stand-ins, uploads the inputs, lets the object-created events
+ * drive the same segment and score handlers as on AWS, and prints the results.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { formatTable, type ResultRow } from '../cli/format';
+import { collectInputs } from '../cli/inputs';
+import { imageIdFor, type ResultItem } from '../pipeline/messages';
+import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
+import { LOCAL_NAMES } from './stack';
+
+const SHARED_DATA = resolve(__dirname, '..', '..', '..', 'shared', 'data');
+
+function usage(): string {
+  const lines = [
+    'usage: npm start -- <files or folders...> [--out DIR] [--data-dir DIR] [--concurrency N] [--model MANIFEST]',
+    '',
+    'Runs the cxr-opacity pipeline on this machine: embedded S3 (s3rver) and DynamoDB (dynalite) on 127.0.0.1,',
+    'the same segment and score handlers as the AWS deployment. Give it frontal chest X-rays: DICOM, PNG or JPEG.',
+    'Results are printed and written to DIR/<input name>/ (default ./out).',
+  ];
+  if (existsSync(SHARED_DATA)) {
+    lines.push('', `Example data is here: try   npm start -- ${join(SHARED_DATA, 'external22', 'images')}`);
+  }
+  return lines.join('\n');
+}
+
+export async function startMain(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: {
+      out: { type: 'string', default: 'out' }, 'data-dir': { type: 'string' }, concurrency: { type: 'string', default: '1' },
+      model: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help || positionals.length === 0) {
+    console.log(usage());
+    return values.help ? 0 : 2;
+  }
+  const inputs = collectInputs(positionals);
+  if (inputs.length === 0) {
+    console.error('no image files found in the paths given (looked for .dcm, .png, .jpg, .jpeg and files without extension)');
+    return 2;
+  }
+  const dataDir = values['data-dir'];
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const started = Date.now();
+  const pipeline = await startLocalPipeline({
+    dataDir, model: values.model ?? DEFAULT_MODEL_MANIFEST, concurrency: Math.max(1, Number(values.concurrency) || 1),
+  });
+  console.log(`local S3 at ${pipeline.stack.s3Endpoint}, DynamoDB at ${pipeline.stack.ddbEndpoint}, data in ${pipeline.stack.dataDir}`);
+  console.log(`model ${pipeline.model.manifest.name}@${pipeline.model.manifest.version}; ${inputs.length} image(s) to analyse\n`);
+  const t0 = Date.now();
+  const pendingIds = new Map<string, string>();
+  try {
+    for (const input of inputs) {
+      const key = `${UPLOAD_PREFIX}${input.name}`;
+      const res = await pipeline.stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: key, Body: readFileSync(input.path) }));
+      pendingIds.set(input.name, imageIdFor({ bucket: LOCAL_NAMES.uploadsBucket, key, etag: res.ETag?.replace(/"/g, '') }));
+    }
+    const done = new Map<string, ResultItem>();
+    const poll = setInterval(() => void report(), 250);
+    const report = async () => {
+      for (const [name, id] of pendingIds) {
+        if (done.has(name)) continue;
+        const item = await pipeline.results.get(id).catch(() => undefined);
+        if (!item) continue;
+        done.set(name, item);
+        const what = item.status === 'SCORED' ? `opacity ${item.opacityPctTotal?.toFixed(1) ?? '-'}% (${item.grade})` : `${item.errorCode}: ${item.errorReason}`;
+        console.log(`[${done.size}/${inputs.length}] ${name}  ${item.status}  ${what}`);
+      }
+    };
+    await pipeline.drain();
+    clearInterval(poll);
+    await report();
+    const elapsed = (Date.now() - t0) / 1000;
+    const rows: ResultRow[] = [];
+    for (const input of inputs) {
+      const item = done.get(input.name);
+      const lost = [...pipeline.ingest.deadLetters, ...pipeline.scoring.deadLetters].find((d) => d.body.includes(input.name));
+      rows.push({ input: input.name, item, lostReason: lost ? `dead-lettered after ${lost.receiveCount} tries: ${lost.lastError ?? 'handler failure'}` : undefined });
+      if (item) await downloadOutputs(pipeline.stack.s3, item, join(values.out ?? 'out', input.name));
+    }
+    console.log(`\n${formatTable(rows)}\n`);
+    console.log(`${inputs.length} image(s) in ${elapsed.toFixed(1)} s (${(elapsed / inputs.length).toFixed(2)} s per image; start-up ${((t0 - started) / 1000).toFixed(1)} s)`);
+    console.log(`outputs in ${values.out}/<input name>/ (overlay.png: orange = opacity, cyan = patient's right lung, magenta = left lung)`);
+    return rows.every((r) => r.item?.status === 'SCORED') ? 0 : 1;
+  } finally {
+    await pipeline.stop();
+  }
+}
+
+async function downloadOutputs(s3: S3Client, item: ResultItem, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const files: Record<string, string> = item.keys
+    ? { 'lung.png': item.keys.lung, 'lung_right.png': item.keys.lungRight, 'lung_left.png': item.keys.lungLeft, 'opacity.png': item.keys.opacity, 'overlay.png': item.keys.overlay, 'result.json': item.keys.result }
+    : { 'result.json': `results/${item.imageId}/result.json` };
+  for (const [file, key] of Object.entries(files)) {
+    const res = await s3.send(new GetObjectCommand({ Bucket: LOCAL_NAMES.resultsBucket, Key: key }));
+    writeFileSync(join(dir, file), await res.Body!.transformToByteArray());
+  }
+}
+
+if (require.main === module) {
+  startMain(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: Error) => {
+    console.error(`cxr-opacity: ${e.message}`);
+    process.exitCode = 1;
+  });
+}

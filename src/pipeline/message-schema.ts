@@ -1,0 +1,32 @@
+/**
+ * Validation of messages between the stages (zod, as Powertools parser uses): a malformed message is
+ * rejected with the path of the bad field instead of failing somewhere deep in the score stage.
+ */
+import { z } from 'zod';
+import type { StageMessage } from './messages';
+
+const source = z.object({ bucket: z.string().min(1), key: z.string().min(1), etag: z.string().optional(), size: z.number().optional() });
+const base = {
+  version: z.literal(1),
+  imageId: z.string().regex(/^[0-9a-f]{32}$/),
+  source,
+  patientKey: z.string().optional(),
+  studyKey: z.string().optional(),
+  acquiredAt: z.string().optional(),
+  receivedAt: z.string(),
+  path: z.enum(['lambda', 'sagemaker', 'local']),
+  timingsMs: z.record(z.string(), z.number()),
+};
+const meta = z.object({ format: z.enum(['dicom', 'png', 'jpeg']), pixelSpacingMm: z.tuple([z.number(), z.number()]).optional() }).passthrough();
+const keys = z.object({
+  lung: z.string(), lungRight: z.string(), lungLeft: z.string(), opacity: z.string(), overlay: z.string(), result: z.string(),
+});
+
+export const stageMessageSchema = z.discriminatedUnion('status', [
+  z.object({ ...base, status: z.literal('SEGMENTED'), meta, model: z.object({ name: z.string(), version: z.string() }), keys }),
+  z.object({ ...base, status: z.literal('FAILED'), error: z.object({ code: z.string(), reason: z.string() }), meta: meta.optional() }),
+]);
+
+export function parseStageMessage(body: string): StageMessage {
+  return stageMessageSchema.parse(JSON.parse(body)) as StageMessage;
+}
