@@ -18,7 +18,7 @@ import { loadModel } from '../../layers/onnx/session';
 import { DynamoResults } from '../aws/results-table';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
-import type { StageMessage } from '../pipeline/messages';
+import { imageIdFor, type StageMessage } from '../pipeline/messages';
 import { LocalQueue } from './queue';
 import { LOCAL_NAMES, startLocalStack, type LocalStack, type S3NotificationLike } from './stack';
 
@@ -44,7 +44,8 @@ export interface LocalPipeline {
   scoring: LocalQueue;
   results: DynamoResults;
   model: SegmentationModel;
-  upload(key: string, body: Uint8Array, metadata?: Record<string, string>): Promise<void>;
+  /** Puts an object in the uploads bucket (which fires the pipeline) and returns its imageId. */
+  upload(key: string, body: Uint8Array, metadata?: Record<string, string>): Promise<string>;
   /** Resolves when both queues are empty and nothing is retrying. */
   drain(): Promise<void>;
   stop(): Promise<void>;
@@ -134,7 +135,8 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
   return {
     stack, ingest, scoring, results, model,
     async upload(key, body, metadata) {
-      await stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: key, Body: body, Metadata: metadata }));
+      const res = await stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: key, Body: body, Metadata: metadata }));
+      return imageIdFor({ bucket: LOCAL_NAMES.uploadsBucket, key, etag: res.ETag?.replace(/"/g, '') });
     },
     async drain() {
       // The score queue fills while the ingest queue drains, so wait until both are idle together.

@@ -6,10 +6,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { formatTable, type ResultRow } from '../cli/format';
 import { collectInputs } from '../cli/inputs';
-import { imageIdFor, type ResultItem } from '../pipeline/messages';
+import type { ResultItem } from '../pipeline/messages';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
 import { LOCAL_NAMES } from './stack';
 
@@ -59,8 +59,7 @@ export async function startMain(argv: string[]): Promise<number> {
   try {
     for (const input of inputs) {
       const key = `${UPLOAD_PREFIX}${input.name}`;
-      const res = await pipeline.stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: key, Body: readFileSync(input.path) }));
-      pendingIds.set(input.name, imageIdFor({ bucket: LOCAL_NAMES.uploadsBucket, key, etag: res.ETag?.replace(/"/g, '') }));
+      pendingIds.set(input.name, await pipeline.upload(key, readFileSync(input.path)));
     }
     const done = new Map<string, ResultItem>();
     const poll = setInterval(() => void report(), 250);
