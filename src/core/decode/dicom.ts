@@ -1,0 +1,416 @@
+/**
+ * DICOM (Part 10, or a bare dataset) -> display-ready gray image. Parsing is dcmjs; compressed frames go
+ * to dcmjs-codecs (codecs.ts); the grayscale pipeline is pixels.ts. The few byte-level helpers here are
+ * hand-written where dcmjs gives no safe hook (see each one).
+ */
+import { inflateRawSync } from 'node:zlib';
+import { data as dcmjsData, log as dcmjsLog, type DicomDataset } from 'dcmjs';
+import { InputError } from '../errors';
+import type { DecodedImage, ImageMeta, RawIdentifiers } from '../types';
+import { ENCAPSULATED, NATIVE, TS, decodeFrame, supportedSyntaxList } from './codecs';
+import { storedToDisplay, type VoiFunction } from './pixels';
+
+const { DicomDict, DicomMessage, DicomMetaDictionary } = dcmjsData;
+
+// dcmjs logs parser warnings through its own loglevel instance (and values can echo dataset content);
+// the decoder must never log, so silence it and its named child loggers.
+dcmjsLog.setLevel('silent');
+for (const name of ['validation.dcmjs', 'AsyncDicomReader']) dcmjsLog.getLogger(name).setLevel('silent');
+
+/** Well-known syntaxes we do not decode, to name them in the error. */
+const KNOWN_UNSUPPORTED: Record<string, string> = {
+  '1.2.840.10008.1.2.4.52': 'JPEG Extended (Process 3 & 5, retired)',
+  '1.2.840.10008.1.2.4.53': 'JPEG Spectral Selection (retired)',
+  '1.2.840.10008.1.2.4.55': 'JPEG Full Progression (retired)',
+  '1.2.840.10008.1.2.4.100': 'MPEG2 Main Profile / Main Level',
+  '1.2.840.10008.1.2.4.101': 'MPEG2 Main Profile / High Level',
+  '1.2.840.10008.1.2.4.102': 'MPEG-4 AVC/H.264 High Profile',
+  '1.2.840.10008.1.2.4.103': 'MPEG-4 AVC/H.264 BD-compatible High Profile',
+  '1.2.840.10008.1.2.4.104': 'MPEG-4 AVC/H.264 High Profile For 2D Video',
+  '1.2.840.10008.1.2.4.105': 'MPEG-4 AVC/H.264 High Profile For 3D Video',
+  '1.2.840.10008.1.2.4.106': 'MPEG-4 AVC/H.264 Stereo High Profile',
+  '1.2.840.10008.1.2.4.107': 'HEVC/H.265 Main Profile',
+  '1.2.840.10008.1.2.4.108': 'HEVC/H.265 Main 10 Profile',
+  '1.2.840.10008.1.2.4.92': 'JPEG 2000 Part 2 Multi-component Lossless',
+  '1.2.840.10008.1.2.4.93': 'JPEG 2000 Part 2 Multi-component',
+  '1.2.840.10008.1.2.4.94': 'JPIP Referenced',
+  '1.2.840.10008.1.2.4.95': 'JPIP Referenced Deflate',
+  '1.2.840.10008.1.2.4.110': 'JPEG XL Lossless',
+  '1.2.840.10008.1.2.4.111': 'JPEG XL JPEG Recompression',
+  '1.2.840.10008.1.2.4.112': 'JPEG XL',
+  '1.2.840.10008.1.2.1.98': 'Encapsulated Uncompressed Explicit VR Little Endian',
+  '1.2.840.10008.1.2.6.1': 'RFC 2557 MIME encapsulation',
+  '1.2.840.10008.1.2.6.2': 'XML Encoding',
+};
+
+/** ViewPosition values (PS3.3 C.8.11.5.1.1 and common variants) that are not a frontal chest view. */
+const NON_FRONTAL = new Set(['LL', 'RL', 'LLD', 'RLD', 'LAT', 'LATERAL', 'LLO', 'RLO', 'LPO', 'RPO', 'LAO', 'RAO', 'OBL', 'OBLIQUE']);
+
+export function isDicom(b: Uint8Array): boolean {
+  return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
+}
+
+/**
+ * A dataset without the 128-byte preamble and 'DICM': it starts with a group 0002 (file meta) or
+ * group 0008 element, little endian. Returns the encoding guess, or undefined when it does not look so.
+ */
+export function sniffBareDataset(b: Uint8Array): 'meta' | 'explicit' | 'implicit' | undefined {
+  if (b.length < 12 || b[1] !== 0x00 || b[3] !== 0x00) return undefined;
+  const explicitVr = isVr(b[4], b[5]);
+  if (b[0] === 0x02) return explicitVr ? 'meta' : undefined;
+  if (b[0] !== 0x08) return undefined;
+  if (explicitVr) return 'explicit';
+  // Implicit VR: a 32-bit length that is plausible for a leading group 0008 element.
+  const len = b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24);
+  return len >= 0 && len < 1024 && b[2] < 0x40 ? 'implicit' : undefined;
+}
+
+const VRS = new Set('AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(' '));
+function isVr(a: number, c: number): boolean {
+  return VRS.has(String.fromCharCode(a, c));
+}
+
+/** Wraps a bare dataset into Part 10 so that dcmjs (which requires the preamble) can read it. */
+function toPart10(b: Uint8Array, kind: 'meta' | 'explicit' | 'implicit'): Uint8Array {
+  let head: Uint8Array;
+  if (kind === 'meta') {
+    head = new Uint8Array(132);
+  } else {
+    const dict = new DicomDict(DicomMetaDictionary.denaturalizeDataset({
+      FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
+      TransferSyntaxUID: kind === 'implicit' ? TS.implicitLE : TS.explicitLE,
+      ImplementationClassUID: '2.25.1',
+    }));
+    head = new Uint8Array(dict.write());
+  }
+  head.set([0x44, 0x49, 0x43, 0x4d], 128);
+  const out = new Uint8Array(head.length + b.length);
+  out.set(head, 0);
+  out.set(b, head.length);
+  return out;
+}
+
+interface MetaGroup {
+  transferSyntaxUid?: string;
+  /** Offset of the first dataset byte after the file meta group. */
+  datasetOffset: number;
+}
+
+/**
+ * Reads the file meta group (explicit VR LE, right after 'DICM') by hand, before dcmjs sees the file:
+ * so that an unsupported transfer syntax is reported as such even when dcmjs cannot parse its dataset,
+ * and so that deflated datasets can be inflated under a size cap (dcmjs would inflate without limit).
+ */
+function readMetaGroup(b: Uint8Array): MetaGroup {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let off = 132;
+  let tsUid: string | undefined;
+  while (off + 8 <= b.length && dv.getUint16(off, true) === 0x0002) {
+    const elem = dv.getUint16(off + 2, true);
+    const vr = String.fromCharCode(b[off + 4], b[off + 5]);
+    let len: number;
+    let valueOff: number;
+    if (['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'SV', 'UV'].includes(vr)) {
+      if (off + 12 > b.length) break;
+      len = dv.getUint32(off + 8, true);
+      valueOff = off + 12;
+    } else if (isVr(b[off + 4], b[off + 5])) {
+      len = dv.getUint16(off + 6, true);
+      valueOff = off + 8;
+    } else {
+      throw new InputError('CORRUPT', 'The DICOM file meta information is malformed (an element has no valid VR); the file is damaged.');
+    }
+    if (len === 0xffffffff || valueOff + len > b.length) {
+      throw new InputError('TRUNCATED', 'The DICOM file ends inside its file meta information; upload the complete file.');
+    }
+    if (elem === 0x0010) tsUid = String.fromCharCode(...b.subarray(valueOff, valueOff + len)).replace(/[\0 ]+$/, '').trim();
+    off = valueOff + len;
+  }
+  return { transferSyntaxUid: tsUid, datasetOffset: off };
+}
+
+export async function decodeDicom(input: Uint8Array, maxPixels: number): Promise<DecodedImage> {
+  let bytes = input;
+  if (!isDicom(bytes)) {
+    const kind = sniffBareDataset(bytes);
+    if (!kind) throw new InputError('UNRECOGNISED_FORMAT', 'Not a DICOM file.');
+    bytes = toPart10(bytes, kind);
+  }
+  const { transferSyntaxUid: tsUid, datasetOffset } = readMetaGroup(bytes);
+  if (!tsUid) {
+    throw new InputError('CORRUPT', 'The DICOM file meta information has no Transfer Syntax UID (0002,0010), so its pixel encoding is unknown; re-export the file from the modality or PACS.');
+  }
+  if (!NATIVE[tsUid] && !ENCAPSULATED[tsUid]) {
+    const name = KNOWN_UNSUPPORTED[tsUid];
+    throw new InputError('UNSUPPORTED_TRANSFER_SYNTAX',
+      `The DICOM transfer syntax ${tsUid}${name ? ` (${name})` : ''} is not supported; re-export the image with one of: ${supportedSyntaxList()}.`);
+  }
+  if (tsUid === TS.deflatedLE) bytes = inflateDataset(bytes, datasetOffset, maxPixels);
+
+  const { dict, vrOf } = parse(bytes);
+  const ds = naturalize(dict);
+  return toImage(ds, vrOf, tsUid, maxPixels);
+}
+
+/** Inflates a Deflated Explicit VR LE dataset under a cap, and re-labels it explicit VR LE for dcmjs. */
+function inflateDataset(b: Uint8Array, datasetOffset: number, maxPixels: number): Uint8Array {
+  const cap = maxPixels * 2 + 64 * 1024 * 1024;
+  let inflated: Buffer;
+  try {
+    inflated = inflateRawSync(b.subarray(datasetOffset), { maxOutputLength: cap });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (e instanceof RangeError || code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new InputError('TOO_LARGE', `The deflated DICOM dataset inflates to more than ${Math.round(cap / 1e6)} MB, over the pixel limit; this looks like a decompression bomb.`, { cause: e });
+    }
+    if (code === 'Z_BUF_ERROR') throw new InputError('TRUNCATED', 'The deflated DICOM dataset is truncated; upload the complete file.', { cause: e });
+    throw new InputError('CORRUPT', 'The deflated DICOM dataset could not be inflated; the file is damaged.', { cause: e });
+  }
+  const head = toPart10(new Uint8Array(0), 'explicit');
+  const out = new Uint8Array(head.length + inflated.length);
+  out.set(head, 0);
+  out.set(inflated, head.length);
+  return out;
+}
+
+function parse(bytes: Uint8Array): { dict: DicomDataset; vrOf: (tag: string) => string | undefined } {
+  const ab = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? (bytes.buffer as ArrayBuffer)
+    : (bytes.slice().buffer as ArrayBuffer);
+  let dict: DicomDataset;
+  try {
+    dict = DicomMessage.readFile(ab, { ignoreErrors: false, untilTag: null, includeUntilTagValue: false, noCopy: false, forceStoreRaw: false }).dict;
+  } catch (e) {
+    throw parseError(e);
+  }
+  return { dict, vrOf: (tag) => dict[tag]?.vr };
+}
+
+function parseError(e: unknown): InputError {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (e instanceof RangeError || /out of range|outside the bounds|beyond|end of (buffer|stream|file)|offset is outside/i.test(msg)) {
+    return new InputError('TRUNCATED', 'The DICOM file is truncated (it ends in the middle of an element); upload the complete file.', { cause: e });
+  }
+  return new InputError('CORRUPT', 'The DICOM dataset could not be parsed; the file is damaged.', { cause: e });
+}
+
+function naturalize(dict: DicomDataset): Record<string, unknown> {
+  try {
+    return DicomMetaDictionary.naturalizeDataset(dict);
+  } catch (e) {
+    throw new InputError('CORRUPT', 'The DICOM dataset could not be parsed; the file is damaged.', { cause: e });
+  }
+}
+
+// ---- dataset value helpers (naturalized dcmjs values: scalars, arrays, or strings) ----
+
+function first(v: unknown): unknown {
+  return Array.isArray(v) ? v[0] : v;
+}
+function num(v: unknown): number | undefined {
+  const x = first(v);
+  if (x === undefined || x === null || x === '') return undefined;
+  const n = typeof x === 'number' ? x : Number(String(x).trim());
+  return Number.isFinite(n) ? n : undefined;
+}
+function str(v: unknown): string | undefined {
+  const x = first(v);
+  if (typeof x !== 'string' && typeof x !== 'number') return undefined;
+  const s = String(x).replace(/\0/g, '').trim();
+  return s === '' ? undefined : s;
+}
+function pair(v: unknown): [number, number] | undefined {
+  if (!Array.isArray(v) || v.length < 2) return undefined;
+  const a = num(v[0]);
+  const b = num(v[1]);
+  return a !== undefined && b !== undefined && a > 0 && b > 0 ? [a, b] : undefined;
+}
+
+async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => string | undefined, tsUid: string, maxPixels: number): Promise<DecodedImage> {
+  const photometric = str(ds.PhotometricInterpretation)?.toUpperCase();
+  const viewPosition = str(ds.ViewPosition)?.toUpperCase();
+  const bitsAllocated = num(ds.BitsAllocated);
+  const declaredBitsStored = num(ds.BitsStored);
+  const meta: ImageMeta = {
+    format: 'dicom',
+    transferSyntaxUid: tsUid,
+    modality: str(ds.Modality)?.toUpperCase(),
+    viewPosition,
+    photometricInterpretation: photometric,
+    bitsStored: declaredBitsStored,
+    pixelSpacingMm: pair(ds.PixelSpacing) ?? pair(ds.ImagerPixelSpacing),
+    acquiredAt: acquiredAt(ds),
+  };
+  const identifiers: RawIdentifiers = {
+    patientId: str(ds.PatientID),
+    studyInstanceUid: str(ds.StudyInstanceUID),
+  };
+
+  // Cheap refusals first, before any pixel work.
+  if (viewPosition && NON_FRONTAL.has(viewPosition)) {
+    throw new InputError('NOT_FRONTAL', `The DICOM ViewPosition is ${viewPosition}: lateral and oblique views are not analysed; upload a PA or AP view.`);
+  }
+  if (isLateralByViewCode(ds.ViewCodeSequence)) {
+    throw new InputError('NOT_FRONTAL', 'The DICOM View Code Sequence says this is a lateral view: lateral views are not analysed; upload a PA or AP view.');
+  }
+  const pixelData = ds.PixelData;
+  if (pixelData === undefined || (Array.isArray(pixelData) && pixelData.length === 0)) {
+    const what = ds.FloatPixelData !== undefined || ds.DoubleFloatPixelData !== undefined ? 'float pixel data, which is not a radiograph' : 'no pixel data (it may be a report, a presentation state or a DICOMDIR)';
+    throw new InputError('UNSUPPORTED_IMAGE', `The DICOM file has ${what}; upload the chest X-ray image itself.`);
+  }
+  const frames = num(ds.NumberOfFrames) ?? 1;
+  if (frames > 1) throw new InputError('UNSUPPORTED_IMAGE', `The DICOM file holds ${frames} frames; only single-frame radiographs are analysed.`);
+  const spp = num(ds.SamplesPerPixel) ?? 1;
+  if (spp !== 1 || (photometric !== undefined && photometric !== 'MONOCHROME1' && photometric !== 'MONOCHROME2')) {
+    throw new InputError('UNSUPPORTED_IMAGE', `The DICOM image is colour (PhotometricInterpretation ${photometric ?? '?'}, ${spp} samples per pixel); only grayscale (MONOCHROME1/MONOCHROME2) radiographs are analysed.`);
+  }
+  const rows = num(ds.Rows);
+  const cols = num(ds.Columns);
+  if (!rows || !cols || rows < 1 || cols < 1 || !Number.isInteger(rows) || !Number.isInteger(cols)) {
+    throw new InputError('CORRUPT', 'The DICOM image has no valid Rows/Columns; the file is damaged.');
+  }
+  if (rows * cols > maxPixels) {
+    throw new InputError('TOO_LARGE', `The DICOM image is ${cols} x ${rows} pixels (${(rows * cols / 1e6).toFixed(0)} megapixels), over the limit of ${(maxPixels / 1e6).toFixed(0)} megapixels.`);
+  }
+  if (bitsAllocated !== 8 && bitsAllocated !== 16) {
+    throw new InputError('UNSUPPORTED_IMAGE', `The DICOM image has BitsAllocated ${bitsAllocated ?? 'missing'}; only 8 and 16 bits are supported.`);
+  }
+  const bitsStored = declaredBitsStored && declaredBitsStored >= 1 && declaredBitsStored <= bitsAllocated ? declaredBitsStored : bitsAllocated;
+  meta.bitsStored = bitsStored;
+  const hb = num(ds.HighBit);
+  const highBit = hb !== undefined && hb >= bitsStored - 1 && hb < bitsAllocated ? hb : bitsStored - 1;
+  const pixelRepresentation = num(ds.PixelRepresentation) === 1 ? 1 : 0;
+
+  const count = rows * cols;
+  const samples = await pixelSamples(pixelData, vrOf('7FE00010'), tsUid, {
+    rows, cols, bitsAllocated, bitsStored, pixelRepresentation, photometric: photometric ?? 'MONOCHROME2',
+  }, count);
+
+  const wc = num(ds.WindowCenter);
+  const ww = num(ds.WindowWidth);
+  const fn = str(ds.VOILUTFunction)?.toUpperCase();
+  const slope = num(ds.RescaleSlope);
+  const intercept = num(ds.RescaleIntercept);
+  const padding = num(ds.PixelPaddingValue);
+  const { data, window } = storedToDisplay(samples, count, {
+    bitsStored,
+    highBit,
+    signed: pixelRepresentation === 1,
+    slope: slope !== undefined && slope !== 0 ? slope : 1,
+    intercept: intercept ?? 0,
+    window: wc !== undefined && ww !== undefined && ww > 0
+      ? { center: wc, width: ww, fn: (fn === 'LINEAR_EXACT' || fn === 'SIGMOID' ? fn : 'LINEAR') as VoiFunction }
+      : undefined,
+    invert: photometric === 'MONOCHROME1',
+    paddingValue: padding,
+  });
+  meta.window = window;
+  return { width: cols, height: rows, data, meta, identifiers };
+}
+
+function isLateralByViewCode(seq: unknown): boolean {
+  const item = first(seq) as Record<string, unknown> | undefined;
+  if (!item || typeof item !== 'object') return false;
+  const meaning = str(item.CodeMeaning)?.toLowerCase() ?? '';
+  const code = str(item.CodeValue) ?? '';
+  // SNOMED-RT R-10206 / R-10232 and SNOMED CT 399173006 / 399198007: left / right lateral.
+  return /\blateral\b/.test(meaning) && !/obliq|antero|postero/.test(meaning)
+    || ['R-10206', 'R-10232', '399173006', '399198007'].includes(code);
+}
+
+/** The pixel samples of the single frame, as native little-endian 8- or 16-bit values. */
+async function pixelSamples(
+  pixelData: unknown, vr: string | undefined, tsUid: string,
+  g: { rows: number; cols: number; bitsAllocated: number; bitsStored: number; pixelRepresentation: number; photometric: string },
+  count: number,
+): Promise<Uint8Array | Uint16Array> {
+  const parts = (Array.isArray(pixelData) ? pixelData : [pixelData]).filter((p): p is ArrayBuffer | ArrayBufferView =>
+    p instanceof ArrayBuffer || ArrayBuffer.isView(p));
+  if (parts.length === 0) throw new InputError('CORRUPT', 'The DICOM pixel data element is empty or unreadable; the file is damaged.');
+  let bytes = concat(parts);
+  let bytesPerSample = g.bitsAllocated / 8;
+
+  if (ENCAPSULATED[tsUid]) {
+    const decoded = await decodeFrame(tsUid, bytes, g);
+    // An 8-bit JPEG inside a dataset that says BitsAllocated 16 decodes to one byte per sample.
+    if (bytesPerSample === 2 && decoded.byteLength < count * 2 && decoded.byteLength >= count) bytesPerSample = 1;
+    bytes = decoded;
+  } else {
+    const need = count * bytesPerSample;
+    if (bytes.byteLength < need) {
+      throw new InputError('TRUNCATED', `The DICOM pixel data has ${bytes.byteLength} bytes but ${g.cols} x ${g.rows} pixels at ${g.bitsAllocated} bits need ${need}; the file is truncated.`);
+    }
+    if (tsUid === TS.explicitBE && (vr === 'OW' || bytesPerSample === 2)) bytes = swap16(bytes, need);
+  }
+  if (bytesPerSample === 1) return bytes.subarray(0, count);
+  if (bytes.byteOffset % 2 !== 0) bytes = bytes.slice();
+  return new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+}
+
+function concat(parts: (ArrayBuffer | ArrayBufferView)[]): Uint8Array {
+  const views = parts.map((p) => (p instanceof ArrayBuffer ? new Uint8Array(p) : new Uint8Array(p.buffer, p.byteOffset, p.byteLength)));
+  if (views.length === 1) return views[0];
+  const out = new Uint8Array(views.reduce((n, v) => n + v.byteLength, 0));
+  let off = 0;
+  for (const v of views) {
+    out.set(v, off);
+    off += v.byteLength;
+  }
+  return out;
+}
+
+function swap16(b: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i + 1 < n; i += 2) {
+    out[i] = b[i + 1];
+    out[i + 1] = b[i];
+  }
+  return out;
+}
+
+// ---- acquisition date-time ----
+
+function acquiredAt(ds: Record<string, unknown>): string | undefined {
+  const dt = str(ds.AcquisitionDateTime);
+  if (dt) {
+    const iso = fromDT(dt);
+    if (iso) return iso;
+  }
+  for (const [d, t] of [['AcquisitionDate', 'AcquisitionTime'], ['StudyDate', 'StudyTime'], ['SeriesDate', 'SeriesTime'], ['ContentDate', 'ContentTime']]) {
+    const date = str(ds[d]);
+    if (!date) continue;
+    const iso = fromDA(date);
+    if (!iso) continue;
+    const time = str(ds[t]);
+    const tm = time ? fromTM(time) : undefined;
+    return tm ? `${iso}T${tm}` : iso;
+  }
+  return undefined;
+}
+
+function fromDA(s: string): string | undefined {
+  const m = /^(\d{4})\.?(\d{2})\.?(\d{2})$/.exec(s);
+  if (!m) return undefined;
+  const [, y, mo, d] = m;
+  if (+mo < 1 || +mo > 12 || +d < 1 || +d > 31) return undefined;
+  return `${y}-${mo}-${d}`;
+}
+
+function fromTM(s: string): string | undefined {
+  const m = /^(\d{2}):?(\d{2})?:?(\d{2})?(?:\.(\d{1,6}))?$/.exec(s);
+  if (!m) return undefined;
+  const [, h, mi = '00', se = '00', frac] = m;
+  if (+h > 23 || +mi > 59 || +se > 60) return undefined;
+  return `${h}:${mi}:${se}${frac ? `.${frac.padEnd(3, '0').slice(0, 3)}` : ''}`;
+}
+
+function fromDT(s: string): string | undefined {
+  const m = /^(\d{8})(\d{2,6}(?:\.\d{1,6})?)?([+-]\d{4})?$/.exec(s);
+  if (!m) return undefined;
+  const date = fromDA(m[1]);
+  if (!date) return undefined;
+  const time = m[2] ? fromTM(m[2]) : undefined;
+  if (m[2] && !time) return undefined;
+  const tz = m[3] ? `${m[3].slice(0, 3)}:${m[3].slice(3)}` : '';
+  return time ? `${date}T${time}${tz}` : date;
+}

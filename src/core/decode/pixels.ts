@@ -1,0 +1,131 @@
+/**
+ * Stored DICOM pixel values -> display-ready floats in [0, 1] (0 = black).
+ *
+ * Hand-written (no library in the dependency set applies the DICOM grayscale pipeline to raw samples):
+ * stored value (masked to BitsStored below HighBit, sign-extended when PixelRepresentation = 1)
+ * -> Modality LUT (RescaleSlope/Intercept) -> VOI (WindowCenter/Width with VOILUTFunction, or a
+ * 0.5-99.5 percentile window) -> MONOCHROME1 inversion.
+ *
+ * Every stored value maps to one output, so the whole chain is precomputed into a lookup table of
+ * 2^BitsStored floats and applied with one table read per pixel (no per-pixel allocation or math).
+ */
+
+export type VoiFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
+
+export interface GrayscaleParams {
+  bitsStored: number;
+  /** Bit position of the most significant stored bit; defaults to bitsStored - 1. */
+  highBit: number;
+  signed: boolean;
+  slope: number;
+  intercept: number;
+  /** From the DICOM tags; when absent (or unusable) a percentile window is computed. */
+  window?: { center: number; width: number; fn: VoiFunction };
+  invert: boolean;
+  /** Stored value marking padding (outside the exposed area): left out of the percentile window. */
+  paddingValue?: number;
+}
+
+export interface DisplayResult {
+  data: Float32Array;
+  window: { center: number; width: number; source: 'dicom' | 'percentile' };
+}
+
+/** Percentiles of the percentile window fallback. */
+export const PERCENTILE_LO = 0.005;
+export const PERCENTILE_HI = 0.995;
+
+export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p: GrayscaleParams): DisplayResult {
+  const bits = p.bitsStored;
+  const size = 1 << bits;
+  const mask = size - 1;
+  const shift = Math.max(0, p.highBit + 1 - bits);
+  const half = size >> 1;
+  const storedOf = (idx: number) => (p.signed && idx >= half ? idx - size : idx);
+  const modality = (idx: number) => storedOf(idx) * p.slope + p.intercept;
+
+  let window: DisplayResult['window'];
+  let map: (x: number) => number;
+  if (p.window && Number.isFinite(p.window.center) && Number.isFinite(p.window.width) && p.window.width > 0) {
+    const { center: c, width: w, fn } = p.window;
+    window = { center: c, width: w, source: 'dicom' };
+    map = voiFunction(c, w, fn);
+  } else {
+    const { lo, hi } = percentileWindow(raw, count, shift, mask, p, storedOf);
+    const mlo = Math.min(lo * p.slope + p.intercept, hi * p.slope + p.intercept);
+    const mhi = Math.max(lo * p.slope + p.intercept, hi * p.slope + p.intercept);
+    const span = mhi - mlo;
+    window = { center: (mlo + mhi) / 2, width: span, source: 'percentile' };
+    map = span > 0 ? (x) => clamp01((x - mlo) / span) : (x) => (x > mlo ? 1 : 0);
+  }
+
+  const lut = new Float32Array(size);
+  for (let idx = 0; idx < size; idx++) {
+    const y = map(modality(idx));
+    lut[idx] = p.invert ? 1 - y : y;
+  }
+
+  const out = new Float32Array(count);
+  if (shift === 0) {
+    for (let i = 0; i < count; i++) out[i] = lut[raw[i] & mask];
+  } else {
+    for (let i = 0; i < count; i++) out[i] = lut[(raw[i] >> shift) & mask];
+  }
+  return { data: out, window };
+}
+
+/** DICOM PS3.3 C.11.2.1.2 VOI LUT functions, mapped to [0, 1]. */
+export function voiFunction(c: number, w: number, fn: VoiFunction): (x: number) => number {
+  switch (fn) {
+    case 'LINEAR_EXACT':
+      return (x) => (x <= c - w / 2 ? 0 : x > c + w / 2 ? 1 : (x - c) / w + 0.5);
+    case 'SIGMOID':
+      return (x) => 1 / (1 + Math.exp((-4 * (x - c)) / w));
+    case 'LINEAR':
+    default: {
+      const lo = c - 0.5 - (w - 1) / 2;
+      const hi = c - 0.5 + (w - 1) / 2;
+      return (x) => (x <= lo ? 0 : x > hi ? 1 : (x - (c - 0.5)) / (w - 1) + 0.5);
+    }
+  }
+}
+
+/** 0.5 and 99.5 percentiles of the stored values (as stored values), from a histogram. */
+function percentileWindow(
+  raw: Uint8Array | Uint16Array, count: number, shift: number, mask: number, p: GrayscaleParams,
+  storedOf: (idx: number) => number,
+): { lo: number; hi: number } {
+  const size = mask + 1;
+  const hist = new Uint32Array(size);
+  for (let i = 0; i < count; i++) hist[(raw[i] >> shift) & mask]++;
+  let n = count;
+  if (p.paddingValue !== undefined) {
+    const padIdx = p.paddingValue & mask;
+    if (hist[padIdx] < count) {
+      n -= hist[padIdx];
+      hist[padIdx] = 0;
+    }
+  }
+  // Walk the stored values in increasing order (for signed data: the negative half first).
+  const half = size >> 1;
+  const order = (k: number) => (p.signed ? (k + half) & mask : k);
+  const loTarget = Math.max(1, Math.ceil(n * PERCENTILE_LO));
+  const hiTarget = Math.max(1, Math.ceil(n * PERCENTILE_HI));
+  let cum = 0;
+  let lo: number | undefined;
+  let hi: number | undefined;
+  for (let k = 0; k < size; k++) {
+    const idx = order(k);
+    cum += hist[idx];
+    if (lo === undefined && cum >= loTarget) lo = storedOf(idx);
+    if (cum >= hiTarget) {
+      hi = storedOf(idx);
+      break;
+    }
+  }
+  return { lo: lo ?? 0, hi: hi ?? lo ?? 0 };
+}
+
+function clamp01(v: number): number {
+  return v < 0 ? 0 : v > 1 ? 1 : v;
+}

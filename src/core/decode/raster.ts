@@ -1,0 +1,107 @@
+/**
+ * PNG and JPEG through sharp (libvips): 8- or 16-bit, gray or colour, EXIF orientation applied.
+ * Colour is reduced to luma here (Rec. 601 weights on the encoded values, as PIL's convert('L') does,
+ * which is how most public CXR sets were turned to gray), so 16-bit colour keeps its precision.
+ */
+import sharp from 'sharp';
+import { InputError } from '../errors';
+import type { DecodedImage } from '../types';
+
+const LUMA = [0.299, 0.587, 0.114] as const;
+
+export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', maxPixels: number): Promise<DecodedImage> {
+  const label = format === 'png' ? 'PNG' : 'JPEG';
+  if (format === 'png') checkPngStructure(bytes);
+
+  const input = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const options: sharp.SharpOptions = { limitInputPixels: maxPixels, failOn: 'error', autoOrient: true, sequentialRead: true };
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(input, options).metadata();
+  } catch (e) {
+    throw classify(e, label);
+  }
+  const { width, height } = meta;
+  if (!width || !height) throw new InputError('CORRUPT', `The ${label} header gives no image size; the file is damaged.`);
+  // Header-only check: a decompression bomb is refused before any pixel memory is allocated.
+  if (width * height > maxPixels) throw tooLarge(label, width, height, maxPixels);
+
+  const sixteen = meta.depth === 'ushort';
+  const colour = (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1 || meta.space === 'cmyk';
+  let raw: { data: Buffer; info: sharp.OutputInfo };
+  try {
+    raw = await sharp(input, options)
+      .removeAlpha()
+      .toColourspace(colour ? (sixteen ? 'rgb16' : 'srgb') : sixteen ? 'grey16' : 'b-w')
+      .raw({ depth: sixteen ? 'ushort' : 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    throw classify(e, label);
+  }
+  const { info, data: buf } = raw;
+  const n = info.width * info.height;
+  const ch = info.channels;
+  const samples = sixteen
+    ? new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1)
+    : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (samples.length < n * ch) throw new InputError('CORRUPT', `The ${label} decoded to fewer pixels than its header declares; the file is damaged.`);
+  const scale = 1 / (sixteen ? 65535 : 255);
+  const data = new Float32Array(n);
+  if (ch === 1) {
+    for (let i = 0; i < n; i++) data[i] = samples[i] * scale;
+  } else {
+    const [wr, wg, wb] = LUMA;
+    for (let i = 0, j = 0; i < n; i++, j += ch) {
+      const y = (wr * samples[j] + wg * samples[j + 1] + wb * samples[j + 2]) * scale;
+      data[i] = y > 1 ? 1 : y;
+    }
+  }
+  return {
+    width: info.width,
+    height: info.height,
+    data,
+    meta: {
+      format,
+      photometricInterpretation: colour ? 'RGB' : 'MONOCHROME2',
+      bitsStored: sixteen ? 16 : 8,
+    },
+    identifiers: {},
+  };
+}
+
+function tooLarge(label: string, w: number, h: number, maxPixels: number): InputError {
+  return new InputError('TOO_LARGE', `The ${label} declares ${w} x ${h} pixels (${(w * h / 1e6).toFixed(0)} megapixels), over the limit of ${(maxPixels / 1e6).toFixed(0)} megapixels; downscale the image before uploading.`);
+}
+
+/** Maps a sharp/libvips error to an InputError naming the problem. */
+function classify(e: unknown, label: string): InputError {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/pixel limit/i.test(msg)) return new InputError('TOO_LARGE', `The ${label} is larger than the pixel limit; downscale the image before uploading.`, { cause: e });
+  if (/premature end|truncat|unexpected end|end of (file|data|stream)|not enough data/i.test(msg)) {
+    return new InputError('TRUNCATED', `The ${label} file is truncated (it ends before the image data does); upload the complete file.`, { cause: e });
+  }
+  return new InputError('CORRUPT', `The ${label} file could not be decoded (${msg.split('\n')[0].slice(0, 120)}); the file is damaged.`, { cause: e });
+}
+
+/**
+ * Walks the PNG chunk list (hand-written: libpng reports a truncated file and a corrupt one with the same
+ * "read error", and the uploader needs to know which). Only lengths are checked; CRCs are left to libpng.
+ */
+function checkPngStructure(b: Uint8Array): void {
+  let off = 8;
+  let sawData = false;
+  while (off + 8 <= b.length) {
+    const len = ((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0;
+    const type = String.fromCharCode(b[off + 4], b[off + 5], b[off + 6], b[off + 7]);
+    if (len > 0x7fffffff) throw new InputError('CORRUPT', `The PNG has an invalid chunk length; the file is damaged.`);
+    const end = off + 12 + len;
+    if (end > b.length) break;
+    if (type === 'IDAT') sawData = true;
+    if (type === 'IEND') return;
+    off = end;
+  }
+  // Ran out of bytes before IEND. A file whose chunks are all complete and only lacks IEND still
+  // decodes in full, so it is tolerated; anything that stops inside a chunk is truncated.
+  if (off === b.length && sawData) return;
+  throw new InputError('TRUNCATED', `The PNG file is truncated (it ends at byte ${b.length}, inside its image data); upload the complete file.`);
+}
