@@ -24,7 +24,7 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
 
   before(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cxr-pipe-'));
-    p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model')), dataDir: dir, retryDelayMs: 50, logLevel: 'INFO', logSink: (l) => logs.push(l) });
+    p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: dir, retryDelayMs: 50, logLevel: 'INFO', logSink: (l) => logs.push(l) });
   });
   after(async () => p?.stop());
 

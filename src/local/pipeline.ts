@@ -91,9 +91,12 @@ function observabilityFor(serviceName: string, opts: LocalPipelineOptions) {
     const write = (...args: unknown[]) => logSink(args.map(String).join(' '));
     Object.assign(c, { info: write, warn: write, error: write, debug: write, log: write, trace: write });
   }
+  const metrics = new Metrics({ serviceName, namespace: 'CxrOpacity', singleMetric: false });
+  // Locally there is no CloudWatch to read EMF lines, and an empty flush only prints a warning.
+  metrics.publishStoredMetrics = () => undefined;
   return {
     logger,
-    metrics: new Metrics({ serviceName, namespace: 'CxrOpacity', singleMetric: false }),
+    metrics,
     tracer: new Tracer({ serviceName, enabled: false }),
   };
 }
