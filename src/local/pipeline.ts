@@ -93,7 +93,7 @@ function observabilityFor(serviceName: string, opts: LocalPipelineOptions) {
   }
   const metrics = new Metrics({ serviceName, namespace: 'CxrOpacity', singleMetric: false });
   // Locally there is no CloudWatch to read EMF lines, and an empty flush only prints a warning.
-  metrics.publishStoredMetrics = () => undefined;
+  metrics.publishStoredMetrics = () => metrics;
   return {
     logger,
     metrics,
