@@ -195,6 +195,13 @@ describe('severity scales and config', () => {
     assert.equal(r.icu, 0.5);
     assert.equal(r.mortality, 1 / (1 + Math.exp(3)));
   });
+  test('risk applies the model\'s feature transform (log1p, sqrt)', () => {
+    const c = { ...cfg, risk: { icu: { ...cfg.risk.icu, transform: 'log1p' as const }, mortality: { ...cfg.risk.mortality, transform: 'sqrt' as const, coef: 1 } } };
+    const r = riskFor(40, validateSeverityConfig(c, 't'));
+    assert.equal(r.icu, 1 / (1 + Math.exp(-(-2 + 0.05 * Math.log1p(40)))));
+    assert.equal(r.mortality, 1 / (1 + Math.exp(-(-3 + Math.sqrt(40)))));
+    assert.throws(() => validateSeverityConfig({ ...cfg, risk: { ...cfg.risk, icu: { ...cfg.risk.icu, transform: 'toString' } } }, 't'), /risk\.icu"\.transform/);
+  });
   test('the committed models/severity.json loads and validates', () => {
     const c = loadSeverityConfig();
     assert.match(c.version, /^\d+\.\d+\.\d+$/);

@@ -18,10 +18,20 @@ export interface SeverityGrade {
   justification: string;
 }
 
-/** A one-feature logistic model: p = 1 / (1 + exp(-(intercept + coef * x))). */
+/** How the feature enters the logistic model: x = f(opacity %). */
+export type FeatureTransform = 'identity' | 'log1p' | 'sqrt';
+export const FEATURE_TRANSFORMS: Record<FeatureTransform, (pct: number) => number> = {
+  identity: (p) => p,
+  log1p: (p) => Math.log1p(p),
+  sqrt: (p) => Math.sqrt(p),
+};
+
+/** A one-feature logistic model: p = 1 / (1 + exp(-(intercept + coef * transform(opacity %)))). */
 export interface LogisticModel {
   outcome: string;
   feature: 'opacity_pct_total';
+  /** Default 'identity'. */
+  transform?: FeatureTransform;
   intercept: number;
   coef: number;
   /** Which study of each patient the model was fitted on ('first' or 'worst'). */
@@ -109,6 +119,9 @@ export function validateSeverityConfig(json: unknown, source = 'severity config'
       if (!isNum(m[f])) fail(`${at}.${f} must be a finite number`);
     }
     for (const f of ['outcome', 'study', 'cvMethod']) if (!isStr(m[f])) fail(`${at}.${f} must be a non-empty string`);
+    if (m.transform !== undefined && !(typeof m.transform === 'string' && Object.prototype.hasOwnProperty.call(FEATURE_TRANSFORMS, m.transform))) {
+      fail(`${at}.transform must be one of ${Object.keys(FEATURE_TRANSFORMS).join(', ')}`);
+    }
     const r = m.featureRange;
     if (!Array.isArray(r) || r.length !== 2 || !isNum(r[0]) || !isNum(r[1])) fail(`${at}.featureRange must be [min, max]`);
   }
@@ -141,7 +154,8 @@ export function gradeFor(pct: number | null, cfg: SeverityConfig): { label: stri
   return { label: bins[k].label, index: bins[k].index };
 }
 
-const logistic = (m: LogisticModel, x: number): number => 1 / (1 + Math.exp(-(m.intercept + m.coef * x)));
+const logistic = (m: LogisticModel, pct: number): number =>
+  1 / (1 + Math.exp(-(m.intercept + m.coef * FEATURE_TRANSFORMS[m.transform ?? 'identity'](pct))));
 
 /** Calibrated probabilities of ICU admission and death for a total opacity %; null when the % is null. */
 export function riskFor(pct: number | null, cfg: SeverityConfig): { icu: number | null; mortality: number | null } {
