@@ -19,6 +19,7 @@ import { DynamoResults } from '../aws/results-table';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
 import { imageIdFor, type StageMessage } from '../pipeline/messages';
+import type { ObjectStore } from '../pipeline/ports';
 import { LocalQueue } from './queue';
 import { LOCAL_NAMES, startLocalStack, type LocalStack, type S3NotificationLike } from './stack';
 
@@ -32,6 +33,12 @@ export interface LocalPipelineOptions {
   /** Images segmented at once (each inference uses all cores already). */
   concurrency?: number;
   retryDelayMs?: number;
+  /** Deliveries before a message is dead-lettered (the CDK queues use 3). */
+  maxReceiveCount?: number;
+  /** Handler timeout, as the Lambda functions' (segment 120 s, score 60 s). */
+  timeoutMs?: { segment: number; score: number };
+  /** Wraps the object store the handlers use (fault-injection tests). */
+  wrapObjects?: (store: ObjectStore) => ObjectStore;
   /** Powertools log level for the handlers (default WARN, so the console shows progress, not JSON). */
   logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'SILENT';
   /** Receives every structured log line (tests use it to check for leaks). */
@@ -106,13 +113,15 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
   process.env.POWERTOOLS_METRICS_DISABLED ??= 'true';
   const stack = await startLocalStack({ dataDir: opts.dataDir });
   const model = typeof opts.model === 'object' ? opts.model : await loadModel(opts.model ?? DEFAULT_MODEL_MANIFEST);
-  const objects = new S3Objects(stack.s3);
+  const objects = opts.wrapObjects ? opts.wrapObjects(new S3Objects(stack.s3)) : new S3Objects(stack.s3);
   const results = new DynamoResults(stack.ddb, LOCAL_NAMES.resultsTable);
   const severity = loadSeverityConfig();
   const retryDelayMs = opts.retryDelayMs ?? 500;
 
-  const scoring = new LocalQueue({ name: 'score', batchSize: 5, maxReceiveCount: 3, retryDelayMs, concurrency: 2 });
-  const ingest = new LocalQueue({ name: 'ingest', batchSize: 1, maxReceiveCount: 3, retryDelayMs, concurrency: opts.concurrency ?? 1 });
+  const maxReceiveCount = opts.maxReceiveCount ?? 3;
+  const timeouts = opts.timeoutMs ?? { segment: 120_000, score: 60_000 };
+  const scoring = new LocalQueue({ name: 'score', batchSize: 5, maxReceiveCount, retryDelayMs, concurrency: 2, timeoutMs: timeouts.score });
+  const ingest = new LocalQueue({ name: 'ingest', batchSize: 1, maxReceiveCount, retryDelayMs, concurrency: opts.concurrency ?? 1, timeoutMs: timeouts.segment });
 
   const segmentHandler = createSegmentHandler(async () => ({
     objects,

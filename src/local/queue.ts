@@ -19,6 +19,8 @@ export interface LocalQueueOptions {
   retryDelayMs?: number;
   /** How many batches may be in the handler at once. */
   concurrency?: number;
+  /** Like a Lambda timeout: an invocation still running after this is abandoned and counts as failed. */
+  timeoutMs?: number;
 }
 
 export class LocalQueue {
@@ -89,12 +91,19 @@ export class LocalQueue {
     }
     let failed: Set<string>;
     let lastError: string | undefined;
+    const timeoutMs = this.opts.timeoutMs ?? 120_000;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const res = await handler({ Records: batch.map((p) => p.record) }, localContext(this.opts.name));
+      const timedOut = new Promise<never>((_, rej) => {
+        timer = setTimeout(() => rej(new Error(`Task timed out after ${timeoutMs / 1000} seconds`)), timeoutMs);
+      });
+      const res = await Promise.race([handler({ Records: batch.map((p) => p.record) }, localContext(this.opts.name, timeoutMs)), timedOut]);
       failed = new Set((res?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
     } catch (e) {
       lastError = (e as Error).message;
       failed = new Set(batch.map((p) => p.record.messageId));
+    } finally {
+      clearTimeout(timer);
     }
     for (const p of batch) {
       if (!failed.has(p.record.messageId)) continue;
@@ -112,7 +121,7 @@ export class LocalQueue {
   }
 }
 
-export function localContext(functionName: string): Context {
+export function localContext(functionName: string, timeoutMs = 120_000): Context {
   const start = Date.now();
   return {
     callbackWaitsForEmptyEventLoop: false,
@@ -123,7 +132,7 @@ export function localContext(functionName: string): Context {
     awsRequestId: randomUUID(),
     logGroupName: `/aws/lambda/${functionName}`,
     logStreamName: 'local',
-    getRemainingTimeInMillis: () => Math.max(0, 900_000 - (Date.now() - start)),
+    getRemainingTimeInMillis: () => Math.max(0, timeoutMs - (Date.now() - start)),
     done: () => undefined,
     fail: () => undefined,
     succeed: () => undefined,

@@ -46,6 +46,9 @@ export interface LocalStack {
   onObjectCreated(cb: (notification: S3NotificationLike) => void): void;
   stopDynamo(): Promise<void>;
   startDynamo(): Promise<void>;
+  /** Stops and restarts the S3 stand-in on the same port and data (fault-injection tests). */
+  stopS3(): Promise<void>;
+  startS3(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -56,10 +59,18 @@ export interface LocalStackOptions {
 export async function startLocalStack(opts: LocalStackOptions = {}): Promise<LocalStack> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'cxr-opacity-'));
   mkdirSync(join(dataDir, 's3'), { recursive: true });
-  const s3rver = new S3rver({
-    address: '127.0.0.1', port: 0, silent: true, directory: join(dataDir, 's3'),
-    configureBuckets: [{ name: LOCAL_NAMES.uploadsBucket }, { name: LOCAL_NAMES.resultsBucket }],
-  });
+  const listeners: ((n: S3NotificationLike) => void)[] = [];
+  const newS3rver = (port: number) => {
+    const srv = new S3rver({
+      address: '127.0.0.1', port, silent: true, directory: join(dataDir, 's3'),
+      configureBuckets: [{ name: LOCAL_NAMES.uploadsBucket }, { name: LOCAL_NAMES.resultsBucket }],
+    });
+    srv.on('event', (e) => {
+      if (e.Records?.[0]?.eventName?.startsWith('ObjectCreated')) listeners.forEach((cb) => cb(e));
+    });
+    return srv;
+  };
+  let s3rver = newS3rver(0);
   const s3Addr = await s3rver.run();
   const s3Endpoint = `http://127.0.0.1:${s3Addr.port}`;
 
@@ -92,9 +103,14 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
   });
   return {
     s3, ddb, dataDir, s3Endpoint, ddbEndpoint,
-    onObjectCreated: (cb) => s3rver.on('event', (e) => {
-      if (e.Records?.[0]?.eventName?.startsWith('ObjectCreated')) cb(e);
-    }),
+    onObjectCreated: (cb) => listeners.push(cb),
+    async stopS3() {
+      await s3rver.close();
+    },
+    async startS3() {
+      s3rver = newS3rver(s3Addr.port);
+      await s3rver.run();
+    },
     async stopDynamo() {
       await closeServer(ddbServer);
       // dynalite holds its LevelDB open; close it so a new server can open the same path.
