@@ -1,0 +1,301 @@
+/**
+ * The serving container of the SageMaker (async) inference endpoint: SageMaker's container contract
+ * (`GET /ping`, `POST /invocations`, port 8080) over the same core as the segment Lambda.
+ *
+ * POST /invocations takes either
+ *  - `application/json` `{ "source": {bucket, key, etag?}, "patientId"?, "studyId"? }`: the async path.
+ *    SageMaker hands us the small JSON request object the router wrote; we run `runSegmentStage` exactly
+ *    as the Lambda does (reads the upload, writes the masks and overlay to the results bucket, path
+ *    'sagemaker') and answer with the StageMessage, which SageMaker writes to the async output location
+ *    and the batch-result function forwards to the score queue. An image we cannot analyse is a FAILED
+ *    StageMessage with status 200: it is a result, which the score stage records.
+ *  - raw image bytes (`application/dicom`, `image/png`, `image/jpeg`, `application/octet-stream`): direct
+ *    calls; answers the masks and overlay as base64 PNGs with the image's meta, or 422 with the reason.
+ * Malformed requests get 400, oversized 413, unknown content types 415, a full queue 503.
+ */
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import {
+  decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, type SegmentationModel,
+} from '../../src/core';
+import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
+import { PATIENT_METADATA, runSegmentStage, STUDY_METADATA } from '../../src/pipeline/segment-stage';
+import type { StageMessage } from '../../src/pipeline/messages';
+import { queuedModel, QueueFullError, type QueuedModel } from './model-queue';
+
+export interface ServerLimits {
+  /** Largest JSON request (default 64 KiB: it only points at the upload). */
+  maxJsonBytes?: number;
+  /** Largest raw image body (default 64 MiB). */
+  maxImageBytes?: number;
+  /** Requests worked on at once (decode, storage, inference); others wait (default 4). */
+  maxConcurrent?: number;
+  /** Requests allowed to wait; more get 503 (default 64). */
+  maxQueued?: number;
+  /** Images merged into one model run when requests overlap (default 1; more helps on a GPU). */
+  maxBatch?: number;
+}
+
+export interface InferenceServerDeps {
+  objects: ObjectStore;
+  /** The model, or its loading: /ping says 503 until it is loaded. */
+  model: SegmentationModel | Promise<SegmentationModel>;
+  pseudonymKey: string;
+  resultsBucket: string;
+  log: StageLogger;
+  /** When set, JSON requests may only name these buckets (403 otherwise). */
+  allowedSourceBuckets?: string[];
+  limits?: ServerLimits;
+  now?: () => Date;
+}
+
+export interface InferenceServer {
+  readonly server: Server;
+  /** True once the model is loaded. */
+  ready(): boolean;
+  /** Resolves when the model is loaded (rejects if loading failed). */
+  loaded: Promise<QueuedModel>;
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+export const asyncRequestSchema = z.object({
+  source: z.object({
+    bucket: z.string().min(3).max(63),
+    key: z.string().min(1).max(1024),
+    etag: z.string().max(200).optional(),
+  }).strict(),
+  patientId: z.string().min(1).max(256).optional(),
+  studyId: z.string().min(1).max(256).optional(),
+  /** Set by the router, for tracing only. */
+  batchId: z.string().max(128).optional(),
+}).strict();
+export type AsyncRequest = z.infer<typeof asyncRequestSchema>;
+
+const RAW_TYPES = new Set(['application/dicom', 'image/png', 'image/jpeg', 'image/jpg', 'application/octet-stream']);
+const JSON_TYPES = new Set(['application/json', 'text/json']);
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** A counting semaphore with a bounded waiting line. */
+function limiter(maxConcurrent: number, maxQueued: number) {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (active >= maxConcurrent) {
+      if (waiting.length >= maxQueued) throw new HttpError(503, 'BUSY', `server busy: ${maxQueued} requests are waiting; retry later`);
+      await new Promise<void>((res) => waiting.push(res));
+    } else active += 1;
+    try {
+      return await fn();
+    } finally {
+      const next = waiting.shift();
+      if (next) next(); // hand the slot over
+      else active -= 1;
+    }
+  };
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return Promise.reject(new HttpError(413, 'TOO_LARGE', `request body of ${declared} bytes is over the limit of ${limit} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      size += c.length;
+      if (size > limit) {
+        over = true;
+        chunks.length = 0;
+        reject(new HttpError(413, 'TOO_LARGE', `request body is over the limit of ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!over) resolve(Buffer.concat(chunks, size));
+    });
+    req.on('error', reject);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers });
+  res.end(text);
+}
+
+const errorName = (e: unknown): string => (e as { name?: string })?.name ?? '';
+const httpStatusOf = (e: unknown): number | undefined => (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+
+export function createInferenceServer(deps: InferenceServerDeps): InferenceServer {
+  if (deps.pseudonymKey.length < 16) throw new Error('the pseudonym key must be at least 16 characters');
+  const lim = deps.limits ?? {};
+  const maxJsonBytes = lim.maxJsonBytes ?? 64 * 1024;
+  const maxImageBytes = lim.maxImageBytes ?? 64 * 1024 * 1024;
+  const run = limiter(Math.max(1, lim.maxConcurrent ?? 4), Math.max(0, lim.maxQueued ?? 64));
+  let model: QueuedModel | undefined;
+  const loaded = Promise.resolve(deps.model).then((m) => {
+    model = queuedModel(m, { maxBatch: lim.maxBatch ?? 1, maxQueued: Math.max(1, (lim.maxQueued ?? 64) + (lim.maxConcurrent ?? 4)) });
+    return model;
+  });
+  loaded.catch((e: unknown) => deps.log.error('model failed to load', { error: (e as Error).message }));
+
+  const invokeJson = async (body: Buffer, m: QueuedModel): Promise<{ status: number; body: StageMessage }> => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch (e) {
+      throw new HttpError(400, 'MALFORMED_JSON', `the request body is not valid JSON: ${(e as Error).message}`);
+    }
+    const r = asyncRequestSchema.safeParse(parsed);
+    if (!r.success) {
+      const why = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+      throw new HttpError(400, 'INVALID_REQUEST', `the request does not match {source:{bucket,key,etag?},patientId?,studyId?}: ${why}`);
+    }
+    const req = r.data;
+    if (deps.allowedSourceBuckets && !deps.allowedSourceBuckets.includes(req.source.bucket)) {
+      throw new HttpError(403, 'BUCKET_NOT_ALLOWED', `this endpoint does not read from bucket ${req.source.bucket}`);
+    }
+    // Ids the submitter gave in the batch manifest act as the upload's metadata (DICOM tags still win).
+    const objects: ObjectStore = {
+      get: async (bucket, key) => {
+        const o = await deps.objects.get(bucket, key);
+        if (bucket !== req.source.bucket || key !== req.source.key) return o;
+        const metadata = { ...o.metadata };
+        if (req.patientId) metadata[PATIENT_METADATA] = req.patientId;
+        if (req.studyId) metadata[STUDY_METADATA] = req.studyId;
+        return { ...o, metadata };
+      },
+      put: (bucket, key, b, contentType) => deps.objects.put(bucket, key, b, contentType),
+    };
+    try {
+      const message = await runSegmentStage(req.source, {
+        objects, model: m, sink: { send: async () => undefined }, pseudonymKey: deps.pseudonymKey,
+        resultsBucket: deps.resultsBucket, log: deps.log, path: 'sagemaker', now: deps.now,
+      });
+      return { status: 200, body: message };
+    } catch (e) {
+      const name = errorName(e);
+      if (name === 'NoSuchKey' || name === 'NotFound' || httpStatusOf(e) === 404) {
+        throw new HttpError(404, 'SOURCE_NOT_FOUND', `the source object ${req.source.key} does not exist in bucket ${req.source.bucket}`);
+      }
+      if (name === 'AccessDenied' || httpStatusOf(e) === 403) {
+        throw new HttpError(403, 'SOURCE_ACCESS_DENIED', `this endpoint may not read bucket ${req.source.bucket}`);
+      }
+      throw e;
+    }
+  };
+
+  const invokeRaw = async (body: Buffer, m: QueuedModel) => {
+    const t0 = process.hrtime.bigint();
+    const imageId = createHash('sha256').update(body).digest('hex').slice(0, 32);
+    try {
+      const img = await decodeImage(body);
+      const { masks, timings } = await segmentImage(img, m);
+      const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
+        maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft),
+        maskToPng(masks.opacity), renderOverlay(img, masks),
+      ]);
+      const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
+      return {
+        status: 200,
+        body: {
+          status: 'SEGMENTED', imageId, path: 'sagemaker', meta: img.meta,
+          patientKey: pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId),
+          studyKey: pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid),
+          model: { name: m.manifest.name, version: m.manifest.version },
+          size: { width: img.width, height: img.height },
+          masks: { lung: b64(lung), lungRight: b64(lungRight), lungLeft: b64(lungLeft), opacity: b64(opacity) },
+          overlay: b64(overlay),
+          timingsMs: {
+            preprocess: round(timings.preprocessMs), inference: round(timings.inferenceMs),
+            postprocess: round(timings.postprocessMs), total: round(Number(process.hrtime.bigint() - t0) / 1e6),
+          },
+        },
+      };
+    } catch (e) {
+      if (!isInputError(e)) throw e;
+      return { status: 422, body: { status: 'FAILED', imageId, path: 'sagemaker', error: { code: e.code, reason: e.message } } };
+    }
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url === '/ping') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'METHOD_NOT_ALLOWED' }, { allow: 'GET' });
+      return model ? send(res, 200, { status: 'ok', model: model.manifest.version }) : send(res, 503, { status: 'loading' });
+    }
+    if (url !== '/invocations') return send(res, 404, { error: 'NOT_FOUND', message: 'only GET /ping and POST /invocations exist' });
+    if (req.method !== 'POST') return send(res, 405, { error: 'METHOD_NOT_ALLOWED' }, { allow: 'POST' });
+    const m = model;
+    if (!m) {
+      req.resume();
+      return send(res, 503, { error: 'LOADING', message: 'the model is still loading' }, { 'retry-after': '5' });
+    }
+    const ctype = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const t0 = Date.now();
+    try {
+      const isJson = JSON_TYPES.has(ctype);
+      if (!isJson && ctype && !RAW_TYPES.has(ctype)) {
+        req.resume();
+        throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE',
+          `content type ${ctype} is not accepted; send application/json (a source reference) or application/dicom, image/png, image/jpeg`);
+      }
+      const body = await readBody(req, isJson ? maxJsonBytes : Math.max(maxJsonBytes, maxImageBytes));
+      if (body.length === 0) throw new HttpError(400, 'EMPTY_BODY', 'the request body is empty');
+      // No content type: a body starting with '{' is a JSON request, anything else an image.
+      const asJson = isJson || (!ctype && body[0] === 0x7b);
+      const out = await run<{ status: number; body: unknown }>(() => (asJson ? invokeJson(body, m) : invokeRaw(body, m)));
+      send(res, out.status, out.body);
+      const b = out.body as { imageId?: string; status?: string };
+      deps.log.info('invocation', { form: asJson ? 'json' : 'raw', status: out.status, imageId: b.imageId, result: b.status, ms: Date.now() - t0 });
+    } catch (e) {
+      if (e instanceof HttpError) {
+        deps.log.warn('invocation refused', { status: e.status, code: e.code, ms: Date.now() - t0 });
+        return send(res, e.status, { error: e.code, message: e.message }, e.status === 413 ? { connection: 'close' } : e.status === 503 ? { 'retry-after': '5' } : {});
+      }
+      if (e instanceof QueueFullError) return send(res, 503, { error: 'BUSY', message: e.message }, { 'retry-after': '5' });
+      deps.log.error('invocation failed', { error: (e as Error).message, name: errorName(e), ms: Date.now() - t0 });
+      return send(res, 500, { error: 'INTERNAL', message: 'the image could not be processed; see the endpoint logs' });
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      deps.log.error('request handler crashed', { error: (e as Error).message });
+      if (!res.headersSent) send(res, 500, { error: 'INTERNAL' });
+      else res.destroy();
+    });
+  });
+  // SageMaker keeps connections to the container open; idle ones must outlive its 60 s.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+
+  return {
+    server,
+    ready: () => model !== undefined,
+    loaded,
+    listen: (port, host) => new Promise<AddressInfo>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve(server.address() as AddressInfo));
+    }),
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}
+
+const round = (v: number) => Math.round(v * 10) / 10;
