@@ -1,0 +1,316 @@
+/**
+ * The HTTP API (API Gateway REST, Lambda proxy integration), built on Powertools event-handler's
+ * HTTP router. One factory, `createApiHandler(deps)`, is used by the AWS entry point (handler.ts) and
+ * by the tests, which pass clients pointed at the local stand-ins (s3rver, dynalite).
+ *
+ * Routes (see api/openapi.yaml):
+ *   POST /v1/uploads                        presigned S3 PUT for one image (images never pass through API GW)
+ *   GET  /v1/uploads/{uploadId}             where that upload is: AWAITING_UPLOAD, PROCESSING, SCORED, FAILED (+ imageId)
+ *   GET  /v1/images/{imageId}               status, results and short-lived URLs of the overlay, masks and result.json
+ *   GET  /v1/patients/{patientKey}/images   a patient's images in time order, paginated
+ *   POST /v1/analyze                        synchronous analysis of one small image, in memory
+ * Every error is JSON `{ "error": { "code", "message" } }`. Logs carry codes and counts, never
+ * patient keys, object keys or file names.
+ */
+import { randomUUID } from 'node:crypto';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import {
+  HttpError, MethodNotAllowedError, NotFoundError, RequestValidationError, Router,
+} from '@aws-lambda-powertools/event-handler/http';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { z } from 'zod';
+import { DynamoResults, RESULTS_TABLE_KEYS } from '../../src/aws/results-table';
+import type { SegmentationModel, SeverityConfig } from '../../src/core';
+import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../../src/local/memory';
+import { imageIdFor, type ResultItem } from '../../src/pipeline/messages';
+import { runScoreStage } from '../../src/pipeline/score-stage';
+import { PATIENT_METADATA, runSegmentStage, STUDY_METADATA } from '../../src/pipeline/segment-stage';
+
+/** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
+export const UPLOAD_URL_TTL_S = 15 * 60;
+export const RESULT_URL_TTL_S = 5 * 60;
+/**
+ * Largest image /v1/analyze takes, decoded. Lambda's synchronous request payload limit is 6 MB and the
+ * body arrives base64 (4/3 larger) inside the event JSON, so 4 MiB decoded is what reliably fits.
+ * Larger images go through POST /v1/uploads.
+ */
+export const MAX_ANALYZE_BYTES = 4 * 1024 * 1024;
+export const UPLOAD_PREFIX = 'uploads/';
+const PAGE_MAX = 100;
+
+export interface ApiLogger {
+  info(message: string, extra?: Record<string, unknown>): void;
+  warn(message: string, extra?: Record<string, unknown>): void;
+  error(message: string, extra?: Record<string, unknown>): void;
+  debug(message: string, extra?: Record<string, unknown>): void;
+}
+
+export interface ApiDeps {
+  /** S3 client; also signs the presigned URLs (its credentials and endpoint are used). */
+  s3: S3Client;
+  ddb: DynamoDBClient;
+  uploadsBucket: string;
+  resultsBucket: string;
+  resultsTable: string;
+  /** The model for /v1/analyze, or a loader called on first use (the other routes never load it). */
+  model?: SegmentationModel | (() => Promise<SegmentationModel>);
+  severity: SeverityConfig;
+  logger?: ApiLogger;
+  now?: () => Date;
+}
+
+export type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+/** An error with our own code, rendered as `{ error: { code, message } }` with its HTTP status. */
+export class ApiError extends Error {
+  constructor(readonly statusCode: number, readonly code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+const json = (statusCode: number, body: unknown): Response =>
+  new Response(JSON.stringify(body), { status: statusCode, headers: { 'content-type': 'application/json' } });
+const errorBody = (statusCode: number, code: string, message: string, details?: unknown): Response =>
+  json(statusCode, { error: { code, message, ...(details === undefined ? {} : { details }) } });
+
+// ---- request schemas (zod implements Standard Schema, which the router validates with) ----
+
+const CONTENT_TYPES = ['image/png', 'image/jpeg', 'application/dicom', 'application/octet-stream'] as const;
+const idText = z.string().trim().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'printable ASCII only');
+
+export const UploadRequest = z.object({
+  fileName: z.string().trim().min(1).max(255),
+  contentType: z.enum(CONTENT_TYPES).optional(),
+  patientId: idText.optional(),
+  studyId: idText.optional(),
+}).strict();
+
+const uploadIdPath = z.object({ uploadId: z.uuid() });
+const imageIdPath = z.object({ imageId: z.string().regex(/^[0-9a-f]{32}$/, 'an imageId is 32 lower-case hex characters') });
+const patientPath = z.object({ patientKey: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'not a patient key') });
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(PAGE_MAX).optional(),
+  nextToken: z.string().max(2048).optional(),
+  order: z.enum(['asc', 'desc']).optional(),
+});
+
+/** `uploads/<uuid>/<name>`: the name keeps letters, digits, dot, dash and underscore. */
+export function sanitiseFileName(fileName: string): string {
+  const base = fileName.split(/[\\/]/).pop() ?? '';
+  const clean = base.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(-100);
+  return clean.length > 0 ? clean : 'image';
+}
+
+// ---- pagination tokens: the LastEvaluatedKey of the byPatient query, base64url JSON ----
+
+const PageKey = z.object({ imageId: z.string(), patientKey: z.string(), sortKey: z.string() }).strict();
+const encodeToken = (key: Record<string, unknown>) => Buffer.from(JSON.stringify(key)).toString('base64url');
+function decodeToken(token: string, patientKey: string): z.infer<typeof PageKey> {
+  try {
+    const key = PageKey.parse(JSON.parse(Buffer.from(token, 'base64url').toString('utf8')));
+    if (key.patientKey !== patientKey) throw new Error('token of another listing');
+    return key;
+  } catch {
+    throw new ApiError(400, 'INVALID_NEXT_TOKEN', 'nextToken is not one this listing returned');
+  }
+}
+
+/** What the API shows of a result item: everything but the storage internals, plus short-lived URLs. */
+export interface ImageView extends Omit<ResultItem, 'keys' | 'sortKey' | 'source'> {
+  source: { key: string; size?: number };
+  urls?: { overlay: string; lung: string; lungRight: string; lungLeft: string; opacity: string; result: string; expiresAt: string };
+}
+
+export function createApiHandler(deps: ApiDeps): ApiHandler {
+  const log = deps.logger ?? { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+  const now = deps.now ?? (() => new Date());
+  const results = new DynamoResults(deps.ddb, deps.resultsTable);
+  const doc = DynamoDBDocumentClient.from(deps.ddb);
+  let model: Promise<SegmentationModel> | undefined;
+  const getModel = (): Promise<SegmentationModel> => {
+    if (!deps.model) throw new ApiError(503, 'ANALYZE_UNAVAILABLE', 'synchronous analysis is not configured on this deployment');
+    model ??= typeof deps.model === 'function' ? deps.model() : Promise.resolve(deps.model);
+    model.catch(() => { model = undefined; });
+    return model;
+  };
+
+  const presignGet = (key: string) =>
+    getSignedUrl(deps.s3, new GetObjectCommand({ Bucket: deps.resultsBucket, Key: key }), { expiresIn: RESULT_URL_TTL_S });
+
+  async function view(item: ResultItem): Promise<ImageView> {
+    const { keys, sortKey: _sortKey, source, ...rest } = item;
+    void _sortKey;
+    const out: ImageView = { ...rest, source: { key: source.key, size: source.size } };
+    if (item.status === 'SCORED' && keys) {
+      const [overlay, lung, lungRight, lungLeft, opacity, result] = await Promise.all(
+        [keys.overlay, keys.lung, keys.lungRight, keys.lungLeft, keys.opacity, keys.result].map(presignGet),
+      );
+      out.urls = {
+        overlay, lung, lungRight, lungLeft, opacity, result,
+        expiresAt: new Date(now().getTime() + RESULT_URL_TTL_S * 1000).toISOString(),
+      };
+    }
+    return out;
+  }
+
+  const app = new Router({ logger: { ...log, critical: log.error, trace: log.debug } as never });
+
+  // ---- errors: one JSON shape everywhere ----
+  app.errorHandler(RequestValidationError, async (e) => {
+    const issues = (e.details?.issues as { message: string; path?: PropertyKey[] }[] | undefined)
+      ?? ((e as unknown as { issues?: { message: string; path?: PropertyKey[] }[] }).issues);
+    const list = (issues ?? []).map((i) => ({ path: (i.path ?? []).map(String).join('.'), message: i.message }));
+    const cause = (e.cause as Error | undefined)?.message;
+    const message = cause === 'Invalid JSON body' ? 'the request body is not valid JSON'
+      : list.length > 0 ? list.map((i) => `${i.path}: ${i.message}`).join('; ') : 'the request is not valid';
+    return errorBody(400, 'VALIDATION_FAILED', message, list.length > 0 ? list : undefined);
+  });
+  app.notFound(async () => errorBody(404, 'ROUTE_NOT_FOUND', 'no such route'));
+  app.methodNotAllowed(async () => errorBody(405, 'METHOD_NOT_ALLOWED', 'method not allowed on this route'));
+  app.errorHandler(ApiError, async (e) => errorBody(e.statusCode, e.code, e.message));
+  // HttpError is abstract; the registry matches its subclasses with instanceof.
+  const AnyHttpError = HttpError as unknown as { new (...args: unknown[]): HttpError; prototype: HttpError };
+  app.errorHandler(AnyHttpError, async (e) => errorBody(e.statusCode, e.errorType.replace(/Error$/, '').replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase(), e.message));
+  app.errorHandler(Error, async (e) => {
+    // Only the error's class: messages of SDK errors can carry keys or table contents.
+    log.error('unhandled error', { errorName: e.name });
+    return errorBody(500, 'INTERNAL', 'internal error');
+  });
+  void NotFoundError; void MethodNotAllowedError;
+
+  // ---- POST /v1/uploads ----
+  app.post('/v1/uploads', async ({ valid }) => {
+    const body = valid.req.body;
+    const uploadId = randomUUID();
+    const key = `${UPLOAD_PREFIX}${uploadId}/${sanitiseFileName(body.fileName)}`;
+    const metadata: Record<string, string> = {};
+    if (body.patientId) metadata[PATIENT_METADATA] = body.patientId;
+    if (body.studyId) metadata[STUDY_METADATA] = body.studyId;
+    const contentType = body.contentType ?? 'application/octet-stream';
+    const metaHeaders = Object.keys(metadata).map((k) => `x-amz-meta-${k}`);
+    // Content-Type and the metadata are signed headers, not query parameters: the client must send
+    // them as they are, and identifiers never appear in a URL (URLs end up in logs).
+    const uploadUrl = await getSignedUrl(
+      deps.s3,
+      new PutObjectCommand({ Bucket: deps.uploadsBucket, Key: key, ContentType: contentType, Metadata: metadata }),
+      { expiresIn: UPLOAD_URL_TTL_S, signableHeaders: new Set(['content-type']), unhoistableHeaders: new Set(metaHeaders) },
+    );
+    const headers: Record<string, string> = { 'content-type': contentType };
+    for (const [k, v] of Object.entries(metadata)) headers[`x-amz-meta-${k}`] = v;
+    log.info('upload URL issued', { withPatient: Boolean(body.patientId), withStudy: Boolean(body.studyId) });
+    return json(201, {
+      uploadId, key, uploadUrl, method: 'PUT', headers,
+      expiresAt: new Date(now().getTime() + UPLOAD_URL_TTL_S * 1000).toISOString(),
+      maxBytes: 5 * 1024 ** 3,
+      statusUrl: `/v1/uploads/${uploadId}`,
+    });
+  }, { validation: { req: { body: UploadRequest } } });
+
+  // ---- GET /v1/uploads/{uploadId}: the imageId is only known once the object (and its ETag) exists ----
+  app.get('/v1/uploads/:uploadId', async ({ valid }) => {
+    const { uploadId } = valid.req.path;
+    const listed = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.uploadsBucket, Prefix: `${UPLOAD_PREFIX}${uploadId}/`, MaxKeys: 1 }));
+    const obj = listed.Contents?.[0];
+    if (!obj?.Key) return json(200, { uploadId, status: 'AWAITING_UPLOAD' });
+    const imageId = imageIdFor({ bucket: deps.uploadsBucket, key: obj.Key, etag: obj.ETag?.replace(/"/g, '') });
+    const item = await results.get(imageId);
+    if (!item) return json(200, { uploadId, imageId, status: 'PROCESSING', imageUrl: `/v1/images/${imageId}` });
+    return json(200, { uploadId, imageId, status: item.status, imageUrl: `/v1/images/${imageId}` });
+  }, { validation: { req: { path: uploadIdPath } } });
+
+  // ---- GET /v1/images/{imageId} ----
+  app.get('/v1/images/:imageId', async ({ valid }) => {
+    const item = await results.get(valid.req.path.imageId);
+    if (!item) throw new ApiError(404, 'IMAGE_NOT_FOUND', 'no result for this imageId (unknown, or still being processed)');
+    return json(200, await view(item));
+  }, { validation: { req: { path: imageIdPath } } });
+
+  // ---- GET /v1/patients/{patientKey}/images ----
+  app.get('/v1/patients/:patientKey/images', async ({ valid }) => {
+    const { patientKey } = valid.req.path;
+    const { limit = 50, nextToken, order = 'asc' } = valid.req.query;
+    const k = RESULTS_TABLE_KEYS.byPatient;
+    const res = await doc.send(new QueryCommand({
+      TableName: deps.resultsTable,
+      IndexName: k.name,
+      KeyConditionExpression: '#p = :p',
+      ExpressionAttributeNames: { '#p': k.partitionKey },
+      ExpressionAttributeValues: { ':p': patientKey },
+      ScanIndexForward: order === 'asc',
+      Limit: limit,
+      ...(nextToken ? { ExclusiveStartKey: decodeToken(nextToken, patientKey) } : {}),
+    }));
+    const items = await Promise.all(((res.Items ?? []) as ResultItem[]).map(view));
+    log.info('patient images listed', { count: items.length });
+    return json(200, {
+      patientKey,
+      order,
+      items,
+      ...(res.LastEvaluatedKey ? { nextToken: encodeToken(res.LastEvaluatedKey) } : {}),
+    });
+  }, { validation: { req: { path: patientPath, query: listQuery } } });
+
+  // ---- POST /v1/analyze ----
+  app.post('/v1/analyze', async ({ event, req }) => {
+    const bytes = analyzeBody(event as APIGatewayProxyEvent, req.headers.get('content-type'));
+    if (bytes.length === 0) throw new ApiError(422, 'EMPTY', 'the request carries no image');
+    if (bytes.length > MAX_ANALYZE_BYTES) {
+      throw new ApiError(413, 'PAYLOAD_TOO_LARGE', `images over ${MAX_ANALYZE_BYTES} bytes go through POST /v1/uploads`);
+    }
+    const m = await getModel();
+    const objects = new MemoryObjects();
+    const bucket = 'analyze';
+    const key = `analyze/${randomUUID()}`;
+    await objects.put(bucket, key, bytes, 'application/octet-stream');
+    const sink = new MemorySink();
+    // A one-off pseudonym key: nothing of this request is stored, so no pseudonym needs to be stable.
+    const msg = await runSegmentStage({ bucket, key, etag: randomUUID() }, {
+      objects, sink, model: m, pseudonymKey: randomUUID(), resultsBucket: bucket, log: silentLogger, path: 'lambda', now,
+    });
+    if (msg.status === 'FAILED') {
+      log.info('analyze rejected input', { code: msg.error.code });
+      throw new ApiError(422, msg.error.code, msg.error.reason);
+    }
+    const { item } = await runScoreStage(msg, {
+      objects, results: new MemoryResults(), severity: deps.severity, resultsBucket: bucket, log: silentLogger, now,
+    });
+    const overlay = (await objects.get(bucket, msg.keys.overlay)).body;
+    const { keys: _k, sortKey: _s, source: _src, patientKey: _p, studyKey: _st, ...result } = item;
+    void _k; void _s; void _src; void _p; void _st;
+    log.info('analyze done', { grade: item.grade, timingsMs: item.timingsMs });
+    return json(200, { result, overlayPng: Buffer.from(overlay).toString('base64') });
+  });
+
+  return (event, context) => app.resolve(event, context);
+}
+
+/**
+ * The image bytes of an analyze request. The router decodes base64 bodies to UTF-8 text (which
+ * destroys binary data), so the bytes are read from the event itself:
+ *   - `application/json`: `{ "image": "<base64>" }`
+ *   - any other type (image/png, image/jpeg, application/dicom, application/octet-stream): the raw
+ *     bytes, which API Gateway delivers base64-encoded when the type is one of its binary media types.
+ */
+function analyzeBody(event: APIGatewayProxyEvent, contentType: string | null): Buffer {
+  const raw = event.body ?? '';
+  if (contentType?.toLowerCase().startsWith('application/json')) {
+    const text = event.isBase64Encoded ? Buffer.from(raw, 'base64').toString('utf8') : raw;
+    if (text.length > Math.ceil((MAX_ANALYZE_BYTES * 4) / 3) + 1024) {
+      throw new ApiError(413, 'PAYLOAD_TOO_LARGE', `images over ${MAX_ANALYZE_BYTES} bytes go through POST /v1/uploads`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new ApiError(400, 'VALIDATION_FAILED', 'the request body is not valid JSON');
+    }
+    const body = z.object({ image: z.base64() }).safeParse(parsed);
+    if (!body.success) throw new ApiError(400, 'VALIDATION_FAILED', 'image: expected the image as a base64 string');
+    return Buffer.from(body.data.image, 'base64');
+  }
+  return event.isBase64Encoded ? Buffer.from(raw, 'base64') : Buffer.from(raw, 'binary');
+}

@@ -1,0 +1,49 @@
+/**
+ * AWS entry point of the API function (API Gateway REST, proxy integration). Clients are built once
+ * per container; the model for /v1/analyze is loaded on the first analyze request only.
+ * Environment: UPLOADS_BUCKET, RESULTS_BUCKET, RESULTS_TABLE, MODEL_MANIFEST (optional: without it
+ * /v1/analyze answers 503).
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { loadModel } from '../../layers/onnx/session';
+import { loadSeverityConfig } from '../../src/core';
+import { observability } from '../common';
+import { createApiHandler } from './app';
+
+const env = (name: string): string => {
+  const v = process.env[name];
+  if (!v) throw new Error(`environment variable ${name} is not set`);
+  return v;
+};
+
+const { logger, tracer } = observability('cxr-opacity-api');
+const manifest = process.env.MODEL_MANIFEST;
+
+const api = createApiHandler({
+  s3: tracer.captureAWSv3Client(new S3Client({})),
+  ddb: tracer.captureAWSv3Client(new DynamoDBClient({})),
+  uploadsBucket: env('UPLOADS_BUCKET'),
+  resultsBucket: env('RESULTS_BUCKET'),
+  resultsTable: env('RESULTS_TABLE'),
+  model: manifest ? () => loadModel(manifest) : undefined,
+  severity: loadSeverityConfig(),
+  logger: {
+    info: (m, e) => logger.info(m, e ?? {}),
+    warn: (m, e) => logger.warn(m, e ?? {}),
+    error: (m, e) => logger.error(m, e ?? {}),
+    debug: (m, e) => logger.debug(m, e ?? {}),
+  },
+});
+
+export const handler = async (event: APIGatewayProxyEvent, context: Context): Promise<APIGatewayProxyResult> => {
+  logger.addContext(context);
+  // The resource (route template), never the path: paths hold patient keys and image ids.
+  logger.appendKeys({ route: `${event.httpMethod} ${event.resource}`, requestId: event.requestContext?.requestId });
+  try {
+    return await api(event, context);
+  } finally {
+    logger.resetKeys();
+  }
+};
