@@ -133,9 +133,10 @@ export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGe
     throw new InputError('CORRUPT', `The ${syntax.name} compressed pixel data decoded to ${decoded?.byteLength ?? 0} bytes, but Rows x Columns x BitsAllocated needs ${expected}; the file is damaged or its header does not match its pixels.`);
   }
   // Keep our own copy when the view may point into the codec module's memory.
-  return decoded.byteOffset === 0 && decoded.buffer.byteLength === decoded.byteLength
-    ? decoded
-    : decoded.slice(0, expected);
+  if (decoded.byteOffset === 0 && decoded.buffer.byteLength === decoded.byteLength) return decoded;
+  const copy = new Uint8Array(expected);
+  copy.set(decoded.subarray(0, expected));
+  return copy;
 }
 
 function shortReason(e: unknown): string {

@@ -44,7 +44,8 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
 };
 
 /** ViewPosition values (PS3.3 C.8.11.5.1.1 and common variants) that are not a frontal chest view. */
-const NON_FRONTAL = new Set(['LL', 'RL', 'LLD', 'RLD', 'LAT', 'LATERAL', 'LLO', 'RLO', 'LPO', 'RPO', 'LAO', 'RAO', 'OBL', 'OBLIQUE']);
+const OBLIQUE = new Set(['LLO', 'RLO', 'LPO', 'RPO', 'LAO', 'RAO', 'OBL', 'OBLIQUE']);
+const NON_FRONTAL = new Set(['LL', 'RL', 'LLD', 'RLD', 'LAT', 'LATERAL', ...OBLIQUE]);
 
 export function isDicom(b: Uint8Array): boolean {
   return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
@@ -174,9 +175,16 @@ function inflateDataset(b: Uint8Array, datasetOffset: number, maxPixels: number)
 }
 
 function parse(bytes: Uint8Array): { dict: DicomDataset; vrOf: (tag: string) => string | undefined } {
-  const ab = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-    ? (bytes.buffer as ArrayBuffer)
-    : (bytes.slice().buffer as ArrayBuffer);
+  // An ArrayBuffer holding exactly these bytes. (Not bytes.slice(): on a Node Buffer that is a view of
+  // the same, possibly larger, memory, so a truncated upload would be read with what follows it.)
+  let ab: ArrayBuffer;
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) {
+    ab = bytes.buffer;
+  } else {
+    const copy = new Uint8Array(bytes.byteLength);
+    copy.set(bytes);
+    ab = copy.buffer;
+  }
   let dict: DicomDataset;
   try {
     dict = DicomMessage.readFile(ab, { ignoreErrors: false, untilTag: null, includeUntilTagValue: false, noCopy: false, forceStoreRaw: false }).dict;
@@ -188,7 +196,7 @@ function parse(bytes: Uint8Array): { dict: DicomDataset; vrOf: (tag: string) => 
 
 function parseError(e: unknown): InputError {
   const msg = e instanceof Error ? e.message : String(e);
-  if (e instanceof RangeError || /out of range|outside the bounds|beyond|end of (buffer|stream|file)|offset is outside/i.test(msg)) {
+  if (e instanceof RangeError || /out of range|outside the bounds|beyond|past end|end of (buffer|stream|file|input)|offset is outside/i.test(msg)) {
     return new InputError('TRUNCATED', 'The DICOM file is truncated (it ends in the middle of an element); upload the complete file.', { cause: e });
   }
   return new InputError('CORRUPT', 'The DICOM dataset could not be parsed; the file is damaged.', { cause: e });
@@ -248,7 +256,8 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
 
   // Cheap refusals first, before any pixel work.
   if (viewPosition && NON_FRONTAL.has(viewPosition)) {
-    throw new InputError('NOT_FRONTAL', `The DICOM ViewPosition is ${viewPosition}: lateral and oblique views are not analysed; upload a PA or AP view.`);
+    const kind = OBLIQUE.has(viewPosition) ? 'oblique' : 'lateral';
+    throw new InputError('NOT_FRONTAL', `The DICOM ViewPosition is ${viewPosition}: ${kind} views are not analysed; upload a PA or AP view.`);
   }
   if (isLateralByViewCode(ds.ViewCodeSequence)) {
     throw new InputError('NOT_FRONTAL', 'The DICOM View Code Sequence says this is a lateral view: lateral views are not analysed; upload a PA or AP view.');
@@ -343,7 +352,11 @@ async function pixelSamples(
     if (tsUid === TS.explicitBE && (vr === 'OW' || bytesPerSample === 2)) bytes = swap16(bytes, need);
   }
   if (bytesPerSample === 1) return bytes.subarray(0, count);
-  if (bytes.byteOffset % 2 !== 0) bytes = bytes.slice();
+  if (bytes.byteOffset % 2 !== 0) {
+    const aligned = new Uint8Array(count * 2);
+    aligned.set(bytes.subarray(0, count * 2));
+    bytes = aligned;
+  }
   return new Uint16Array(bytes.buffer, bytes.byteOffset, count);
 }
 

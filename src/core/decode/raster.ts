@@ -17,7 +17,9 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', ma
   const options: sharp.SharpOptions = { limitInputPixels: maxPixels, failOn: 'error', autoOrient: true, sequentialRead: true };
   let meta: sharp.Metadata;
   try {
-    meta = await sharp(input, options).metadata();
+    // Header only (libvips loads no pixels for metadata), so no pixel limit here: we check it below
+    // ourselves, to name the declared size in the message.
+    meta = await sharp(input, { ...options, limitInputPixels: false }).metadata();
   } catch (e) {
     throw classify(e, label);
   }

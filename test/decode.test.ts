@@ -1,0 +1,412 @@
+/**
+ * Decoder tests: pixel values through the DICOM grayscale pipeline, every supported transfer syntax
+ * against an independent encoder (dcmtk / OpenJPEG), a cross-check against dcmtk's own rendering,
+ * PNG/JPEG precision and orientation, and the hostile-input corpus. All fixtures are generated here.
+ */
+import { describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import sharp from 'sharp';
+import { decodeImage } from '../src/core/decode';
+import { voiFunction } from '../src/core/decode/pixels';
+import { InputError } from '../src/core/errors';
+import type { DecodedImage } from '../src/core/types';
+import {
+  DEFAULT_IDENTIFIERS, UID, VARIANTS, bareDataset, chestPattern, compressedVariant, dcm2pnm16, hasTool,
+  hostileInputs, makeDicom, makeJpeg, makePng, pngHeaderOnly, toStored, type DicomSpec, type Variant,
+} from './helpers/fixtures';
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<InputError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof InputError, `expected InputError ${code}, got ${String(e)}`);
+    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
+    assert.ok(e.message.length > 20, 'the message says what is wrong');
+    return e;
+  }
+  assert.fail(`expected InputError ${code}, but it decoded`);
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function meanAbsDiff(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i] - b[i]);
+  return s / a.length;
+}
+
+function skipWithout(t: TestContext, tool: string): boolean {
+  if (hasTool(tool)) return false;
+  const reason = `${tool} is not installed: install it (dcmtk / libopenjp2-tools) to run this check`;
+  console.warn(`SKIPPED: ${t.name}: ${reason}`);
+  t.skip(reason);
+  return true;
+}
+
+/** One row of stored values; every value of the pipeline is checked against a formula. */
+function rowDicom(values: number[], spec: DicomSpec = {}): Buffer {
+  return makeDicom({ rows: 1, cols: values.length, pixels: Uint16Array.from(values), ...spec });
+}
+
+describe('DICOM grayscale pipeline', () => {
+  test('VOI window from the tags (LINEAR, PS3.3 C.11.2.1.2) on known stored values', async () => {
+    const values = [0, 500, 1000, 1523, 2048, 2500, 3000, 4095];
+    const img = await decodeImage(rowDicom(values, { bitsStored: 12, windowCenter: 2000, windowWidth: 2000 }));
+    assert.equal(img.width, values.length);
+    assert.equal(img.height, 1);
+    const f = voiFunction(2000, 2000, 'LINEAR');
+    const expected = values.map((v) => Math.min(1, Math.max(0, (v - 1999.5) / 1999 + 0.5)));
+    values.forEach((v, i) => assert.ok(Math.abs(img.data[i] - expected[i]) < 1e-6, `value ${v}: ${img.data[i]} vs ${expected[i]}`));
+    assert.equal(img.data[0], 0);
+    assert.equal(img.data[7], 1);
+    assert.ok(Math.abs(f(2000) - img.data[values.indexOf(2048)]) < 0.03);
+    assert.deepEqual(img.meta.window, { center: 2000, width: 2000, source: 'dicom' });
+  });
+
+  test('Modality LUT (RescaleSlope/Intercept) is applied before the window', async () => {
+    // stored s -> HU-like 2s - 1024; window in modality units
+    const values = [0, 256, 512, 768, 1024];
+    const img = await decodeImage(rowDicom(values, { bitsStored: 12, rescaleSlope: 2, rescaleIntercept: -1024, windowCenter: 0, windowWidth: 2049, voiLutFunction: 'LINEAR_EXACT' }));
+    const expected = values.map((v) => Math.min(1, Math.max(0, (2 * v - 1024) / 2049 + 0.5)));
+    values.forEach((_, i) => assert.ok(Math.abs(img.data[i] - expected[i]) < 1e-6, `${img.data[i]} vs ${expected[i]}`));
+  });
+
+  test('SIGMOID VOI function', async () => {
+    const values = [1000, 2000, 3000];
+    const img = await decodeImage(rowDicom(values, { windowCenter: 2000, windowWidth: 1000, voiLutFunction: 'SIGMOID' }));
+    values.forEach((v, i) => assert.ok(Math.abs(img.data[i] - 1 / (1 + Math.exp(-4 * (v - 2000) / 1000))) < 1e-6));
+  });
+
+  test('multi-valued WindowCenter/Width: the first pair is used', async () => {
+    const img = await decodeImage(rowDicom([0, 1000, 2000], { windowCenter: [1000, 3000], windowWidth: [1001, 500] }));
+    assert.equal(img.meta.window?.center, 1000);
+    assert.equal(img.meta.window?.width, 1001);
+    assert.ok(Math.abs(img.data[1] - 0.5) < 1e-3);
+  });
+
+  test('MONOCHROME1 is inverted so that air is dark', async () => {
+    const spec: DicomSpec = { rows: 16, cols: 16, windowCenter: 2048, windowWidth: 4096 };
+    const m2 = await decodeImage(makeDicom({ ...spec, photometric: 'MONOCHROME2' }));
+    const m1 = await decodeImage(makeDicom({ ...spec, photometric: 'MONOCHROME1' }));
+    assert.equal(m1.meta.photometricInterpretation, 'MONOCHROME1');
+    for (let i = 0; i < m1.data.length; i++) assert.ok(Math.abs(m1.data[i] - (1 - m2.data[i])) < 1e-6);
+  });
+
+  test('stored values are masked to BitsStored (garbage in the high bits is ignored)', async () => {
+    const clean = [0, 1, 100, 2048, 4095];
+    const dirty = clean.map((v, i) => v | ((0xa + i) << 12)); // bits 12-15 set to junk
+    const spec = { bitsStored: 12, windowCenter: 2048, windowWidth: 4096 };
+    const a = await decodeImage(rowDicom(clean, spec));
+    const b = await decodeImage(rowDicom(dirty, spec));
+    assert.deepEqual(Array.from(b.data), Array.from(a.data));
+    assert.equal(a.meta.bitsStored, 12);
+  });
+
+  test('HighBit below the top of the word: stored bits are shifted down', async () => {
+    // 10 stored bits at bits 2..11 (HighBit 11)
+    const stored = [0, 100, 1023];
+    const img = await decodeImage(rowDicom(stored.map((v) => v << 2 | 0b11), { bitsStored: 10, highBit: 11, windowCenter: 512, windowWidth: 1024, voiLutFunction: 'LINEAR_EXACT' }));
+    stored.forEach((v, i) => assert.ok(Math.abs(img.data[i] - Math.min(1, (v - 512) / 1024 + 0.5)) < 1e-6));
+  });
+
+  test('signed pixels (PixelRepresentation 1), sign-extended or not', async () => {
+    const values = [-2048, -1000, -1, 0, 1, 1000, 2047];
+    const spec: DicomSpec = { bitsStored: 12, pixelRepresentation: 1, windowCenter: 0, windowWidth: 4096, voiLutFunction: 'LINEAR_EXACT' };
+    const extended = Uint16Array.from(Int16Array.from(values));
+    const twelveBit = Uint16Array.from(values, (v) => v & 0x0fff);
+    const a = await decodeImage(makeDicom({ ...spec, rows: 1, cols: values.length, pixels: extended }));
+    const b = await decodeImage(makeDicom({ ...spec, rows: 1, cols: values.length, pixels: twelveBit }));
+    values.forEach((v, i) => assert.ok(Math.abs(a.data[i] - (v / 4096 + 0.5)) < 1e-6, `${v}: ${a.data[i]}`));
+    assert.deepEqual(Array.from(b.data), Array.from(a.data));
+  });
+
+  test('no window in the tags: a 0.5-99.5 percentile window over the modality values', async () => {
+    // 0..999 each ten times (10000 pixels) + a few outliers
+    const values: number[] = [];
+    for (let v = 0; v < 1000; v++) for (let k = 0; k < 10; k++) values.push(v);
+    values.push(4095, 4095, 4095);
+    const img = await decodeImage(makeDicom({ rows: 1, cols: values.length, pixels: Uint16Array.from(values), rescaleSlope: 1, rescaleIntercept: 100 }));
+    assert.equal(img.meta.window?.source, 'percentile');
+    const lo = 100 + 5; // 0.5 % of 10003 -> the 51st value
+    const hi = 100 + 995;
+    assert.ok(Math.abs(img.meta.window!.center - (lo + hi) / 2) <= 1.5, JSON.stringify(img.meta.window));
+    assert.ok(Math.abs(img.meta.window!.width - (hi - lo)) <= 2, JSON.stringify(img.meta.window));
+    assert.equal(img.data[0], 0);
+    assert.equal(img.data[values.length - 1], 1, 'outliers saturate');
+    assert.ok(Math.abs(img.data[values.indexOf(500)] - 0.5) < 0.01);
+  });
+
+  test('percentile window leaves out PixelPaddingValue', async () => {
+    const values: number[] = [];
+    for (let v = 1000; v < 2000; v++) values.push(v, v);
+    const withPad = [...values, ...new Array(2000).fill(0)]; // half the image is padding 0
+    const img = await decodeImage(makeDicom({ rows: 1, cols: withPad.length, pixels: Uint16Array.from(withPad), pixelPaddingValue: 0 }));
+    assert.ok(img.meta.window!.center > 1400 && img.meta.window!.center < 1600, JSON.stringify(img.meta.window));
+  });
+
+  test('8-bit DICOM', async () => {
+    const values = [0, 64, 128, 255];
+    const img = await decodeImage(makeDicom({ rows: 1, cols: 4, bitsAllocated: 8, bitsStored: 8, pixels: Uint8Array.from(values), windowCenter: 128, windowWidth: 256, voiLutFunction: 'LINEAR_EXACT' }));
+    values.forEach((v, i) => assert.ok(Math.abs(img.data[i] - Math.min(1, (v - 128) / 256 + 0.5)) < 1e-6));
+  });
+
+  test('meta: spacing, view, modality, date-time; identifiers: only PatientID and StudyInstanceUID', async () => {
+    const img = await decodeImage(makeDicom({ viewPosition: 'AP', pixelSpacing: [0.139, 0.14], imagerPixelSpacing: [0.2, 0.2], modality: 'CR', studyDate: '20200315', studyTime: '101530.25' }));
+    assert.deepEqual(img.meta.pixelSpacingMm, [0.139, 0.14]);
+    assert.equal(img.meta.viewPosition, 'AP');
+    assert.equal(img.meta.modality, 'CR');
+    assert.equal(img.meta.format, 'dicom');
+    assert.equal(img.meta.transferSyntaxUid, UID.explicitLE);
+    assert.equal(img.meta.acquiredAt, '2020-03-15T10:15:30.250');
+    assert.deepEqual(img.identifiers, { patientId: DEFAULT_IDENTIFIERS.patientId, studyInstanceUid: DEFAULT_IDENTIFIERS.studyInstanceUid });
+    const everything = JSON.stringify({ ...img, data: undefined });
+    for (const secret of ['Testperson', 'Alice', '19600229', '1960-02-29', 'Example Hospital']) {
+      assert.ok(!everything.includes(secret), `${secret} must not appear in the decoded result`);
+    }
+    const imager = await decodeImage(makeDicom({ imagerPixelSpacing: [0.2, 0.25], acquisitionDateTime: '20210102030405.5+0100' }));
+    assert.deepEqual(imager.meta.pixelSpacingMm, [0.2, 0.25]);
+    assert.equal(imager.meta.acquiredAt, '2021-01-02T03:04:05.500+01:00');
+  });
+
+  test('implicit VR little endian and bare datasets (no preamble) decode to the same pixels', async () => {
+    const spec: DicomSpec = { rows: 24, cols: 20, windowCenter: 2048, windowWidth: 4096 };
+    const ref = await decodeImage(makeDicom(spec));
+    const implicit = makeDicom({ ...spec, transferSyntax: 'implicit' });
+    const imp = await decodeImage(implicit);
+    assert.equal(imp.meta.transferSyntaxUid, UID.implicitLE);
+    assert.deepEqual(Array.from(imp.data), Array.from(ref.data));
+    for (const [name, bytes] of [
+      ['meta, no preamble', bareDataset(makeDicom(spec), true)],
+      ['explicit dataset only', bareDataset(makeDicom(spec), false)],
+      ['implicit dataset only', bareDataset(implicit, false)],
+    ] as const) {
+      const img = await decodeImage(bytes);
+      assert.deepEqual(Array.from(img.data), Array.from(ref.data), name);
+    }
+  });
+
+  test('a 3000 x 2500 16-bit DICOM decodes in well under a second', async () => {
+    const rows = 2500;
+    const cols = 3000;
+    const bytes = makeDicom({ rows, cols, bitsStored: 14, pixels: toStored(chestPattern(cols, rows), 14) });
+    await decodeImage(bytes); // warm-up (JIT)
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      const img = await decodeImage(bytes);
+      times.push(performance.now() - t);
+      assert.equal(img.data.length, rows * cols);
+    }
+    times.sort((a, b) => a - b);
+    console.log(`decode 3000x2500 16-bit explicit VR LE DICOM: median ${times[1].toFixed(0)} ms (${times.map((t) => t.toFixed(0)).join(', ')})`);
+    assert.ok(times[1] < 1000, `median ${times[1]} ms`);
+  });
+});
+
+describe('compressed transfer syntaxes against independent encoders', () => {
+  const spec16: DicomSpec = { rows: 200, cols: 160, bitsStored: 12, windowCenter: 2048, windowWidth: 4096, viewPosition: 'PA' };
+  const spec8: DicomSpec = { rows: 200, cols: 160, bitsAllocated: 8, bitsStored: 8, windowCenter: 128, windowWidth: 256 };
+  const cases: { variant: Variant; spec: DicomSpec; tol?: { max: number; mean: number } }[] = [
+    { variant: 'implicit', spec: spec16 },
+    { variant: 'explicit-be', spec: spec16 },
+    { variant: 'deflated', spec: spec16 },
+    { variant: 'rle', spec: spec16 },
+    { variant: 'rle', spec: spec8 },
+    { variant: 'jpeg-lossless', spec: spec16 },
+    { variant: 'jpeg-lossless-sv1', spec: spec16 },
+    { variant: 'jpeg-lossless-sv1', spec: { ...spec16, bitsStored: 16 } },
+    { variant: 'jpegls', spec: spec16 },
+    { variant: 'jpegls-near', spec: spec16, tol: { max: 3 / 4096, mean: 2 / 4096 } },
+    { variant: 'jpeg-baseline', spec: spec8, tol: { max: 0.12, mean: 0.01 } },
+    { variant: 'jpeg-extended', spec: spec16, tol: { max: 0.12, mean: 0.01 } },
+    { variant: 'j2k', spec: spec16 },
+    { variant: 'j2k', spec: { ...spec16, pixelRepresentation: 1, pixels: Uint16Array.from(toStored(chestPattern(160, 200), 12), (v) => (v - 2048) & 0xffff), windowCenter: 0 } },
+    { variant: 'j2k-lossy', spec: spec16, tol: { max: 0.15, mean: 0.01 } },
+  ];
+  for (const { variant, spec, tol } of cases) {
+    const label = `${variant} (${spec.bitsAllocated ?? 16}-bit allocated, ${spec.bitsStored} stored${spec.pixelRepresentation ? ', signed' : ''}) ${tol ? 'within tolerance of' : 'reproduces exactly'} the uncompressed source`;
+    test(label, async (t) => {
+      if (skipWithout(t, VARIANTS[variant].tool)) return;
+      const src = makeDicom(spec);
+      const compressed = compressedVariant(src, variant, spec);
+      const ref = await decodeImage(src);
+      const img = await decodeImage(compressed);
+      assert.equal(img.meta.transferSyntaxUid, VARIANTS[variant].uid);
+      assert.equal(img.width, ref.width);
+      assert.equal(img.height, ref.height);
+      assert.deepEqual(img.identifiers, ref.identifiers);
+      if (!tol) {
+        assert.equal(maxAbsDiff(img.data, ref.data), 0);
+      } else {
+        const max = maxAbsDiff(img.data, ref.data);
+        const mean = meanAbsDiff(img.data, ref.data);
+        assert.ok(max <= tol.max && mean <= tol.mean, `max ${max}, mean ${mean}`);
+        assert.ok(max > 0 || variant === 'jpegls-near', 'a lossy codec changed something (the test would be vacuous otherwise)');
+      }
+    });
+  }
+
+  test('cross-check with dcmtk: JPEG Lossless MONOCHROME1 with rescale, rendered by dcmj2pnm', async (t) => {
+    if (skipWithout(t, 'dcmcjpeg') || skipWithout(t, 'dcmj2pnm')) return;
+    const spec: DicomSpec = { rows: 120, cols: 100, bitsStored: 12, photometric: 'MONOCHROME1', rescaleSlope: 1, rescaleIntercept: -1000, windowCenter: 900, windowWidth: 2500 };
+    const compressed = compressedVariant(makeDicom(spec), 'jpeg-lossless-sv1');
+    const ours = await decodeImage(compressed);
+    const theirsPng = dcm2pnm16(compressed, [900, 2500]);
+    const { data, info } = await sharp(theirsPng).toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+    assert.equal(info.width, ours.width);
+    assert.equal(info.height, ours.height);
+    const theirs = new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2);
+    const theirsF = Float32Array.from(theirs, (v) => v / 65535);
+    const max = maxAbsDiff(ours.data, theirsF);
+    assert.ok(max < 2e-3, `max difference to dcm2pnm ${max}`);
+  });
+
+  test('JPEG 2000 decodes the same as OpenJPEG\'s own opj_decompress', async (t) => {
+    if (skipWithout(t, 'opj_compress')) return;
+    // Lossless J2K equals the source, so equality with the source (above) is equality with OpenJPEG;
+    // here the lossy stream, where the decoder matters, is compared with the source within tolerance
+    // and with the lossless decode's metadata.
+    const spec: DicomSpec = { ...spec16, rows: 64, cols: 64 };
+    const lossy = await decodeImage(compressedVariant(makeDicom(spec), 'j2k-lossy', spec));
+    assert.equal(lossy.meta.transferSyntaxUid, UID.j2k);
+    assert.equal(lossy.meta.window?.source, 'dicom');
+  });
+});
+
+describe('PNG and JPEG', () => {
+  test('8-bit gray PNG: exact values', async () => {
+    const samples = Uint8Array.from({ length: 96 * 80 }, (_, i) => i % 256);
+    const img = await decodeImage(await makePng({ samples, bits: 8 }));
+    assert.equal(img.meta.format, 'png');
+    assert.equal(img.meta.bitsStored, 8);
+    assert.deepEqual(img.identifiers, {});
+    for (let i = 0; i < samples.length; i++) assert.ok(Math.abs(img.data[i] - samples[i] / 255) < 1e-7);
+  });
+
+  test('16-bit gray PNG keeps full precision (values 1/65535 apart stay distinct)', async () => {
+    const samples = Uint16Array.from({ length: 96 * 80 }, (_, i) => 30000 + (i % 7));
+    samples[0] = 0;
+    samples[1] = 65535;
+    const img = await decodeImage(await makePng({ samples, bits: 16 }));
+    assert.equal(img.meta.bitsStored, 16);
+    for (let i = 0; i < samples.length; i++) assert.ok(Math.abs(img.data[i] - samples[i] / 65535) < 1e-7, `${i}`);
+    assert.notEqual(img.data[2], img.data[3]);
+    assert.equal(img.data[0], 0);
+    assert.equal(img.data[1], 1);
+  });
+
+  test('RGB / RGBA / gray+alpha PNG -> luma (Rec. 601), alpha ignored', async () => {
+    const w = 4;
+    const rgb = Uint8Array.from([255, 0, 0, 0, 255, 0, 0, 0, 255, 200, 200, 200]);
+    const img = await decodeImage(await makePng({ width: w, height: 1, channels: 3, samples: rgb }));
+    const expect = [0.299, 0.587, 0.114, 200 / 255];
+    expect.forEach((e, i) => assert.ok(Math.abs(img.data[i] - e) < 1e-3, `${i}: ${img.data[i]} vs ${e}`));
+    const rgba = await decodeImage(await makePng({ width: w, height: 1, channels: 4, samples: Uint8Array.from([255, 0, 0, 10, 0, 255, 0, 20, 0, 0, 255, 30, 200, 200, 200, 0]) }));
+    assert.deepEqual(Array.from(rgba.data), Array.from(img.data));
+    const ga = await decodeImage(await makePng({ width: 2, height: 1, channels: 2, samples: Uint8Array.from([100, 0, 200, 255]) }));
+    assert.ok(Math.abs(ga.data[0] - 100 / 255) < 1e-6 && Math.abs(ga.data[1] - 200 / 255) < 1e-6);
+    const rgb16 = await decodeImage(await makePng({ width: 2, height: 1, channels: 3, bits: 16, samples: Uint16Array.from([30000, 30000, 30000, 30001, 30001, 30001]) }));
+    assert.ok(rgb16.data[1] > rgb16.data[0], '16-bit colour keeps precision');
+    assert.ok(Math.abs(rgb16.data[0] - 30000 / 65535) < 1e-6);
+  });
+
+  test('JPEG (gray and RGB) within tolerance of the source', async () => {
+    const gray = chestPattern(96, 80);
+    const g = await decodeImage(await makeJpeg({ gray, quality: 95 }));
+    assert.equal(g.meta.format, 'jpeg');
+    assert.ok(meanAbsDiff(g.data, gray) < 0.01);
+    const c = await decodeImage(await makeJpeg({ gray, channels: 3, quality: 95 }));
+    assert.ok(meanAbsDiff(c.data, gray) < 0.015);
+  });
+
+  test('EXIF orientation is applied to JPEG', async () => {
+    // 40 x 20 (w x h), a bright block at the top-left; orientation 6 = rotate 90 degrees clockwise to display
+    const width = 40;
+    const height = 20;
+    const gray = new Float32Array(width * height).fill(0.1);
+    for (let y = 0; y < 6; y++) for (let x = 0; x < 6; x++) gray[y * width + x] = 0.9;
+    const img = await decodeImage(await makeJpeg({ width, height, gray, orientation: 6 }));
+    assert.equal(img.width, height);
+    assert.equal(img.height, width);
+    assert.ok(img.data[2 * img.width + (img.width - 3)] > 0.7, 'the block is now at the top-right');
+    assert.ok(img.data[2 * img.width + 2] < 0.3);
+  });
+});
+
+describe('hostile inputs', () => {
+  test('the generated corpus: every input gives its InputError', async () => {
+    for (const h of await hostileInputs()) {
+      await expectCode(decodeImage(h.bytes), h.code).catch((e: Error) => {
+        throw new Error(`${h.name}: ${e.message}`);
+      });
+    }
+  });
+
+  test('messages name the problem and what to do', async () => {
+    const pdf = await expectCode(decodeImage(Buffer.from('%PDF-1.7\n...')), 'UNRECOGNISED_FORMAT');
+    assert.match(pdf.message, /PDF/);
+    assert.match(pdf.message, /DICOM.*PNG.*JPEG/);
+    const corpus = await hostileInputs();
+    const mpeg = await expectCode(decodeImage(corpus.find((h) => h.name === 'MPEG2 DICOM')!.bytes), 'UNSUPPORTED_TRANSFER_SYNTAX');
+    assert.match(mpeg.message, /1\.2\.840\.10008\.1\.2\.4\.100/);
+    assert.match(mpeg.message, /MPEG2/);
+    assert.match(mpeg.message, /Explicit VR Little Endian \(1\.2\.840\.10008\.1\.2\.1\)/);
+    assert.match(mpeg.message, /JPEG 2000/);
+    const lat = await expectCode(decodeImage(makeDicom({ viewPosition: 'LATERAL' })), 'NOT_FRONTAL');
+    assert.match(lat.message, /lateral views are not analysed; upload a PA or AP view/);
+    await expectCode(decodeImage(makeDicom({ viewPosition: 'RL' })), 'NOT_FRONTAL');
+    await expectCode(decodeImage(makeDicom({ extra: { ViewCodeSequence: [{ CodeValue: 'R-10206', CodingSchemeDesignator: 'SRT', CodeMeaning: 'left lateral' }] } })), 'NOT_FRONTAL');
+  });
+
+  test('pixel limit: refused from the header, before decoding', async () => {
+    const bomb = pngHeaderOnly(30000, 30000);
+    const e = await expectCode(decodeImage(bomb), 'TOO_LARGE');
+    assert.match(e.message, /30000 x 30000/);
+    await expectCode(decodeImage(await makePng(), { maxPixels: 1000 }), 'TOO_LARGE');
+    await expectCode(decodeImage(await makeJpeg(), { maxPixels: 1000 }), 'TOO_LARGE');
+    await expectCode(decodeImage(makeDicom({ rows: 64, cols: 80 }), { maxPixels: 1000 }), 'TOO_LARGE');
+    // A DICOM header that claims 60000 x 60000 pixels, with a few bytes of pixel data.
+    await expectCode(decodeImage(makeDicom({ rows: 60000, cols: 60000, pixels: new Uint16Array(16) })), 'TOO_LARGE');
+  });
+
+  test('random corruption never escapes as anything but an InputError', async () => {
+    let seed = 12345;
+    const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const sources: [string, Buffer][] = [
+      ['dicom', makeDicom({ rows: 32, cols: 32 })],
+      ['png', await makePng({ width: 32, height: 32 })],
+      ['jpeg', await makeJpeg({ width: 32, height: 32 })],
+    ];
+    if (hasTool('dcmcjpls')) sources.push(['jpeg-ls dicom', compressedVariant(makeDicom({ rows: 32, cols: 32 }), 'jpegls')]);
+    if (hasTool('dcmcrle')) sources.push(['rle dicom', compressedVariant(makeDicom({ rows: 32, cols: 32 }), 'rle')]);
+    let decoded = 0;
+    let refused = 0;
+    for (const [name, src] of sources) {
+      for (let k = 0; k < 60; k++) {
+        const b = Buffer.from(src);
+        const mode = k % 3;
+        if (mode === 0) {
+          for (let j = 0; j < 1 + Math.floor(rand() * 8); j++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+        } else if (mode === 1) {
+          const at = Math.floor(rand() * b.length);
+          b.fill(Math.floor(rand() * 256), at, Math.min(b.length, at + 1 + Math.floor(rand() * 64)));
+        }
+        const input = mode === 2 ? b.subarray(0, Math.floor(rand() * b.length)) : b;
+        try {
+          const img: DecodedImage = await decodeImage(input);
+          assert.equal(img.data.length, img.width * img.height);
+          decoded++;
+        } catch (e) {
+          assert.ok(e instanceof InputError, `${name} mutation ${k}: ${String(e)}`);
+          refused++;
+        }
+      }
+    }
+    assert.ok(refused > 0 && decoded + refused === sources.length * 60);
+  });
+});
