@@ -100,7 +100,9 @@ export class LocalQueue {
       const res = await Promise.race([handler({ Records: batch.map((p) => p.record) }, localContext(this.opts.name, timeoutMs)), timedOut]);
       failed = new Set((res?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
     } catch (e) {
-      lastError = (e as Error).message;
+      // Powertools batch throws one error for a batch that failed whole; the causes are in recordErrors.
+      const causes = (e as { recordErrors?: Error[] }).recordErrors?.map((r) => `${r.name}: ${r.message}`);
+      lastError = causes?.length ? causes.join('; ') : (e as Error).message;
       failed = new Set(batch.map((p) => p.record.messageId));
     } finally {
       clearTimeout(timer);
