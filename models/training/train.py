@@ -18,7 +18,10 @@ ap.add_argument('--log', default=os.path.join(HERE, 'train_log.csv'))
 ap.add_argument('--resume', action='store_true', help='continue from ckpt-dir/last.pt')
 ap.add_argument('--epochs', type=int, default=None, help='override config epochs')
 ap.add_argument('--max-steps', type=int, default=None, help='smoke test: stop each epoch after N steps')
-ap.add_argument('--max-minutes', type=float, default=None, help='stop cleanly after this wall time')
+ap.add_argument('--max-minutes', type=float, default=None, help='stop cleanly after this wall time (this process)')
+ap.add_argument('--budget-minutes', type=float, default=None,
+                help='time-budgeted schedule: the cosine lr decay reaches 0 when EITHER all epochs are done OR the '
+                     'cumulative training time (over resumes) reaches this budget; training then stops')
 a = ap.parse_args()
 
 cfg = json.load(open(a.config))
@@ -170,10 +173,18 @@ if __name__ == '__main__':
     steps_per_epoch = cfg['samples_per_epoch'] // cfg['batch_size']
     total_steps = EPOCHS * steps_per_epoch; warm = cfg['warmup_epochs'] * steps_per_epoch
 
+    train_seconds = 0.0  # cumulative over resumes
+
+    def progress(step):
+        p = (step - warm) / max(1, total_steps - warm)
+        if a.budget_minutes:
+            p = max(p, train_seconds / (a.budget_minutes * 60))
+        return min(1.0, max(0.0, p))
+
     def lr_at(step):
         if step < warm:
             return cfg['lr'] * (step + 1) / warm
-        return cfg['lr'] * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+        return cfg['lr'] * 0.5 * (1 + math.cos(math.pi * progress(step)))
 
     start_epoch, best, step = 0, -1.0, 0
     os.makedirs(a.ckpt_dir, exist_ok=True)
@@ -182,6 +193,7 @@ if __name__ == '__main__':
         ck = torch.load(last_p, map_location='cpu')
         model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt'])
         start_epoch, best, step = ck['epoch'] + 1, ck['best'], ck['step']
+        train_seconds = ck.get('train_seconds', 0.0)
         random.setstate(ck['py_rng']); np.random.set_state(ck['np_rng']); torch.set_rng_state(ck['torch_rng'])
         print(f'resumed from epoch {ck["epoch"]} (best score {best:.4f})', flush=True)
     # log: keep rows of completed epochs only
@@ -205,6 +217,9 @@ if __name__ == '__main__':
         for s in range(steps_per_epoch):
             if a.max_steps and s >= a.max_steps:
                 break
+            if step >= warm and progress(step) >= 1.0:
+                break
+            ts = time.time()
             idx = order[s * cfg['batch_size']:(s + 1) * cfg['batch_size']]
             img, tgt, ign, valid = batch_tensors(idx)
             img, tgt, ign = augment(img, tgt, ign, g)
@@ -215,6 +230,7 @@ if __name__ == '__main__':
             loss, parts = compute_loss(logits.float(), tgt.to(dev), ign.to(dev), valid.to(dev),
                                        torch.from_numpy(is_gb[idx]).to(dev))
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); step += 1
+            train_seconds += time.time() - ts
             parts['train_loss'] = loss.item()
             for k, v in parts.items():
                 agg[k] = agg.get(k, 0) + v
@@ -231,12 +247,15 @@ if __name__ == '__main__':
             csv.DictWriter(f, fieldnames=fields).writerow(row)
         state = dict(model=model.state_dict(), opt=opt.state_dict(), epoch=epoch, best=best, step=step,
                      py_rng=random.getstate(), np_rng=np.random.get_state(), torch_rng=torch.get_rng_state(),
-                     config=cfg, metrics=res)
+                     config=cfg, metrics=res, train_seconds=train_seconds)
         torch.save(state, last_p + '.tmp'); os.replace(last_p + '.tmp', last_p)
         if is_best:
             torch.save(dict(model=model.state_dict(), epoch=epoch, metrics=res, config=cfg), best_p + '.tmp')
             os.replace(best_p + '.tmp', best_p)
         print(f'epoch {epoch} {row}', flush=True)
+        if n == 0 or progress(step) >= 1.0:
+            print('schedule finished (epochs or time budget)', flush=True)
+            break
         if a.max_minutes and (time.time() - t_start) / 60 > a.max_minutes:
             print('max minutes reached; stopping (resume with --resume)', flush=True)
             break
