@@ -1,0 +1,29 @@
+-- View `results`: one typed row per image, flattened from the DynamoDB JSON of `results_export`.
+-- The same text runs on Athena (Trino) and DuckDB: both dereference struct fields with dots,
+-- case-insensitively, and both read a missing attribute or a {"NULL": true} value as SQL NULL.
+-- `taken_at` orders a patient's images: the acquisition time when the image has one (DICOM), else the
+-- time the pipeline recorded the result (as the table's sortKey does).
+CREATE OR REPLACE VIEW results AS
+SELECT
+  item.imageId.S AS image_id,
+  item.status.S AS status,
+  item.patientKey.S AS patient_key,
+  item.studyKey.S AS study_key,
+  item.acquiredAt.S AS acquired_at,
+  item.createdAt.S AS created_at,
+  COALESCE(item.acquiredAt.S, item.createdAt.S) AS taken_at,
+  SUBSTR(COALESCE(item.acquiredAt.S, item.createdAt.S), 1, 10) AS taken_day,
+  item.path.S AS processing_path,
+  item.errorCode.S AS error_code,
+  item.errorReason.S AS error_reason,
+  CAST(item.opacityPctTotal.N AS DOUBLE) AS opacity_pct_total,
+  CAST(item.opacityPctRight.N AS DOUBLE) AS opacity_pct_right,
+  CAST(item.opacityPctLeft.N AS DOUBLE) AS opacity_pct_left,
+  CAST(item.geographicExtent.N AS INTEGER) AS geographic_extent,
+  CAST(item.zoneScore.N AS INTEGER) AS zone_score,
+  item.grade.S AS grade,
+  CAST(item.riskIcu.N AS DOUBLE) AS risk_icu,
+  CAST(item.riskMortality.N AS DOUBLE) AS risk_mortality,
+  item.modelVersion.S AS model_version,
+  item.severityVersion.S AS severity_version
+FROM results_export
