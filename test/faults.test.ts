@@ -82,12 +82,13 @@ describe('load and faults (local pipeline)', () => {
       const body = await chestPng({ width: 160, height: 128, rightOpacity: 0.3 });
       const ids: string[] = [];
       for (let i = 0; i < 20; i++) ids.push(await p.upload(`uploads/s3/${i}.png`, body));
-      await sleep(150);
+      await sleep(100);
       await p.stack.stopS3();
       console.log(`faults: S3 stopped with ${p.ingest.depth} segment messages outstanding`);
       await sleep(1500);
       await p.stack.startS3();
       await p.drain();
+      assert.deepEqual([...p.ingest.deadLetters, ...p.scoring.deadLetters].map((d) => d.lastError), []);
       assertExactlyOnce(await scan(p), ids);
     });
   });

@@ -105,7 +105,10 @@ export async function startLocalStack(opts: LocalStackOptions = {}): Promise<Loc
     s3, ddb, dataDir, s3Endpoint, ddbEndpoint,
     onObjectCreated: (cb) => listeners.push(cb),
     async stopS3() {
-      await s3rver.close();
+      // Drop keep-alive connections too, or the server lingers for the clients that hold them.
+      const closing = s3rver.close();
+      (s3rver as unknown as { httpServer?: Server }).httpServer?.closeAllConnections();
+      await closing;
     },
     async startS3() {
       s3rver = newS3rver(s3Addr.port);
