@@ -1,0 +1,58 @@
+/**
+ * Deploy-time settings of the CxrOpacity stack. Every value has a default; each can be overridden with
+ * CDK context (`npx cdk deploy -c segmentConcurrency=20`) or in `cdk.json`.
+ */
+import type { Construct } from 'constructs';
+
+export interface CxrOpacityConfig {
+  /** Reserved concurrency of the segment function, also the SQS event source's maximum concurrency. */
+  readonly segmentConcurrency: number;
+  /** Messages per segment invocation (1..5); each image takes seconds of CPU, so 1 is the default. */
+  readonly segmentBatchSize: number;
+  /** Reserved concurrency of the score function, also its event source's maximum concurrency. */
+  readonly scoreConcurrency: number;
+  /** Messages per score invocation (1..10). */
+  readonly scoreBatchSize: number;
+  /** Retention of the functions' CloudWatch log groups and of the S3 server access logs, in days. */
+  readonly logRetentionDays: number;
+  /** Days after which non-current object versions (overwritten or deleted uploads/results) expire. */
+  readonly noncurrentVersionExpirationDays: number;
+  /** Optional e-mail address subscribed to the alarm topic. */
+  readonly alarmEmail?: string;
+}
+
+export const DEFAULT_CONFIG: CxrOpacityConfig = {
+  segmentConcurrency: 10,
+  segmentBatchSize: 1,
+  scoreConcurrency: 5,
+  scoreBatchSize: 10,
+  logRetentionDays: 365,
+  noncurrentVersionExpirationDays: 90,
+};
+
+function intContext(scope: Construct, key: string, fallback: number, min: number, max: number): number {
+  const raw: unknown = scope.node.tryGetContext(key);
+  if (raw === undefined || raw === null || raw === '') return fallback;
+  const n = typeof raw === 'number' ? raw : Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`context ${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+/** Reads the settings from CDK context, falling back to DEFAULT_CONFIG, and validates them. */
+export function configFromContext(scope: Construct, overrides: Partial<CxrOpacityConfig> = {}): CxrOpacityConfig {
+  const d = { ...DEFAULT_CONFIG, ...overrides };
+  const email: unknown = scope.node.tryGetContext('alarmEmail') ?? d.alarmEmail;
+  const cfg: CxrOpacityConfig = {
+    // Lambda's event source mapping needs a maximum concurrency of at least 2.
+    segmentConcurrency: intContext(scope, 'segmentConcurrency', d.segmentConcurrency, 2, 1000),
+    segmentBatchSize: intContext(scope, 'segmentBatchSize', d.segmentBatchSize, 1, 5),
+    scoreConcurrency: intContext(scope, 'scoreConcurrency', d.scoreConcurrency, 2, 1000),
+    scoreBatchSize: intContext(scope, 'scoreBatchSize', d.scoreBatchSize, 1, 10),
+    logRetentionDays: intContext(scope, 'logRetentionDays', d.logRetentionDays, 1, 3653),
+    noncurrentVersionExpirationDays: intContext(scope, 'noncurrentVersionExpirationDays', d.noncurrentVersionExpirationDays, 1, 3653),
+    ...(typeof email === 'string' && email !== '' ? { alarmEmail: email } : {}),
+  };
+  return cfg;
+}

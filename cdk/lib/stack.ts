@@ -1,0 +1,55 @@
+/** The CxrOpacity stack: one construct per concern, wired together, with outputs for the operator. */
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import { configFromContext, type CxrOpacityConfig } from './config';
+import { Encryption } from './encryption';
+import { Monitoring } from './monitoring';
+import { acknowledgeNagFindings } from './nag';
+import { Pipeline } from './pipeline';
+import { Storage } from './storage';
+
+export interface CxrOpacityStackProps extends StackProps {
+  /** Overrides of the context-driven settings (tests use this). */
+  readonly config?: Partial<CxrOpacityConfig>;
+}
+
+export class CxrOpacityStack extends Stack {
+  readonly config: CxrOpacityConfig;
+  readonly encryption: Encryption;
+  readonly storage: Storage;
+  readonly pipeline: Pipeline;
+  readonly monitoring: Monitoring;
+
+  constructor(scope: Construct, id: string, props: CxrOpacityStackProps = {}) {
+    super(scope, id, props);
+    this.config = configFromContext(this, props.config);
+    this.encryption = new Encryption(this, 'Encryption');
+    const key = this.encryption.key;
+    this.storage = new Storage(this, 'Storage', {
+      key,
+      logRetentionDays: this.config.logRetentionDays,
+      noncurrentVersionExpirationDays: this.config.noncurrentVersionExpirationDays,
+    });
+    this.pipeline = new Pipeline(this, 'Pipeline', { key, messagingKey: this.encryption.messagingKey, storage: this.storage, config: this.config });
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      key: this.encryption.messagingKey,
+      deadLetterQueues: { IngestDLQ: this.pipeline.ingestDlq, ScoreDLQ: this.pipeline.scoreDlq },
+      functions: { SegmentFunction: this.pipeline.segmentFunction, ScoreFunction: this.pipeline.scoreFunction },
+      ingestQueue: this.pipeline.ingestQueue,
+      ...(this.config.alarmEmail ? { alarmEmail: this.config.alarmEmail } : {}),
+    });
+
+    const out = (id: string, value: string, description: string): void => { new CfnOutput(this, id, { value, description }); };
+    out('UploadsBucketName', this.storage.uploadsBucket.bucketName, 'Put chest X-rays under uploads/ in this bucket');
+    out('ResultsBucketName', this.storage.resultsBucket.bucketName, 'Masks, overlays and result.json under results/<imageId>/');
+    out('ResultsTableName', this.storage.resultsTable.tableName, 'One item per image (GSIs byPatient, byStudy)');
+    out('IdempotencyTableName', this.storage.idempotencyTable.tableName, 'Powertools idempotency records');
+    out('IngestQueueUrl', this.pipeline.ingestQueue.queueUrl, 'S3 upload events waiting for segmentation');
+    out('IngestDLQUrl', this.pipeline.ingestDlq.queueUrl, 'Uploads that failed segmentation 3 times');
+    out('ScoreQueueUrl', this.pipeline.scoreQueue.queueUrl, 'Segmented images waiting for scoring');
+    out('ScoreDLQUrl', this.pipeline.scoreDlq.queueUrl, 'Images that failed scoring 3 times');
+    out('AlarmTopicArn', this.monitoring.topic.topicArn, 'Subscribe to receive the alarms');
+
+    acknowledgeNagFindings(this);
+  }
+}
