@@ -1,0 +1,36 @@
+/**
+ * AWS entry point of the batch router. Environment:
+ *   INGEST_QUEUE_URL   the segment function's queue (Lambda path)
+ *   ENDPOINT_NAME      the SageMaker async endpoint (unset: everything goes to Lambda)
+ *   WORK_BUCKET        bucket for batches/requests/ and batches/status/ (the results bucket)
+ *   BATCH_THRESHOLD (50), BACKLOG_THRESHOLD (500), MAX_BATCH_IMAGES (10000), REQUEST_TTL_SECONDS
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { observability } from '../common';
+import { routeConfigFromEnv } from './route';
+import { createRouterHandler } from './router-handler';
+
+const env = (name: string): string => {
+  const v = process.env[name];
+  if (!v) throw new Error(`environment variable ${name} is not set`);
+  return v;
+};
+const optInt = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
+
+const obs = observability('cxr-opacity-batch-router');
+
+export const handler = createRouterHandler(() => ({
+  s3: obs.tracer.captureAWSv3Client(new S3Client({})),
+  sqs: obs.tracer.captureAWSv3Client(new SQSClient({})),
+  sagemaker: obs.tracer.captureAWSv3Client(new SageMakerRuntimeClient({ maxAttempts: 6 })),
+  config: {
+    ...routeConfigFromEnv(process.env),
+    ingestQueueUrl: env('INGEST_QUEUE_URL'),
+    endpointName: process.env.ENDPOINT_NAME || undefined,
+    workBucket: env('WORK_BUCKET'),
+    maxImages: optInt('MAX_BATCH_IMAGES') ?? 10_000,
+    requestTtlSeconds: optInt('REQUEST_TTL_SECONDS'),
+  },
+}), obs);
