@@ -1,0 +1,209 @@
+/**
+ * `npm run bench`: rerunnable performance measurements (not part of `npm test`).
+ * Writes bench/results/latest.json and bench/results/latest.md. Everything compared is measured in the
+ * same run on the same machine, and reported as ratios.
+ *
+ *   npm run bench -- [--reps N] [--quick]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { loadModel } from '../layers/onnx/session';
+import { decodeImage, loadSeverityConfig, lungUnion, maskToPng, renderOverlay, scoreMasks, type GrayImage } from '../src/core';
+import { probabilitiesToMasks } from '../src/core/postprocess';
+import { toModelInput } from '../src/core/preprocess';
+import { S3Objects } from '../src/aws/s3-objects';
+import { DEFAULT_MODEL_MANIFEST, startLocalPipeline } from '../src/local/pipeline';
+import { LOCAL_NAMES, startLocalStack } from '../src/local/stack';
+import { makeDicom } from '../test/helpers/fixtures';
+
+const ROOT = resolve(__dirname, '..');
+const DATA = resolve(ROOT, '..', 'shared', 'data');
+
+interface Stat { median: number; p10: number; p90: number; n: number }
+const stat = (xs: number[]): Stat => {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  return { median: round(q(0.5)), p10: round(q(0.1)), p90: round(q(0.9)), n: s.length };
+};
+const round = (v: number) => Math.round(v * 100) / 100;
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+async function time<T>(reps: number, fn: () => Promise<T>): Promise<Stat> {
+  await fn(); // warm-up
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t = now();
+    await fn();
+    ts.push(now() - t);
+  }
+  return stat(ts);
+}
+
+/** A realistic test image: a real CXR from the data folder when present (upscaled to 16 bit), else synthetic. */
+async function sourceImage(width: number, height: number): Promise<{ pixels: Uint16Array; kind: string }> {
+  const real = join(DATA, 'gb_covid_seg', 'images');
+  if (existsSync(real)) {
+    const file = join(real, execFileSync('ls', [real]).toString().split('\n')[0]);
+    const { data } = await sharp(file).greyscale().resize(width, height, { fit: 'fill' }).toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+    return { pixels: Uint16Array.from(new Uint16Array(data.buffer, data.byteOffset, data.length / 2), (v) => v >> 4), kind: 'real CXR (gb_covid_seg), resized' };
+  }
+  const px = new Uint16Array(width * height);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
+    const lung = Math.abs(x / width - 0.5) > 0.08 && Math.abs(x / width - 0.5) < 0.4 && y / height > 0.15 && y / height < 0.85;
+    px[y * width + x] = lung ? 800 + ((x * 7 + y * 3) % 200) : 3000 + ((x + y) % 300);
+  }
+  return { pixels: px, kind: 'synthetic phantom (../shared/data absent)' };
+}
+
+async function main() {
+  const { values } = parseArgs({ options: { reps: { type: 'string', default: '15' }, quick: { type: 'boolean' } } });
+  const reps = Number(values.reps);
+  const manifestPath = DEFAULT_MODEL_MANIFEST;
+  const threads = availableParallelism();
+  const model = await loadModel(manifestPath, { threads });
+  const S = model.manifest.input.size;
+  const severity = loadSeverityConfig();
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(), machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+    model: `${model.manifest.name}@${model.manifest.version}`, modelSize: S, threads,
+  };
+
+  // 1. Per stage, typical inputs.
+  const { pixels, kind } = await sourceImage(2500, 3000);
+  const dicom = makeDicom({ rows: 3000, cols: 2500, bitsStored: 12, pixels, windowCenter: 2048, windowWidth: 4096 });
+  const jpeg = await sharp(Buffer.from(Uint8Array.from(pixels.subarray(0), (v) => v >> 4)), { raw: { width: 2500, height: 3000, channels: 1 } })
+    .resize(1024, 1229).jpeg({ quality: 90 }).toBuffer();
+  const stages: Record<string, Record<string, Stat>> = {};
+  const dir = mkdtempSync(join(tmpdir(), 'cxr-bench-'));
+  const stack = await startLocalStack({ dataDir: dir });
+  const s3 = new S3Objects(stack.s3);
+  for (const [name, bytes] of [['DICOM 2500x3000 12-bit', dicom], ['JPEG 1024x1229', jpeg]] as const) {
+    const img = await decodeImage(bytes);
+    const input = await toModelInput(img, model.manifest);
+    const probs = await model.run(input, 1);
+    const masks = probabilitiesToMasks(probs, S, img.width, img.height, model.manifest.thresholds);
+    const pngs = await Promise.all([maskToPng(lungUnion(masks)), maskToPng(masks.opacity), renderOverlay(img, masks)]);
+    stages[name] = {
+      decode: await time(reps, () => decodeImage(bytes)),
+      preprocess: await time(reps, () => toModelInput(img, model.manifest)),
+      inference: await time(reps, () => model.run(input, 1)),
+      postprocess: await time(reps, async () => probabilitiesToMasks(probs, S, img.width, img.height, model.manifest.thresholds)),
+      render: await time(reps, () => Promise.all([maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft), maskToPng(masks.opacity), renderOverlay(img as GrayImage, masks)])),
+      score: await time(reps, async () => scoreMasks(masks, severity, img.meta.pixelSpacingMm)),
+      storage: await time(reps, () => Promise.all(pngs.map((b, i) => s3.put(LOCAL_NAMES.resultsBucket, `bench/${i}.png`, b, 'image/png')))),
+    };
+  }
+  await stack.stop();
+  results.stages = stages;
+  results.stageInput = kind;
+
+  // 2. Inference cost by image (model input) size is fixed by the model; by input image size and by batch size.
+  const bySize: Record<string, Stat> = {};
+  for (const side of values.quick ? [512, 2048] : [512, 1024, 2048, 3000]) {
+    const { pixels: p } = await sourceImage(side, side);
+    const bytes = makeDicom({ rows: side, cols: side, bitsStored: 12, pixels: p, windowCenter: 2048, windowWidth: 4096 });
+    bySize[`${side}x${side}`] = await time(Math.max(3, Math.floor(reps / 2)), async () => {
+      const img = await decodeImage(bytes);
+      const pr = await model.run(await toModelInput(img, model.manifest), 1);
+      const m = probabilitiesToMasks(pr, S, img.width, img.height, model.manifest.thresholds);
+      await Promise.all([maskToPng(m.opacity), renderOverlay(img, m)]);
+      scoreMasks(m, severity);
+    });
+  }
+  results.endToEndByInputSize = bySize;
+  const byBatch: Record<string, { perImageMs: number; batchMs: Stat }> = {};
+  for (const n of [1, 2, 4, 8]) {
+    const x = new Float32Array(n * S * S).map(() => Math.random() * 2 - 1);
+    const st = await time(Math.max(3, Math.floor(reps / n)), () => model.run(x, n));
+    byBatch[`batch ${n}`] = { perImageMs: round(st.median / n), batchMs: st };
+  }
+  results.inferenceByBatch = byBatch;
+  const onnxInference = stages['JPEG 1024x1229'].inference.median;
+
+  // 3. Cold start: a new process, model load, one image, exit.
+  const jpgPath = join(dir, 'cold.jpg');
+  writeFileSync(jpgPath, jpeg);
+  const cold: number[] = [];
+  for (let i = 0; i < (values.quick ? 1 : 3); i++) {
+    const t = now();
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/analyze.ts'), jpgPath, '--out', join(dir, 'cold'), '--format', 'json'], { cwd: ROOT, encoding: 'utf8' });
+    if (r.status !== 0 && r.status !== 1) throw new Error(`cold start run failed: ${r.stderr}`);
+    cold.push(now() - t);
+  }
+  results.coldStartMs = stat(cold);
+
+  // 4. Throughput of the local pipeline (s3rver + dynalite + handlers) at concurrency 1, 2, 4.
+  const throughput: Record<string, { imagesPerSecond: number; seconds: number; images: number }> = {};
+  const nImages = values.quick ? 6 : 16;
+  for (const c of [1, 2, 4]) {
+    const p = await startLocalPipeline({ model, dataDir: mkdtempSync(join(tmpdir(), 'cxr-bench-p-')), concurrency: c, logLevel: 'SILENT' });
+    const t = now();
+    await Promise.all(Array.from({ length: nImages }, (_, i) => p.upload(`uploads/bench/${i}.jpg`, jpeg)));
+    await p.drain();
+    const s = (now() - t) / 1000;
+    throughput[`concurrency ${c}`] = { imagesPerSecond: round(nImages / s), seconds: round(s), images: nImages };
+    await p.stop();
+  }
+  results.localPipelineThroughput = throughput;
+  results.peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024);
+
+  // 5. The same model in PyTorch on CPU, and the floor (FLOPs / measured matmul rate).
+  const py = '/usr/bin/python3';
+  const tcmalloc = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4';
+  if (existsSync(py)) {
+    const r = spawnSync(py, [join(ROOT, 'bench/torch_bench.py'), '--onnx', join(ROOT, 'models', model.manifest.file), '--threads', String(threads), '--reps', String(reps)], {
+      encoding: 'utf8', env: { ...process.env, ...(existsSync(tcmalloc) ? { LD_PRELOAD: tcmalloc } : {}) },
+    });
+    if (r.status === 0) {
+      const t = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      const torchBest = Math.min(...Object.entries(t.batches as Record<string, { per_image_ms: number }>).filter(([k]) => k.endsWith('_b1')).map(([, v]) => v.per_image_ms));
+      results.pytorch = t;
+      results.ratios = {
+        pytorchOverOnnxruntime: round(torchBest / onnxInference),
+        onnxruntimeOverFloor: round(onnxInference / t.floor_ms_per_image),
+      };
+    } else {
+      results.pytorch = { skipped: `python/torch run failed: ${r.stderr.slice(-400)}` };
+    }
+  } else {
+    results.pytorch = { skipped: '/usr/bin/python3 with torch not installed (models/training/setup.sh installs it)' };
+  }
+  await model.release();
+
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench', 'results', 'latest.json'), JSON.stringify(results, null, 2));
+  const md = toMarkdown(results);
+  writeFileSync(join(ROOT, 'bench', 'results', 'latest.md'), md);
+  console.log(md);
+}
+
+function toMarkdown(r: Record<string, any>): string {
+  const L: string[] = [`# Benchmark (${r.date})`, '', `Machine: ${r.machine.cpus} x ${r.machine.cpu}, Node ${r.machine.node}. Model ${r.model} at ${r.modelSize}x${r.modelSize}, onnxruntime-node with ${r.threads} threads. Stage inputs: ${r.stageInput}. Times in ms, median [p10-p90].`, ''];
+  L.push('## Per stage', '', '| stage | ' + Object.keys(r.stages).join(' | ') + ' |', '|---|' + Object.keys(r.stages).map(() => '---').join('|') + '|');
+  const names = Object.keys(Object.values(r.stages)[0] as object);
+  for (const s of names) L.push(`| ${s} | ` + Object.values(r.stages).map((v: any) => `${v[s].median} [${v[s].p10}-${v[s].p90}]`).join(' | ') + ' |');
+  const total = (v: any) => round(names.reduce((a, s) => a + v[s].median, 0));
+  L.push('| **sum of medians** | ' + Object.values(r.stages).map((v: any) => `**${total(v)}**`).join(' | ') + ' |', '');
+  L.push('## End to end by input size (decode → overlay, one image)', '', '| input | median ms | p10-p90 |', '|---|---|---|');
+  for (const [k, v] of Object.entries(r.endToEndByInputSize) as [string, Stat][]) L.push(`| ${k} | ${v.median} | ${v.p10}-${v.p90} |`);
+  L.push('', '## Inference by batch size', '', '| batch | per image ms | batch median ms |', '|---|---|---|');
+  for (const [k, v] of Object.entries(r.inferenceByBatch) as [string, any][]) L.push(`| ${k} | ${v.perImageMs} | ${v.batchMs.median} |`);
+  L.push('', `Cold start (new process → first result, model load included): median ${r.coldStartMs.median} ms over ${r.coldStartMs.n} runs.`, '');
+  L.push('## Local pipeline throughput (s3rver + dynalite + handlers)', '', '| concurrency | images/s | seconds | images |', '|---|---|---|---|');
+  for (const [k, v] of Object.entries(r.localPipelineThroughput) as [string, any][]) L.push(`| ${k} | ${v.imagesPerSecond} | ${v.seconds} | ${v.images} |`);
+  L.push('', `Peak RSS of the benchmark process: ${r.peakRssMb} MB.`, '');
+  if (r.ratios) {
+    L.push('## Against PyTorch and the floor', '', `PyTorch ${r.pytorch.torch} CPU (${r.pytorch.threads} threads, best of contiguous/channels_last, batch 1): ${round(Math.min(r.pytorch.batches.contiguous_b1.per_image_ms, r.pytorch.batches.channels_last_b1.per_image_ms))} ms per image.`,
+      `Model: ${(r.pytorch.flops_per_image / 1e9).toFixed(2)} GFLOP per image; measured fp32 matmul rate ${r.pytorch.matmul_gflops.toFixed(1)} GFLOP/s → floor ${r.pytorch.floor_ms_per_image.toFixed(1)} ms.`, '',
+      `| ratio | value |`, `|---|---|`, `| PyTorch time / onnxruntime-node time | ${r.ratios.pytorchOverOnnxruntime} |`, `| onnxruntime-node time / floor | ${r.ratios.onnxruntimeOverFloor} |`, '');
+  } else L.push(`PyTorch comparison skipped: ${r.pytorch?.skipped}`, '');
+  return L.join('\n');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
