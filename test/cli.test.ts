@@ -1,0 +1,76 @@
+/** The two command-line entry points, run in-process on generated files with the small test model. */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { analyzeMain } from '../src/cli/analyze';
+import { collectInputs } from '../src/cli/inputs';
+import { startMain } from '../src/local/start';
+import { makeDicom } from './helpers/fixtures';
+import { chestPixels, chestPng } from './helpers/synthetic';
+import { writeTinyModel } from './helpers/tiny-model';
+
+async function inputs() {
+  const dir = mkdtempSync(join(tmpdir(), 'cxr-cli-'));
+  mkdirSync(join(dir, 'in', 'sub'), { recursive: true });
+  writeFileSync(join(dir, 'in', 'a.png'), await chestPng({ rightOpacity: 0.5 }));
+  const { width, height, data } = chestPixels({ width: 160, height: 128, rightOpacity: 0.5 });
+  writeFileSync(join(dir, 'in', 'sub', 'b'), makeDicom({ rows: height, cols: width, pixels: Uint16Array.from(data, (v) => Math.round(v * 4095)), windowCenter: 2048, windowWidth: 4096 }));
+  writeFileSync(join(dir, 'in', 'notes.txt'), 'ignored: not an image extension');
+  writeFileSync(join(dir, 'in', 'broken.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10]));
+  return { dir, model: writeTinyModel(join(dir, 'model'), { size: 128 }) };
+}
+
+const capture = async (fn: () => Promise<number>) => {
+  const out: string[] = [];
+  const log = console.log;
+  const err = process.stderr.write.bind(process.stderr);
+  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  try {
+    return { code: await fn(), out: out.join('\n') };
+  } finally {
+    console.log = log;
+    process.stderr.write = err;
+  }
+};
+
+describe('command line', () => {
+  test('collectInputs walks folders, keeps image files and extension-less DICOMs, names outputs uniquely', async () => {
+    const { dir } = await inputs();
+    assert.deepEqual(collectInputs([join(dir, 'in')]).map((i) => i.name), ['a.png', 'broken.jpg', 'sub__b']);
+    assert.throws(() => collectInputs([join(dir, 'nope')]), /no such file or folder/);
+  });
+
+  test('cxr-opacity analyze writes the four files per input and reports failures with reasons', async () => {
+    const { dir, model } = await inputs();
+    const out = join(dir, 'out');
+    const { code, out: stdout } = await capture(() => analyzeMain([join(dir, 'in'), '--out', out, '--model', model, '--format', 'json']));
+    assert.equal(code, 1, 'exit 1 because one input failed');
+    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => [l.input, l.status]), [['a.png', 'SCORED'], ['broken.jpg', 'FAILED'], ['sub__b', 'SCORED']]);
+    for (const name of ['a.png', 'sub__b']) {
+      for (const f of ['lung.png', 'opacity.png', 'overlay.png', 'result.json']) assert.ok(existsSync(join(out, name, f)), `${name}/${f}`);
+    }
+    const dcm = JSON.parse(readFileSync(join(out, 'sub__b', 'result.json'), 'utf8'));
+    assert.ok(Math.abs(dcm.opacityPctRight - 50) < 8, `DICOM right lung half opaque: ${dcm.opacityPctRight}`);
+    assert.match(JSON.parse(readFileSync(join(out, 'broken.jpg', 'result.json'), 'utf8')).errorCode, /TRUNCATED|CORRUPT/);
+    const csv = await capture(() => analyzeMain([join(dir, 'in', 'a.png'), '--out', out, '--model', model, '--format', 'csv']));
+    assert.match(csv.out.split('\n')[0], /^input,status,opacity%/);
+    assert.equal((await capture(() => analyzeMain([]))).code, 2);
+  });
+
+  test('npm start runs the local pipeline on files and writes outputs', async () => {
+    const { dir, model } = await inputs();
+    const out = join(dir, 'out-start');
+    const { code, out: stdout } = await capture(() => startMain([join(dir, 'in', 'a.png'), join(dir, 'in', 'sub'), '--out', out, '--model', model]));
+    assert.equal(code, 0, stdout);
+    assert.match(stdout, /\[2\/2\]/);
+    assert.match(stdout, /s per image/);
+    for (const name of ['a.png', 'b']) assert.ok(existsSync(join(out, name, 'overlay.png')), name);
+    const usage = await capture(() => startMain([]));
+    assert.equal(usage.code, 2);
+    assert.match(usage.out, /usage: npm start --/);
+  });
+});
