@@ -58,11 +58,15 @@ export function supportedSyntaxList(): string {
 }
 
 let ready: Promise<void> | undefined;
+/** Bytes of WASM heap left allocated by decodes that threw (their context is never released). */
+let leakedBytes = 0;
+const MAX_LEAKED_BYTES = 256 * 1024 * 1024;
 
 /**
- * Initialises the WASM module once per process (about 0.2 s), on first use. If a decode throws from
- * inside the WASM module we drop the instance (its heap may hold the half-released frame), and the next
- * call starts a fresh one, so one corrupt file cannot poison the process for the good ones after it.
+ * Initialises the WASM module once per process (about 0.2 s), on first use. A codec that rejects a
+ * corrupt stream throws out of the WASM call before its buffers are released; we count those bytes and
+ * start a fresh instance once they add up (or at once after a WASM trap, whose heap state is unknown),
+ * so corrupt uploads can neither exhaust nor poison the module for the good files after them.
  */
 function ensureCodecs(): Promise<void> {
   if (!ready) {
@@ -75,13 +79,17 @@ function ensureCodecs(): Promise<void> {
   return ready;
 }
 
-function resetCodecs(): void {
+function afterCodecFailure(e: unknown, leaked: number): void {
+  leakedBytes += leaked;
+  const trap = e instanceof Error && e.name === 'RuntimeError'; // WebAssembly.RuntimeError
+  if (!trap && leakedBytes < MAX_LEAKED_BYTES) return;
   try {
     NativeCodecs.release();
   } catch {
     /* already unusable: a new instance is created on next use */
   }
   ready = undefined;
+  leakedBytes = 0;
 }
 
 export interface FrameGeometry {
@@ -98,7 +106,8 @@ export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGe
   const syntax = ENCAPSULATED[tsUid];
   if (!syntax) throw new Error(`no frame decoder for ${tsUid}`); // callers check first; a bug if reached
   try {
-    await ensureCodecs();
+    // Re-check after the await: a concurrent decode may have dropped the instance in between.
+    do await ensureCodecs(); while (!NativeCodecs.isInitialized());
   } catch (e) {
     // Not the input's fault: let it surface as a transient (retryable) error.
     throw new Error('could not initialise the DICOM image codecs', { cause: e });
@@ -123,7 +132,7 @@ export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGe
       case 'htj2k': out = NativeCodecs.decodeHtJpeg2000(ctx); break;
     }
   } catch (e) {
-    resetCodecs();
+    afterCodecFailure(e, encoded.byteLength + g.rows * g.cols * (g.bitsAllocated > 8 ? 2 : 1));
     throw new InputError('CORRUPT', `The ${syntax.name} compressed pixel data could not be decoded (${shortReason(e)}); the file is damaged.`, { cause: e });
   }
   const decoded = out.getDecodedBuffer();

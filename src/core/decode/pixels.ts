@@ -66,12 +66,21 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
   }
 
   const out = new Float32Array(count);
-  if (shift === 0) {
-    for (let i = 0; i < count; i++) out[i] = lut[raw[i] & mask];
-  } else {
-    for (let i = 0; i < count; i++) out[i] = lut[(raw[i] >> shift) & mask];
-  }
+  if (raw instanceof Uint16Array) applyLut16(raw, out, lut, shift, mask);
+  else applyLut8(raw, out, lut, shift, mask);
   return { data: out, window };
+}
+
+// One monomorphic loop per sample type: V8 keeps each to a plain typed-array load.
+function applyLut16(raw: Uint16Array, out: Float32Array, lut: Float32Array, shift: number, mask: number): void {
+  const n = out.length;
+  if (shift === 0) for (let i = 0; i < n; i++) out[i] = lut[raw[i] & mask];
+  else for (let i = 0; i < n; i++) out[i] = lut[(raw[i] >> shift) & mask];
+}
+function applyLut8(raw: Uint8Array, out: Float32Array, lut: Float32Array, shift: number, mask: number): void {
+  const n = out.length;
+  if (shift === 0) for (let i = 0; i < n; i++) out[i] = lut[raw[i] & mask];
+  else for (let i = 0; i < n; i++) out[i] = lut[(raw[i] >> shift) & mask];
 }
 
 /** DICOM PS3.3 C.11.2.1.2 VOI LUT functions, mapped to [0, 1]. */
@@ -96,8 +105,7 @@ function percentileWindow(
   storedOf: (idx: number) => number,
 ): { lo: number; hi: number } {
   const size = mask + 1;
-  const hist = new Uint32Array(size);
-  for (let i = 0; i < count; i++) hist[(raw[i] >> shift) & mask]++;
+  const hist = raw instanceof Uint16Array ? histogram16(raw, count, shift, mask) : histogram8(raw, count, shift, mask);
   let n = count;
   if (p.paddingValue !== undefined) {
     const padIdx = p.paddingValue & mask;
@@ -124,6 +132,17 @@ function percentileWindow(
     }
   }
   return { lo: lo ?? 0, hi: hi ?? lo ?? 0 };
+}
+
+function histogram16(raw: Uint16Array, count: number, shift: number, mask: number): Uint32Array {
+  const hist = new Uint32Array(mask + 1);
+  for (let i = 0; i < count; i++) hist[(raw[i] >> shift) & mask]++;
+  return hist;
+}
+function histogram8(raw: Uint8Array, count: number, shift: number, mask: number): Uint32Array {
+  const hist = new Uint32Array(mask + 1);
+  for (let i = 0; i < count; i++) hist[(raw[i] >> shift) & mask]++;
+  return hist;
 }
 
 function clamp01(v: number): number {
