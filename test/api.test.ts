@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import sharp from 'sharp';
-import { createApiHandler, MAX_ANALYZE_BYTES, sanitiseFileName, type ApiHandler } from '../functions/api/app';
+import { createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, sanitiseFileName, STUDY_METADATA, type ApiHandler } from '../functions/api/app';
+import * as segmentStage from '../src/pipeline/segment-stage';
 import { loadSeverityConfig } from '../src/core';
 import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
@@ -254,6 +255,8 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
   test('file names are sanitised; logs hold no patient ids, file names or patient keys', async () => {
     assert.equal(sanitiseFileName('C:\\scans\\Ünïcode name.dcm'), 'Unicode_name.dcm');
     assert.equal(sanitiseFileName('...'), 'image');
+    assert.equal(PATIENT_METADATA, segmentStage.PATIENT_METADATA);
+    assert.equal(STUDY_METADATA, segmentStage.STUDY_METADATA);
     const text = logs.join('\n');
     assert.ok(logs.length > 0);
     for (const needle of ['PAT-API-0001', 'PAT-TREND-7', 'Chest', 'day-0.1', 'pt_']) assert.ok(!text.includes(needle), `log leaks ${needle}`);

@@ -24,10 +24,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import { z } from 'zod';
 import { DynamoResults, RESULTS_TABLE_KEYS } from '../../src/aws/results-table';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
-import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../../src/local/memory';
 import { imageIdFor, type ResultItem } from '../../src/pipeline/messages';
-import { runScoreStage } from '../../src/pipeline/score-stage';
-import { PATIENT_METADATA, runSegmentStage, STUDY_METADATA } from '../../src/pipeline/segment-stage';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
 export const UPLOAD_URL_TTL_S = 15 * 60;
@@ -39,6 +36,13 @@ export const RESULT_URL_TTL_S = 5 * 60;
  */
 export const MAX_ANALYZE_BYTES = 4 * 1024 * 1024;
 export const UPLOAD_PREFIX = 'uploads/';
+/**
+ * The upload metadata the segment stage reads (src/pipeline/segment-stage.ts PATIENT_METADATA and
+ * STUDY_METADATA; a test checks they agree). Not imported from there: that module loads the imaging
+ * natives, which the functions serving the other routes do not ship.
+ */
+export const PATIENT_METADATA = 'patient-id';
+export const STUDY_METADATA = 'study-id';
 const PAGE_MAX = 100;
 
 export interface ApiLogger {
@@ -262,27 +266,18 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       throw new ApiError(413, 'PAYLOAD_TOO_LARGE', `images over ${MAX_ANALYZE_BYTES} bytes go through POST /v1/uploads`);
     }
     const m = await getModel();
-    const objects = new MemoryObjects();
-    const bucket = 'analyze';
-    const key = `analyze/${randomUUID()}`;
-    await objects.put(bucket, key, bytes, 'application/octet-stream');
-    const sink = new MemorySink();
-    // A one-off pseudonym key: nothing of this request is stored, so no pseudonym needs to be stable.
-    const msg = await runSegmentStage({ bucket, key, etag: randomUUID() }, {
-      objects, sink, model: m, pseudonymKey: randomUUID(), resultsBucket: bucket, log: silentLogger, path: 'lambda', now,
-    });
-    if (msg.status === 'FAILED') {
-      log.info('analyze rejected input', { code: msg.error.code });
-      throw new ApiError(422, msg.error.code, msg.error.reason);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on this route only (see analyze.ts)
+    const { analyzeImage } = require('./analyze') as typeof import('./analyze');
+    const outcome = await analyzeImage(bytes, m, deps.severity, now);
+    if (!outcome.ok) {
+      log.info('analyze rejected input', { code: outcome.code });
+      throw new ApiError(422, outcome.code, outcome.reason);
     }
-    const { item } = await runScoreStage(msg, {
-      objects, results: new MemoryResults(), severity: deps.severity, resultsBucket: bucket, log: silentLogger, now,
-    });
-    const overlay = (await objects.get(bucket, msg.keys.overlay)).body;
+    const { item } = outcome;
     const { keys: _k, sortKey: _s, source: _src, patientKey: _p, studyKey: _st, ...result } = item;
     void _k; void _s; void _src; void _p; void _st;
     log.info('analyze done', { grade: item.grade, timingsMs: item.timingsMs });
-    return json(200, { result, overlayPng: Buffer.from(overlay).toString('base64') });
+    return json(200, { result, overlayPng: Buffer.from(outcome.overlayPng).toString('base64') });
   });
 
   return (event, context) => app.resolve(event, context);

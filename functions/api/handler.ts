@@ -2,13 +2,15 @@
  * AWS entry point of the API function (API Gateway REST, proxy integration). Clients are built once
  * per container; the model for /v1/analyze is loaded on the first analyze request only.
  * Environment: UPLOADS_BUCKET, RESULTS_BUCKET, RESULTS_TABLE, MODEL_MANIFEST (optional: without it
- * /v1/analyze answers 503).
+ * /v1/analyze answers 503). The same entry point runs in two functions: a small Node function for the
+ * storage routes (no MODEL_MANIFEST, no imaging natives in its bundle: they are only imported on the
+ * analyze path) and the container-image function that API Gateway sends /v1/analyze to.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { loadModel } from '../../layers/onnx/session';
-import { loadSeverityConfig } from '../../src/core';
+import severityJson from '../../models/severity.json';
+import { validateSeverityConfig } from '../../src/core/severity';
 import { observability } from '../common';
 import { createApiHandler } from './app';
 
@@ -27,8 +29,10 @@ const api = createApiHandler({
   uploadsBucket: env('UPLOADS_BUCKET'),
   resultsBucket: env('RESULTS_BUCKET'),
   resultsTable: env('RESULTS_TABLE'),
-  model: manifest ? () => loadModel(manifest) : undefined,
-  severity: loadSeverityConfig(),
+  // onnxruntime-node is required on the first analyze request only.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  model: manifest ? () => (require('../../layers/onnx/session') as typeof import('../../layers/onnx/session')).loadModel(manifest) : undefined,
+  severity: validateSeverityConfig(severityJson, 'models/severity.json'),
   logger: {
     info: (m, e) => logger.info(m, e ?? {}),
     warn: (m, e) => logger.warn(m, e ?? {}),

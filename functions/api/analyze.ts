@@ -1,0 +1,31 @@
+/**
+ * POST /v1/analyze's work: the same segment and score stages as the pipeline, over in-memory ports.
+ * Loaded lazily by app.ts, so the routes that do not analyse never load sharp, the DICOM codecs or
+ * onnxruntime (they run in a small Node function; this one runs in the container image).
+ */
+import { randomUUID } from 'node:crypto';
+import type { SegmentationModel, SeverityConfig } from '../../src/core';
+import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../../src/local/memory';
+import type { ResultItem } from '../../src/pipeline/messages';
+import { runScoreStage } from '../../src/pipeline/score-stage';
+import { runSegmentStage } from '../../src/pipeline/segment-stage';
+
+export type AnalyzeOutcome =
+  | { ok: true; item: ResultItem; overlayPng: Uint8Array }
+  | { ok: false; code: string; reason: string };
+
+export async function analyzeImage(bytes: Uint8Array, model: SegmentationModel, severity: SeverityConfig, now: () => Date): Promise<AnalyzeOutcome> {
+  const objects = new MemoryObjects();
+  const bucket = 'analyze';
+  const key = `analyze/${randomUUID()}`;
+  await objects.put(bucket, key, bytes, 'application/octet-stream');
+  // A one-off pseudonym key: nothing of this request is stored, so no pseudonym needs to be stable.
+  const msg = await runSegmentStage({ bucket, key, etag: randomUUID() }, {
+    objects, sink: new MemorySink(), model, pseudonymKey: randomUUID(), resultsBucket: bucket, log: silentLogger, path: 'lambda', now,
+  });
+  if (msg.status === 'FAILED') return { ok: false, code: msg.error.code, reason: msg.error.reason };
+  const { item } = await runScoreStage(msg, {
+    objects, results: new MemoryResults(), severity, resultsBucket: bucket, log: silentLogger, now,
+  });
+  return { ok: true, item, overlayPng: (await objects.get(bucket, msg.keys.overlay)).body };
+}
