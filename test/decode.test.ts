@@ -5,6 +5,7 @@
  */
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { deflateRawSync } from 'node:zlib';
 import sharp from 'sharp';
 import { decodeImage } from '../src/core/decode';
 import { voiFunction } from '../src/core/decode/pixels';
@@ -12,7 +13,7 @@ import { InputError } from '../src/core/errors';
 import type { DecodedImage } from '../src/core/types';
 import {
   DEFAULT_IDENTIFIERS, UID, VARIANTS, bareDataset, chestPattern, compressedVariant, dcm2pnm16, hasTool,
-  hostileInputs, makeDicom, makeJpeg, makePng, pngHeaderOnly, toStored, type DicomSpec, type Variant,
+  hostileInputs, makeDicom, makeJpeg, makePng, pngHeaderOnly, toStored, withTransferSyntax, type DicomSpec, type Variant,
 } from './helpers/fixtures';
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<InputError> {
@@ -139,6 +140,18 @@ describe('DICOM grayscale pipeline', () => {
     assert.equal(img.data[0], 0);
     assert.equal(img.data[values.length - 1], 1, 'outliers saturate');
     assert.ok(Math.abs(img.data[values.indexOf(500)] - 0.5) < 0.01);
+  });
+
+  test('VOI LUT Sequence (no window): entries looked up from the modality value', async () => {
+    const lut = Array.from({ length: 1024 }, (_, i) => Math.round(Math.sqrt(i / 1023) * 4095));
+    const values = [0, 50, 100, 500, 1100, 1123, 1200, 4000];
+    const img = await decodeImage(rowDicom(values, {
+      rescaleIntercept: -100, rescaleSlope: 1,
+      extra: { VOILUTSequence: [{ LUTDescriptor: [1024, 0, 12], LUTData: lut, LUTExplanation: 'SQRT', _vrMap: { LUTData: 'US' } }] },
+    }));
+    const expected = values.map((v) => lut[Math.min(1023, Math.max(0, v - 100))] / 4095);
+    values.forEach((v, i) => assert.ok(Math.abs(img.data[i] - expected[i]) < 1e-6, `${v}: ${img.data[i]} vs ${expected[i]}`));
+    assert.equal(img.meta.window?.source, 'dicom');
   });
 
   test('percentile window leaves out PixelPaddingValue', async () => {
@@ -374,6 +387,34 @@ describe('hostile inputs', () => {
     await expectCode(decodeImage(makeDicom({ rows: 64, cols: 80 }), { maxPixels: 1000 }), 'TOO_LARGE');
     // A DICOM header that claims 60000 x 60000 pixels, with a few bytes of pixel data.
     await expectCode(decodeImage(makeDicom({ rows: 60000, cols: 60000, pixels: new Uint16Array(16) })), 'TOO_LARGE');
+  });
+
+  test('a deflated DICOM that inflates past the limit is refused (zip bomb)', async () => {
+    const head = bareDataset(makeDicom({ rows: 8, cols: 8, pixels: new Uint16Array(64) }), true); // meta group, no preamble
+    const metaLen = 12 + head.readUInt32LE(8);
+    const part10 = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), head.subarray(0, metaLen)]);
+    const deflated = withTransferSyntax(part10, UID.deflatedLE);
+    const bomb = Buffer.concat([deflated, deflateRawSync(Buffer.alloc(80 * 1024 * 1024))]);
+    assert.ok(bomb.length < 200 * 1024);
+    await expectCode(decodeImage(bomb, { maxPixels: 1000 }), 'TOO_LARGE');
+  });
+
+  test('concurrent decodes: corrupt compressed files do not break the good ones in flight', async (t) => {
+    if (skipWithout(t, 'dcmcjpls')) return;
+    const good = compressedVariant(makeDicom({ rows: 48, cols: 48 }), 'jpegls');
+    const ref = await decodeImage(good);
+    const bad = Buffer.from(good);
+    for (let i = bad.length - 400; i < bad.length - 10; i += 7) bad[i] ^= 0x5a;
+    const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => decodeImage(i % 3 === 0 ? bad : good)));
+    results.forEach((r, i) => {
+      if (i % 3 === 0) {
+        if (r.status === 'rejected') assert.ok(r.reason instanceof InputError, String(r.reason));
+      } else {
+        assert.equal(r.status, 'fulfilled', r.status === 'rejected' ? String(r.reason) : '');
+        if (r.status === 'fulfilled') assert.deepEqual(Array.from(r.value.data), Array.from(ref.data));
+      }
+    });
+    assert.ok(results.some((r, i) => i % 3 === 0 && r.status === 'rejected'), 'the corrupt file was refused');
   });
 
   test('random corruption never escapes as anything but an InputError', async () => {

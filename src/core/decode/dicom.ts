@@ -8,7 +8,7 @@ import { data as dcmjsData, log as dcmjsLog, type DicomDataset } from 'dcmjs';
 import { InputError } from '../errors';
 import type { DecodedImage, ImageMeta, RawIdentifiers } from '../types';
 import { ENCAPSULATED, NATIVE, TS, decodeFrame, supportedSyntaxList } from './codecs';
-import { storedToDisplay, type VoiFunction } from './pixels';
+import { storedToDisplay, type VoiFunction, type VoiLut } from './pixels';
 
 const { DicomDict, DicomMessage, DicomMetaDictionary } = dcmjsData;
 
@@ -310,11 +310,39 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
     window: wc !== undefined && ww !== undefined && ww > 0
       ? { center: wc, width: ww, fn: (fn === 'LINEAR_EXACT' || fn === 'SIGMOID' ? fn : 'LINEAR') as VoiFunction }
       : undefined,
+    voiLut: voiLut(ds.VOILUTSequence, pixelRepresentation === 1),
     invert: photometric === 'MONOCHROME1',
     paddingValue: padding,
   });
   meta.window = window;
   return { width: cols, height: rows, data, meta, identifiers };
+}
+
+/** First item of the VOI LUT Sequence (PS3.3 C.11.2), or undefined when absent or malformed. */
+function voiLut(seq: unknown, signedInput: boolean): VoiLut | undefined {
+  const item = first(seq) as Record<string, unknown> | undefined;
+  if (!item || typeof item !== 'object') return undefined;
+  const desc = Array.isArray(item.LUTDescriptor) ? item.LUTDescriptor.map(Number) : undefined;
+  if (!desc || desc.length < 3 || !desc.every(Number.isFinite)) return undefined;
+  const entries = desc[0] === 0 ? 65536 : desc[0];
+  // The first mapped value is US or SS depending on the data it maps; dcmjs reads it as unsigned.
+  const firstMapped = signedInput && desc[1] > 32767 ? desc[1] - 65536 : desc[1];
+  const bits = desc[2];
+  if (bits < 1 || bits > 16) return undefined;
+  let data: ArrayLike<number> | undefined;
+  const raw = item.LUTData;
+  if (Array.isArray(raw) && raw.length > 0 && typeof raw[0] === 'number') data = raw as number[];
+  else {
+    const buf = Array.isArray(raw) ? raw[0] : raw;
+    if (buf instanceof ArrayBuffer && buf.byteLength >= entries * 2) data = new Uint16Array(buf, 0, entries);
+    else if (ArrayBuffer.isView(buf) && buf.byteLength >= entries * 2) {
+      const copy = new Uint8Array(entries * 2);
+      copy.set(new Uint8Array(buf.buffer, buf.byteOffset, entries * 2));
+      data = new Uint16Array(copy.buffer);
+    }
+  }
+  if (!data || data.length < entries) return undefined;
+  return { firstMapped, bits, data };
 }
 
 function isLateralByViewCode(seq: unknown): boolean {

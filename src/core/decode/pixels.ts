@@ -21,9 +21,19 @@ export interface GrayscaleParams {
   intercept: number;
   /** From the DICOM tags; when absent (or unusable) a percentile window is computed. */
   window?: { center: number; width: number; fn: VoiFunction };
+  /** VOI LUT Sequence (first item), used when there is no window. */
+  voiLut?: VoiLut;
   invert: boolean;
   /** Stored value marking padding (outside the exposed area): left out of the percentile window. */
   paddingValue?: number;
+}
+
+export interface VoiLut {
+  /** Modality value mapped to the first entry. */
+  firstMapped: number;
+  /** Output bits of the entries (the entries span 0 .. 2^bits - 1). */
+  bits: number;
+  data: ArrayLike<number>;
 }
 
 export interface DisplayResult {
@@ -50,6 +60,15 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
     const { center: c, width: w, fn } = p.window;
     window = { center: c, width: w, source: 'dicom' };
     map = voiFunction(c, w, fn);
+  } else if (p.voiLut && p.voiLut.data.length > 0) {
+    const { firstMapped, bits, data } = p.voiLut;
+    const n = data.length;
+    const scale = 1 / (2 ** bits - 1);
+    window = { center: firstMapped + n / 2, width: n, source: 'dicom' };
+    map = (x) => {
+      const i = Math.round(x) - firstMapped;
+      return clamp01(data[i < 0 ? 0 : i >= n ? n - 1 : i] * scale);
+    };
   } else {
     const { lo, hi } = percentileWindow(raw, count, shift, mask, p, storedOf);
     const mlo = Math.min(lo * p.slope + p.intercept, hi * p.slope + p.intercept);
