@@ -122,7 +122,7 @@ describe('router handler (aws-sdk-client-mock)', () => {
   const config: RouterConfig = {
     batchThreshold: 50, backlogThreshold: 500, endpointConfigured: true,
     ingestQueueUrl: 'https://sqs.eu-west-1.amazonaws.com/123456789012/ingest', endpointName: 'cxr-async',
-    workBucket: WORK, maxImages: 10_000,
+    workBucket: WORK, maxImages: 10_000, imagePrefixes: ['batch-images/'],
   };
   const handlerWith = (c: Partial<RouterConfig> = {}) => {
     const deps: RouterDeps = { s3, sqs, sagemaker: sm, config: { ...config, ...c } };
@@ -141,7 +141,8 @@ describe('router handler (aws-sdk-client-mock)', () => {
 
   test('a small batch goes to the ingest queue as S3 notifications the segment function reads', async () => {
     const keys = uploadImages(3);
-    put(UPLOADS, 'batches/small.csv', `key,patient_id\n${keys.map((k) => `"${k}",P${k.length}`).join('\n')}\n"batch-images/missing.png",P0\n`);
+    put(UPLOADS, 'elsewhere/x.png', 'x');
+    put(UPLOADS, 'batches/small.csv', `key,patient_id\n${keys.map((k) => `"${k}",P${k.length}`).join('\n')}\n"batch-images/missing.png",P0\nelsewhere/x.png,\n`);
     const out = await handlerWith()(s3Event('batches/small.csv'));
     assert.equal(out.batches[0]!.route, 'lambda');
     assert.equal(sqsm.commandCalls(GetQueueAttributesCommand).length, 1, 'backlog read');
@@ -153,8 +154,9 @@ describe('router handler (aws-sdk-client-mock)', () => {
     for (const s of srcs) assert.equal(s.etag, etagOf(bucket.get(`${UPLOADS}/${s.key}`)!));
     const status = statusOf(out.batches[0]!.batchId);
     assert.equal(status.state, 'SUBMITTED');
-    assert.deepEqual(status.counts, { listed: 4, submitted: 3, rejected: 1, failed: 0 });
-    assert.match(status.images.find((i) => i.state === 'REJECTED')!.reason!, /no object batch-images\/missing\.png/);
+    assert.deepEqual(status.counts, { listed: 5, submitted: 3, rejected: 2, failed: 0 });
+    assert.match(status.images.find((i) => i.key === 'batch-images/missing.png')!.reason!, /no object batch-images\/missing\.png/);
+    assert.match(status.images.find((i) => i.key === 'elsewhere/x.png')!.reason!, /outside the prefixes batch images may use \(batch-images\/\)/);
     assert.equal(status.images[0]!.imageId, imageIdFor(srcs.find((s) => s.key === keys[0])!));
   });
 

@@ -3,6 +3,7 @@
  *   INGEST_QUEUE_URL   the segment function's queue (Lambda path)
  *   ENDPOINT_NAME      the SageMaker async endpoint (unset: everything goes to Lambda)
  *   WORK_BUCKET        bucket for batches/requests/ and batches/status/ (the results bucket)
+ *   IMAGE_PREFIXES     comma-separated prefixes image keys must use (default: batch-images/)
  *   BATCH_THRESHOLD (50), BACKLOG_THRESHOLD (500), MAX_BATCH_IMAGES (10000), REQUEST_TTL_SECONDS
  */
 import { S3Client } from '@aws-sdk/client-s3';
@@ -31,6 +32,7 @@ export const handler = createRouterHandler(() => ({
     endpointName: process.env.ENDPOINT_NAME || undefined,
     workBucket: env('WORK_BUCKET'),
     maxImages: optInt('MAX_BATCH_IMAGES') ?? 10_000,
+    imagePrefixes: (process.env.IMAGE_PREFIXES ?? 'batch-images/').split(',').map((p) => p.trim()).filter(Boolean),
     requestTtlSeconds: optInt('REQUEST_TTL_SECONDS'),
   },
 }), obs);

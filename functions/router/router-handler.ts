@@ -29,6 +29,8 @@ export interface RouterConfig extends RouteConfig {
   /** Bucket for `batches/requests/` and `batches/status/` (the results bucket, so writing them triggers nothing). */
   workBucket: string;
   maxImages: number;
+  /** Image keys must lie under one of these prefixes (what the endpoint and segment roles may read); unset: any. */
+  imagePrefixes?: string[];
   /** Largest manifest object read (default 5 MiB). */
   maxManifestBytes?: number;
   /** Parallel HeadObject / InvokeEndpointAsync calls (default 16). */
@@ -187,6 +189,9 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
   const checked = await mapLimit(images, concurrency, async (img): Promise<{ img: BatchImage; src?: SourceRef; status?: BatchImageStatus }> => {
     const prior = done.get(img.key);
     if (prior) return { img, status: prior };
+    if (cfg.imagePrefixes && !cfg.imagePrefixes.some((p) => img.key.startsWith(p))) {
+      return { img, status: { key: img.key, state: 'REJECTED', reason: `key is outside the prefixes batch images may use (${cfg.imagePrefixes.join(', ')})` } };
+    }
     try {
       const head = await s3.send(new HeadObjectCommand({ Bucket: manifest.bucket, Key: img.key }));
       return { img, src: { bucket: manifest.bucket, key: img.key, etag: head.ETag?.replace(/"/g, ''), size: head.ContentLength } };
