@@ -1,0 +1,498 @@
+/**
+ * Template tests of the CDK app (cdk/): resources, encryption, TLS-only policies, event wiring, IAM least
+ * privilege and cdk-nag (AwsSolutions + HIPAA Security). The app is synthesised once, with the real esbuild
+ * bundling of the score function and the real Docker asset staging (no Docker daemon needed).
+ */
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, Stack, Validations } from 'aws-cdk-lib';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import type { PolicyValidationPluginReport } from 'aws-cdk-lib';
+import { buildApp, nagPacks, STACK_NAME } from '../cdk/lib/app';
+import { configFromContext, DEFAULT_CONFIG } from '../cdk/lib/config';
+import { nagAcknowledgements } from '../cdk/lib/nag';
+import { retentionFor, SEGMENT_TIMEOUT } from '../cdk/lib/pipeline';
+import type { CxrOpacityStack } from '../cdk/lib/stack';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+let app: App;
+let stack: CxrOpacityStack;
+let template: Template;
+let resources: Record<string, Json>;
+let outdir: string;
+let nagReports: PolicyValidationPluginReport[];
+
+/** Logical id of a construct's default CloudFormation resource. */
+const lid = (c: { node: { defaultChild?: unknown } }): string => stack.getLogicalId(c.node.defaultChild as never);
+const ofType = (type: string): [string, Json][] => Object.entries(resources).filter(([, r]) => r.Type === type);
+const asArray = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
+
+before(() => {
+  outdir = mkdtempSync(join(tmpdir(), 'cxr-cdk-'));
+  ({ app, stack } = buildApp({ outdir }));
+  // Synthesises the whole app once; the validation plugins (cdk-nag packs, CloudFormation validation) run
+  // here and throw on any unacknowledged error.
+  template = Template.fromStack(stack);
+  resources = template.toJSON().Resources as Record<string, Json>;
+  nagReports = nagPacks(app).map((p) => p.validateScope(app));
+});
+
+describe('cdk-nag', () => {
+  test('AwsSolutions and HIPAA Security report no unacknowledged finding (errors or warnings)', () => {
+    assert.equal(nagReports.length, 2);
+    for (const report of nagReports) {
+      const lines = report.violations.map((v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`);
+      assert.deepEqual(lines, [], lines.join('\n'));
+      assert.equal(report.success, true);
+    }
+  });
+
+  test('the synth-time validation report (what `cdk synth` checks) holds no violation', () => {
+    const file = join(outdir, 'validation-report.json');
+    assert.ok(existsSync(file), 'validation-report.json written by synth');
+    const report = JSON.parse(readFileSync(file, 'utf8')) as { pluginReports?: { violations?: unknown[] }[] };
+    assert.ok(Array.isArray(report.pluginReports));
+    for (const p of report.pluginReports) assert.deepEqual(p.violations ?? [], []);
+  });
+
+  test('the packs do fail synth on an unacknowledged finding (the harness is live)', () => {
+    const bad = new App({ outdir: mkdtempSync(join(tmpdir(), 'cxr-cdk-bad-')) });
+    const s = new Stack(bad, 'Bad');
+    new s3.Bucket(s, 'Plain'); // no KMS, no TLS-only policy, no access logs, no versioning
+    const packs = nagPacks(bad);
+    const rules = packs.flatMap((p) => p.validateScope(bad).violations.map((v) => v.ruleName));
+    for (const r of ['AwsSolutions-S1', 'AwsSolutions-S10', 'HIPAA.Security-S3BucketSSLRequestsOnly', 'HIPAA.Security-S3DefaultEncryptionKMS']) {
+      assert.ok(rules.includes(r), `${r} in ${rules.join(', ')}`);
+    }
+    Validations.of(bad).addPlugins(...packs);
+    assert.throws(() => bad.synth(), /AwsSolutions-S10|Validation failed/);
+  });
+
+  test('no error or warning annotations on the stack', () => {
+    const annotations = Annotations.fromStack(stack);
+    assert.deepEqual(annotations.findError('*', Match.anyValue()), []);
+    assert.deepEqual(annotations.findError('*', Match.stringLikeRegexp('(AwsSolutions|HIPAA)-.*')), []);
+    assert.deepEqual(annotations.findWarning('*', Match.anyValue()), []);
+  });
+
+  test('every acknowledgement names a pack rule, a construct of this stack and a specific reason', () => {
+    const acks = nagAcknowledgements(stack);
+    assert.ok(acks.length > 0);
+    const seen = new Set<string>();
+    for (const a of acks) {
+      assert.match(a.id, /^(AwsSolutions|HIPAA\.Security)-[A-Za-z0-9]+(\[.+\])?$/, a.id);
+      assert.ok(a.reason.length >= 60, `reason of ${a.id} is specific: ${a.reason}`);
+      assert.equal(Stack.of(a.construct), stack);
+      const key = `${a.construct.node.path} ${a.id}`;
+      assert.ok(!seen.has(key), `duplicate ${key}`);
+      seen.add(key);
+    }
+    // Wildcard IAM5 acknowledgements are per resource, never blanket.
+    assert.ok(acks.every((a) => a.id !== 'AwsSolutions-IAM5'));
+  });
+});
+
+describe('encryption at rest', () => {
+  test('customer-managed KMS keys rotate and are retained', () => {
+    const keys = ofType('AWS::KMS::Key');
+    assert.equal(keys.length, 2);
+    for (const [, k] of keys) {
+      assert.equal(k.Properties.EnableKeyRotation, true);
+      assert.equal(k.DeletionPolicy, 'Retain');
+    }
+  });
+
+  test('uploads and results buckets use SSE-KMS with the data key, versioning and access logs', () => {
+    const dataKey = lid(stack.encryption.key);
+    const logs = lid(stack.storage.accessLogsBucket);
+    for (const b of [stack.storage.uploadsBucket, stack.storage.resultsBucket]) {
+      const r = resources[lid(b)]!;
+      assert.equal(r.DeletionPolicy, 'Retain');
+      const rule = r.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0];
+      assert.equal(rule.ServerSideEncryptionByDefault.SSEAlgorithm, 'aws:kms');
+      assert.deepEqual(rule.ServerSideEncryptionByDefault.KMSMasterKeyID, { 'Fn::GetAtt': [dataKey, 'Arn'] });
+      assert.equal(rule.BucketKeyEnabled, true);
+      assert.deepEqual(r.Properties.PublicAccessBlockConfiguration, {
+        BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true,
+      });
+      assert.equal(r.Properties.VersioningConfiguration.Status, 'Enabled');
+      assert.deepEqual(r.Properties.LoggingConfiguration.DestinationBucketName, { Ref: logs });
+      assert.ok(asArray<Json>(r.Properties.LifecycleConfiguration?.Rules).some((x) => x.NoncurrentVersionExpiration));
+    }
+  });
+
+  test('the access-log bucket is private, SSE-S3 (what S3 log delivery supports) and expires logs', () => {
+    const r = resources[lid(stack.storage.accessLogsBucket)]!;
+    assert.equal(r.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm, 'AES256');
+    assert.equal(r.Properties.PublicAccessBlockConfiguration.RestrictPublicBuckets, true);
+    assert.ok(asArray<Json>(r.Properties.LifecycleConfiguration.Rules).some((x) => x.ExpirationInDays === DEFAULT_CONFIG.logRetentionDays));
+  });
+
+  test('no bucket allows auto-deletion (no auto-delete custom resource)', () => {
+    assert.equal(ofType('Custom::S3AutoDeleteObjects').length, 0);
+  });
+
+  test('queues and the alarm topic use the messaging key; tables, secret and log groups the data key', () => {
+    const msgKey = { 'Fn::GetAtt': [lid(stack.encryption.messagingKey), 'Arn'] };
+    const dataKey = { 'Fn::GetAtt': [lid(stack.encryption.key), 'Arn'] };
+    const queues = ofType('AWS::SQS::Queue');
+    assert.equal(queues.length, 4);
+    for (const [, q] of queues) assert.deepEqual(q.Properties.KmsMasterKeyId, msgKey);
+    for (const [, t] of ofType('AWS::SNS::Topic')) assert.deepEqual(t.Properties.KmsMasterKeyId, msgKey);
+    for (const [, t] of ofType('AWS::DynamoDB::Table')) {
+      assert.equal(t.Properties.SSESpecification.SSEEnabled, true);
+      assert.equal(t.Properties.SSESpecification.SSEType, 'KMS');
+      assert.deepEqual(t.Properties.SSESpecification.KMSMasterKeyId, dataKey);
+    }
+    for (const [, s] of ofType('AWS::SecretsManager::Secret')) assert.deepEqual(s.Properties.KmsKeyId, dataKey);
+    const logGroups = ofType('AWS::Logs::LogGroup');
+    assert.equal(logGroups.length, 2);
+    for (const [, g] of logGroups) assert.deepEqual(g.Properties.KmsKeyId, dataKey);
+    for (const [, f] of ofType('AWS::Lambda::Function').filter(([id]) => !id.startsWith('BucketNotificationsHandler'))) {
+      assert.deepEqual(f.Properties.KmsKeyArn, dataKey, 'environment variables encrypted');
+    }
+  });
+});
+
+describe('TLS-only resource policies', () => {
+  const deniesInsecureTransport = (doc: Json): boolean => asArray<Json>(doc.Statement).some((s) =>
+    s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false');
+
+  test('every bucket policy denies requests without TLS', () => {
+    const policies = ofType('AWS::S3::BucketPolicy');
+    assert.equal(policies.length, 3);
+    for (const [, p] of policies) assert.ok(deniesInsecureTransport(p.Properties.PolicyDocument));
+    const bucketsWithPolicy = new Set(policies.map(([, p]) => p.Properties.Bucket.Ref));
+    for (const [id] of ofType('AWS::S3::Bucket')) assert.ok(bucketsWithPolicy.has(id), `${id} has a TLS-only policy`);
+  });
+
+  test('every queue policy and the topic policy deny requests without TLS', () => {
+    const queuePolicies = ofType('AWS::SQS::QueuePolicy');
+    const covered = new Set<string>();
+    for (const [, p] of queuePolicies) {
+      assert.ok(deniesInsecureTransport(p.Properties.PolicyDocument));
+      for (const q of p.Properties.Queues) covered.add(q.Ref);
+    }
+    for (const [id] of ofType('AWS::SQS::Queue')) assert.ok(covered.has(id), `${id} has a TLS-only policy`);
+    for (const [, p] of ofType('AWS::SNS::TopicPolicy')) assert.ok(deniesInsecureTransport(p.Properties.PolicyDocument));
+  });
+
+  test('the results and uploads buckets refuse TLS below 1.2', () => {
+    for (const b of [stack.storage.uploadsBucket, stack.storage.resultsBucket]) {
+      const policy = ofType('AWS::S3::BucketPolicy').find(([, p]) => p.Properties.Bucket.Ref === lid(b))![1];
+      assert.ok(asArray<Json>(policy.Properties.PolicyDocument.Statement).some((s) =>
+        s.Effect === 'Deny' && s.Condition?.NumericLessThan?.['s3:TlsVersion'] === 1.2));
+    }
+  });
+});
+
+describe('event wiring', () => {
+  test('objects created under uploads/ notify the ingest queue', () => {
+    const [, n] = ofType('Custom::S3BucketNotifications')[0]!;
+    assert.deepEqual(n.Properties.BucketName, { Ref: lid(stack.storage.uploadsBucket) });
+    const configs = n.Properties.NotificationConfiguration.QueueConfigurations as Json[];
+    assert.equal(configs.length, 1);
+    assert.equal(configs[0]!.Events[0], 's3:ObjectCreated:*');
+    assert.deepEqual(configs[0]!.QueueArn, { 'Fn::GetAtt': [lid(stack.pipeline.ingestQueue), 'Arn'] });
+    assert.deepEqual(configs[0]!.Filter.Key.FilterRules, [{ Name: 'prefix', Value: 'uploads/' }]);
+  });
+
+  test('S3 may send to the ingest queue and use the messaging key for it', () => {
+    const policy = ofType('AWS::SQS::QueuePolicy').find(([, p]) => p.Properties.Queues.some((q: Json) => q.Ref === lid(stack.pipeline.ingestQueue)))![1];
+    assert.ok(asArray<Json>(policy.Properties.PolicyDocument.Statement).some((s) =>
+      s.Effect === 'Allow' && s.Principal?.Service === 's3.amazonaws.com' && asArray(s.Action).includes('sqs:SendMessage')));
+    const keyPolicy = resources[lid(stack.encryption.messagingKey)]!.Properties.KeyPolicy;
+    assert.ok(asArray<Json>(keyPolicy.Statement).some((s) => s.Principal?.Service === 's3.amazonaws.com'));
+  });
+
+  test('each source queue redrives to its DLQ after 3 receives; visibility timeout >= 6x the function timeout', () => {
+    const p = stack.pipeline;
+    for (const [q, dlq, fnTimeout] of [[p.ingestQueue, p.ingestDlq, SEGMENT_TIMEOUT.toSeconds()], [p.scoreQueue, p.scoreDlq, 60]] as const) {
+      const r = resources[lid(q)]!;
+      assert.deepEqual(r.Properties.RedrivePolicy, { deadLetterTargetArn: { 'Fn::GetAtt': [lid(dlq), 'Arn'] }, maxReceiveCount: 3 });
+      assert.ok(r.Properties.VisibilityTimeout >= 6 * fnTimeout, `${lid(q)} visibility ${r.Properties.VisibilityTimeout}`);
+      assert.equal(resources[lid(dlq)]!.Properties.RedrivePolicy, undefined);
+      assert.equal(resources[lid(dlq)]!.Properties.MessageRetentionPeriod, 14 * 24 * 3600);
+    }
+  });
+
+  test('SQS event sources report partial batch failures, with bounded batch size and concurrency', () => {
+    const p = stack.pipeline;
+    const esms = ofType('AWS::Lambda::EventSourceMapping');
+    assert.equal(esms.length, 2);
+    const find = (fn: string): Json => esms.find(([, e]) => e.Properties.FunctionName.Ref === fn)![1].Properties;
+    const seg = find(lid(p.segmentFunction));
+    assert.deepEqual(seg.EventSourceArn, { 'Fn::GetAtt': [lid(p.ingestQueue), 'Arn'] });
+    assert.deepEqual(seg.FunctionResponseTypes, ['ReportBatchItemFailures']);
+    assert.ok(seg.BatchSize >= 1 && seg.BatchSize <= 5);
+    assert.equal(seg.ScalingConfig.MaximumConcurrency, DEFAULT_CONFIG.segmentConcurrency);
+    const score = find(lid(p.scoreFunction));
+    assert.deepEqual(score.EventSourceArn, { 'Fn::GetAtt': [lid(p.scoreQueue), 'Arn'] });
+    assert.deepEqual(score.FunctionResponseTypes, ['ReportBatchItemFailures']);
+    assert.equal(score.ScalingConfig.MaximumConcurrency, DEFAULT_CONFIG.scoreConcurrency);
+  });
+
+  test('the functions wait for their policies (Lambda checks SQS permissions when it creates the mapping)', () => {
+    const p = stack.pipeline;
+    for (const [fn, policy] of [[p.segmentFunction, p.segmentPolicy], [p.scoreFunction, p.scorePolicy]] as const) {
+      for (const [, e] of ofType('AWS::Lambda::EventSourceMapping').filter(([, e]) => e.Properties.FunctionName.Ref === lid(fn))) {
+        assert.ok(asArray(e.DependsOn).includes(lid(policy)), `mapping of ${lid(fn)} depends on ${lid(policy)}`);
+      }
+      assert.ok(asArray(resources[lid(fn)]!.DependsOn).includes(lid(policy)));
+    }
+  });
+});
+
+describe('functions', () => {
+  test('segment: container image from functions/segment/Dockerfile, x86_64, 3008 MB, 120 s, traced, reserved concurrency', () => {
+    const f = resources[lid(stack.pipeline.segmentFunction)]!.Properties;
+    assert.equal(f.PackageType, 'Image');
+    assert.deepEqual(f.Architectures, ['x86_64']);
+    assert.equal(f.MemorySize, 3008);
+    assert.equal(f.Timeout, 120);
+    assert.deepEqual(f.TracingConfig, { Mode: 'Active' });
+    assert.equal(f.ReservedConcurrentExecutions, DEFAULT_CONFIG.segmentConcurrency);
+    const env = f.Environment.Variables;
+    assert.deepEqual(env.RESULTS_BUCKET, { Ref: lid(stack.storage.resultsBucket) });
+    assert.deepEqual(env.SCORE_QUEUE_URL, { Ref: lid(stack.pipeline.scoreQueue) });
+    assert.deepEqual(env.IDEMPOTENCY_TABLE, { Ref: lid(stack.storage.idempotencyTable) });
+    assert.deepEqual(env.PSEUDONYM_SECRET_ARN, { Ref: lid(stack.storage.pseudonymSecret) });
+    assert.equal(env.MODEL_MANIFEST, '/var/task/models/cxr-unet-r18.json');
+    assert.equal(env.POWERTOOLS_SERVICE_NAME, 'cxr-opacity-segment');
+    assert.equal(env.POWERTOOLS_METRICS_NAMESPACE, 'CxrOpacity');
+    assert.equal(env.POWERTOOLS_LOG_LEVEL, 'INFO');
+
+    const assets = JSON.parse(readFileSync(join(outdir, `${STACK_NAME}.assets.json`), 'utf8')) as { dockerImages: Record<string, Json> };
+    const images = Object.values(assets.dockerImages);
+    assert.equal(images.length, 1);
+    assert.equal(images[0]!.source.dockerFile, 'functions/segment/Dockerfile');
+    assert.equal(images[0]!.source.platform, 'linux/amd64');
+    // The staged build context holds what the Dockerfile copies and nothing heavy or private.
+    const ctx = join(outdir, images[0]!.source.directory as string);
+    for (const p of ['package.json', 'package-lock.json', '.npmrc', 'functions/segment/handler.ts', 'src', 'layers/onnx/session.ts']) {
+      assert.ok(existsSync(join(ctx, p)), `${p} in the image build context`);
+    }
+    for (const p of ['node_modules', '.git', 'cdk.out', 'models/training', 'test', 'out']) {
+      assert.ok(!existsSync(join(ctx, p)), `${p} not in the image build context`);
+    }
+  });
+
+  test('score: Node.js 22 on arm64, 1024 MB, 60 s, bundled with sharp installed for linux-arm64', () => {
+    const f = resources[lid(stack.pipeline.scoreFunction)]!.Properties;
+    assert.equal(f.Runtime, 'nodejs22.x');
+    assert.deepEqual(f.Architectures, ['arm64']);
+    assert.equal(f.MemorySize, 1024);
+    assert.equal(f.Timeout, 60);
+    assert.equal(f.Handler, 'index.handler');
+    assert.deepEqual(f.TracingConfig, { Mode: 'Active' });
+    const env = f.Environment.Variables;
+    assert.deepEqual(env.RESULTS_TABLE, { Ref: lid(stack.storage.resultsTable) });
+    assert.deepEqual(env.RESULTS_BUCKET, { Ref: lid(stack.storage.resultsBucket) });
+    assert.deepEqual(env.IDEMPOTENCY_TABLE, { Ref: lid(stack.storage.idempotencyTable) });
+    assert.equal(env.POWERTOOLS_SERVICE_NAME, 'cxr-opacity-score');
+    assert.equal(env.POWERTOOLS_METRICS_NAMESPACE, 'CxrOpacity');
+
+    const assets = JSON.parse(readFileSync(join(outdir, `${STACK_NAME}.assets.json`), 'utf8')) as { files: Record<string, Json> };
+    const code = Object.values(assets.files).find((a) => a.displayName === 'Pipeline/ScoreFunction/Code')!;
+    const dir = join(outdir, code.source.path as string);
+    assert.ok(existsSync(join(dir, 'index.js')) && existsSync(join(dir, 'index.js.map')));
+    assert.ok(existsSync(join(dir, 'node_modules', 'sharp', 'package.json')));
+    assert.ok(existsSync(join(dir, 'node_modules', '@img', 'sharp-linux-arm64')), 'linux-arm64 sharp binary installed');
+    assert.ok(!existsSync(join(dir, 'node_modules', '@img', 'sharp-linux-x64')), 'no binaries for other platforms');
+    const bundle = readFileSync(join(dir, 'index.js'), 'utf8');
+    assert.match(bundle, /require\("sharp"\)/, 'sharp is external');
+  });
+
+  test('each function logs to its own encrypted log group with retention, as JSON', () => {
+    const p = stack.pipeline;
+    for (const fn of [p.segmentFunction, p.scoreFunction]) {
+      const f = resources[lid(fn)]!.Properties;
+      const group = f.LoggingConfig.LogGroup.Ref as string;
+      assert.equal(f.LoggingConfig.LogFormat, 'JSON');
+      assert.equal(resources[group]!.Type, 'AWS::Logs::LogGroup');
+      assert.equal(resources[group]!.Properties.RetentionInDays, 365);
+      assert.equal(resources[group]!.DeletionPolicy, 'Retain');
+    }
+  });
+});
+
+describe('data stores', () => {
+  test('results table: imageId key, byPatient and byStudy GSIs in time order, on-demand, PITR, deletion protection, retained', () => {
+    const r = resources[lid(stack.storage.resultsTable)]!;
+    assert.equal(r.DeletionPolicy, 'Retain');
+    const p = r.Properties;
+    assert.deepEqual(p.KeySchema, [{ AttributeName: 'imageId', KeyType: 'HASH' }]);
+    assert.equal(p.BillingMode, 'PAY_PER_REQUEST');
+    assert.equal(p.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled, true);
+    assert.equal(p.DeletionProtectionEnabled, true);
+    const gsis = Object.fromEntries((p.GlobalSecondaryIndexes as Json[]).map((g) => [g.IndexName, g]));
+    assert.deepEqual(Object.keys(gsis).sort(), ['byPatient', 'byStudy']);
+    assert.deepEqual(gsis.byPatient.KeySchema, [{ AttributeName: 'patientKey', KeyType: 'HASH' }, { AttributeName: 'sortKey', KeyType: 'RANGE' }]);
+    assert.deepEqual(gsis.byStudy.KeySchema, [{ AttributeName: 'studyKey', KeyType: 'HASH' }, { AttributeName: 'sortKey', KeyType: 'RANGE' }]);
+    assert.equal(gsis.byPatient.Projection.ProjectionType, 'ALL');
+    const attrs = Object.fromEntries((p.AttributeDefinitions as Json[]).map((a) => [a.AttributeName, a.AttributeType]));
+    assert.deepEqual(attrs, { imageId: 'S', patientKey: 'S', studyKey: 'S', sortKey: 'S' });
+  });
+
+  test('idempotency table: id key, TTL on expiration, on-demand, PITR', () => {
+    const p = resources[lid(stack.storage.idempotencyTable)]!.Properties;
+    assert.deepEqual(p.KeySchema, [{ AttributeName: 'id', KeyType: 'HASH' }]);
+    assert.deepEqual(p.TimeToLiveSpecification, { AttributeName: 'expiration', Enabled: true });
+    assert.equal(p.BillingMode, 'PAY_PER_REQUEST');
+    assert.equal(p.PointInTimeRecoverySpecification.PointInTimeRecoveryEnabled, true);
+  });
+
+  test('pseudonym secret: generated 64-character key, retained', () => {
+    const r = resources[lid(stack.storage.pseudonymSecret)]!;
+    assert.equal(r.DeletionPolicy, 'Retain');
+    assert.equal(r.Properties.GenerateSecretString.PasswordLength, 64);
+  });
+});
+
+describe('monitoring', () => {
+  const alarms = (): Json[] => ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+  const topicRef = (): Json => ({ Ref: lid(stack.monitoring.topic) });
+
+  test('each DLQ has an alarm on visible messages > 0 that notifies the topic', () => {
+    for (const dlq of [stack.pipeline.ingestDlq, stack.pipeline.scoreDlq]) {
+      const a = alarms().find((x) => x.MetricName === 'ApproximateNumberOfMessagesVisible'
+        && x.Dimensions?.[0]?.Value?.['Fn::GetAtt']?.[0] === lid(dlq));
+      assert.ok(a, `alarm on ${lid(dlq)}`);
+      assert.equal(a.Namespace, 'AWS/SQS');
+      assert.equal(a.Threshold, 0);
+      assert.equal(a.ComparisonOperator, 'GreaterThanThreshold');
+      assert.deepEqual(a.AlarmActions, [topicRef()]);
+      assert.deepEqual(a.OKActions, [topicRef()]);
+    }
+  });
+
+  test('each function has an errors alarm; every alarm has an action', () => {
+    for (const fn of [stack.pipeline.segmentFunction, stack.pipeline.scoreFunction]) {
+      assert.ok(alarms().some((a) => a.MetricName === 'Errors' && a.Namespace === 'AWS/Lambda'
+        && a.Dimensions?.[0]?.Value?.Ref === lid(fn)), `errors alarm on ${lid(fn)}`);
+    }
+    for (const a of alarms()) assert.deepEqual(a.AlarmActions, [topicRef()]);
+  });
+});
+
+describe('IAM least privilege', () => {
+  /** Every statement of every identity policy in the template, with where it came from. */
+  const statements = (): { from: string; s: Json }[] => {
+    const out: { from: string; s: Json }[] = [];
+    for (const [id, r] of Object.entries(resources)) {
+      if (r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy') {
+        for (const s of asArray<Json>(r.Properties.PolicyDocument.Statement)) out.push({ from: id, s });
+      }
+      if (r.Type === 'AWS::IAM::Role') {
+        for (const p of asArray<Json>(r.Properties.Policies)) for (const s of asArray<Json>(p.PolicyDocument.Statement)) out.push({ from: id, s });
+      }
+    }
+    return out;
+  };
+  const policyStatements = (policy: { node: { defaultChild?: unknown } }): Json[] =>
+    asArray<Json>(resources[lid(policy)]!.Properties.PolicyDocument.Statement);
+  const actionsOf = (s: Json): string[] => asArray<string>(s.Action);
+
+  test('no statement grants "*" or a whole-service wildcard action', () => {
+    for (const { from, s } of statements()) {
+      for (const a of actionsOf(s)) {
+        assert.notEqual(a, '*', `${from}: Action "*"`);
+        assert.ok(!/^[a-z0-9-]+:\*$/.test(a), `${from}: ${a}`);
+      }
+    }
+  });
+
+  test('our function policies use no wildcard actions at all and "*" resources only for X-Ray', () => {
+    for (const policy of [stack.pipeline.segmentPolicy, stack.pipeline.scorePolicy]) {
+      for (const s of policyStatements(policy)) {
+        assert.equal(s.Effect, 'Allow');
+        for (const a of actionsOf(s)) assert.ok(!a.includes('*'), `${s.Sid}: ${a}`);
+        if (asArray(s.Resource).includes('*')) assert.deepEqual(actionsOf(s).sort(), ['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+      }
+    }
+  });
+
+  test('the function roles carry only their one customer-managed policy (no AWS managed or inline policies)', () => {
+    const p = stack.pipeline;
+    for (const [role, policy] of [[p.segmentRole, p.segmentPolicy], [p.scoreRole, p.scorePolicy]] as const) {
+      const r = resources[lid(role)]!.Properties;
+      assert.equal(r.ManagedPolicyArns, undefined);
+      assert.equal(r.Policies, undefined);
+      assert.deepEqual(resources[lid(policy)]!.Properties.Roles, [{ Ref: lid(role) }]);
+      assert.ok(!ofType('AWS::IAM::Policy').some(([, x]) => asArray<Json>(x.Properties.Roles).some((ref) => ref.Ref === lid(role))));
+    }
+  });
+
+  test('segment: reads uploads/*, writes results/*, sends to the score queue, reads the secret; never touches the results table', () => {
+    const st = policyStatements(stack.pipeline.segmentPolicy);
+    const bySid = Object.fromEntries(st.map((s) => [s.Sid, s]));
+    const uploads = lid(stack.storage.uploadsBucket);
+    const results = lid(stack.storage.resultsBucket);
+    assert.deepEqual(bySid.ReadUploads!.Action, 's3:GetObject');
+    assert.deepEqual(bySid.ReadUploads!.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [uploads, 'Arn'] }, '/uploads/*']] });
+    assert.deepEqual(bySid.WriteResults!.Action, 's3:PutObject');
+    assert.deepEqual(bySid.WriteResults!.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [results, 'Arn'] }, '/results/*']] });
+    assert.deepEqual(bySid.SendToScoreQueue!.Resource, { 'Fn::GetAtt': [lid(stack.pipeline.scoreQueue), 'Arn'] });
+    assert.deepEqual(bySid.ReadPseudonymKey!.Resource, { Ref: lid(stack.storage.pseudonymSecret) });
+    assert.deepEqual(bySid.ConsumeSourceQueue!.Resource, { 'Fn::GetAtt': [lid(stack.pipeline.ingestQueue), 'Arn'] });
+    assert.deepEqual(bySid.IdempotencyRecords!.Resource, { 'Fn::GetAtt': [lid(stack.storage.idempotencyTable), 'Arn'] });
+    const text = JSON.stringify(st);
+    assert.ok(!text.includes(lid(stack.storage.resultsTable)), 'no access to the results table');
+    assert.ok(!/s3:(Delete|List|PutBucket|GetBucket)/.test(text), 'no delete, list or bucket-level S3 actions');
+  });
+
+  test('score: results/* objects and GetItem/PutItem on the results table; no uploads, no secret, no sending', () => {
+    const st = policyStatements(stack.pipeline.scorePolicy);
+    const text = JSON.stringify(st);
+    const bySid = Object.fromEntries(st.map((s) => [s.Sid, s]));
+    assert.deepEqual(actionsOf(bySid.ResultItems!).sort(), ['dynamodb:GetItem', 'dynamodb:PutItem']);
+    assert.deepEqual(bySid.ResultItems!.Resource, { 'Fn::GetAtt': [lid(stack.storage.resultsTable), 'Arn'] });
+    assert.ok(!text.includes(lid(stack.storage.uploadsBucket)));
+    assert.ok(!text.includes(lid(stack.storage.pseudonymSecret)));
+    assert.ok(!text.includes('sqs:SendMessage'));
+    assert.ok(!/dynamodb:(Scan|Query|DeleteItem|BatchWriteItem)"/.test(JSON.stringify(bySid.ResultItems)));
+  });
+
+  test('KMS: function roles may use only the two stack keys, without wildcard KMS actions', () => {
+    for (const policy of [stack.pipeline.segmentPolicy, stack.pipeline.scorePolicy]) {
+      const kmsStatements = policyStatements(policy).filter((s) => actionsOf(s).some((a) => a.startsWith('kms:')));
+      assert.equal(kmsStatements.length, 1);
+      assert.deepEqual(kmsStatements[0]!.Resource, [
+        { 'Fn::GetAtt': [lid(stack.encryption.key), 'Arn'] },
+        { 'Fn::GetAtt': [lid(stack.encryption.messagingKey), 'Arn'] },
+      ]);
+    }
+  });
+});
+
+describe('outputs and settings', () => {
+  test('outputs name the buckets, tables and queues', () => {
+    const outputs = template.toJSON().Outputs as Record<string, Json>;
+    for (const name of ['UploadsBucketName', 'ResultsBucketName', 'ResultsTableName', 'IngestQueueUrl', 'ScoreQueueUrl', 'AlarmTopicArn']) {
+      assert.ok(outputs[name], `output ${name}`);
+    }
+    assert.deepEqual(outputs.UploadsBucketName!.Value, { Ref: lid(stack.storage.uploadsBucket) });
+  });
+
+  test('context settings are validated', () => {
+    const withContext = (context: Record<string, unknown>) => configFromContext(new App({ context }));
+    assert.deepEqual(withContext({}), DEFAULT_CONFIG);
+    assert.equal(withContext({ segmentConcurrency: '25' }).segmentConcurrency, 25);
+    assert.equal(withContext({ alarmEmail: 'ops@example.org' }).alarmEmail, 'ops@example.org');
+    assert.throws(() => withContext({ segmentBatchSize: 6 }), /segmentBatchSize/);
+    assert.throws(() => withContext({ segmentConcurrency: 1 }), /segmentConcurrency/);
+    assert.throws(() => withContext({ logRetentionDays: 'a year' }), /logRetentionDays/);
+  });
+
+  test('log retention rounds up to a value CloudWatch Logs accepts', () => {
+    assert.equal(retentionFor(365), 365);
+    assert.equal(retentionFor(366), 400);
+    assert.equal(retentionFor(2), 3);
+    assert.equal(retentionFor(5000), 3653);
+  });
+});
