@@ -13,7 +13,7 @@ import { InputError } from '../src/core/errors';
 import type { DecodedImage } from '../src/core/types';
 import {
   DEFAULT_IDENTIFIERS, UID, VARIANTS, bareDataset, chestPattern, compressedVariant, dcm2pnm16, hasTool,
-  hostileInputs, makeDicom, makeJpeg, makePng, pngHeaderOnly, toStored, withTransferSyntax, type DicomSpec, type Variant,
+  hostileInputs, htj2kVariant, makeDicom, makeJpeg, makePng, pngHeaderOnly, toStored, withTransferSyntax, type DicomSpec, type Variant,
 } from './helpers/fixtures';
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<InputError> {
@@ -265,6 +265,14 @@ describe('compressed transfer syntaxes against independent encoders', () => {
       }
     });
   }
+
+  test('HTJ2K lossless (encoded by dcmjs-codecs itself: a round trip, not an independent check)', async () => {
+    const src = makeDicom(spec16);
+    const ref = await decodeImage(src);
+    const img = await decodeImage(await htj2kVariant(src, spec16));
+    assert.equal(img.meta.transferSyntaxUid, '1.2.840.10008.1.2.4.201');
+    assert.equal(maxAbsDiff(img.data, ref.data), 0);
+  });
 
   test('cross-check with dcmtk: JPEG Lossless MONOCHROME1 with rescale, rendered by dcmj2pnm', async (t) => {
     if (skipWithout(t, 'dcmcjpeg') || skipWithout(t, 'dcmj2pnm')) return;

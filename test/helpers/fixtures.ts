@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { data as dcmjsData } from 'dcmjs';
+import { Context, NativeCodecs } from 'dcmjs-codecs';
 import sharp from 'sharp';
 
 const { DicomDict, DicomMetaDictionary } = dcmjsData;
@@ -390,6 +391,25 @@ export function compressedVariant(src: Buffer, variant: Variant, spec?: DicomSpe
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * HTJ2K (1.2.840.10008.1.2.4.201, lossless) through dcmjs-codecs' own encoder: there is no independent
+ * HTJ2K encoder in the usual toolboxes, so this only proves our decode path round-trips, not the codec.
+ */
+export async function htj2kVariant(src: Buffer, spec: DicomSpec): Promise<Buffer> {
+  if (!NativeCodecs.isInitialized()) await NativeCodecs.initializeAsync();
+  const rows = spec.rows ?? 64;
+  const cols = spec.cols ?? 80;
+  const bitsAllocated = spec.bitsAllocated ?? 16;
+  const ctx = new Context({
+    width: cols, height: rows, bitsAllocated, bitsStored: spec.bitsStored ?? (bitsAllocated === 8 ? 8 : 12),
+    samplesPerPixel: 1, pixelRepresentation: spec.pixelRepresentation ?? 0, photometricInterpretation: 'MONOCHROME2',
+    decodedBuffer: new Uint8Array(pixelDataOf(src, rows * cols * (bitsAllocated / 8))),
+  });
+  const encoded = NativeCodecs.encodeHtJpeg2000(ctx, { lossy: false }).getEncodedBuffer();
+  if (!encoded) throw new Error('HTJ2K encoding produced nothing');
+  return makeEncapsulatedDicom(spec, '1.2.840.10008.1.2.4.201', encoded);
 }
 
 /** The native pixel bytes of an uncompressed little-endian Part 10 file. */
