@@ -186,6 +186,13 @@ describe('DICOM grayscale pipeline', () => {
     assert.equal(imager.meta.acquiredAt, '2021-01-02T03:04:05.500+01:00');
   });
 
+  test('character sets dcmjs cannot decode do not stop the image', async () => {
+    for (const cs of [['', 'ISO 2022 IR 87'], 'ISO_IR 100', 'ISO_IR 192', 'NOT A CHARSET']) {
+      const img = await decodeImage(makeDicom({ rows: 8, cols: 8, extra: { SpecificCharacterSet: cs } }));
+      assert.equal(img.identifiers.patientId, DEFAULT_IDENTIFIERS.patientId, String(cs));
+    }
+  });
+
   test('implicit VR little endian and bare datasets (no preamble) decode to the same pixels', async () => {
     const spec: DicomSpec = { rows: 24, cols: 20, windowCenter: 2048, windowWidth: 4096 };
     const ref = await decodeImage(makeDicom(spec));

@@ -185,11 +185,20 @@ function parse(bytes: Uint8Array): { dict: DicomDataset; vrOf: (tag: string) => 
     copy.set(bytes);
     ab = copy.buffer;
   }
+  const read = (ignoreErrors: boolean) =>
+    DicomMessage.readFile(ab, { ignoreErrors, untilTag: null, includeUntilTagValue: false, noCopy: false, forceStoreRaw: false }).dict;
   let dict: DicomDataset;
   try {
-    dict = DicomMessage.readFile(ab, { ignoreErrors: false, untilTag: null, includeUntilTagValue: false, noCopy: false, forceStoreRaw: false }).dict;
+    dict = read(false);
   } catch (e) {
-    throw parseError(e);
+    // dcmjs refuses character sets it cannot decode (e.g. '\ISO 2022 IR 87', common in Japanese
+    // studies), which only matters for text we do not use: read again, tolerating that.
+    if (!/character set/i.test(e instanceof Error ? e.message : String(e))) throw parseError(e);
+    try {
+      dict = read(true);
+    } catch (e2) {
+      throw parseError(e2);
+    }
   }
   return { dict, vrOf: (tag) => dict[tag]?.vr };
 }
