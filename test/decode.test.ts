@@ -210,6 +210,18 @@ describe('DICOM grayscale pipeline', () => {
     }
   });
 
+  test('common malformations that dcmtk accepts: no meta group length, implicit dataset labelled explicit', async () => {
+    const spec: DicomSpec = { rows: 12, cols: 10, windowCenter: 2048, windowWidth: 4096 };
+    const explicit = makeDicom(spec);
+    const ref = await decodeImage(explicit);
+    const noGroupLength = Buffer.concat([explicit.subarray(0, 132), explicit.subarray(132 + 12)]);
+    assert.deepEqual(Array.from((await decodeImage(noGroupLength)).data), Array.from(ref.data));
+    const metaEnd = 132 + 12 + explicit.readUInt32LE(132 + 8);
+    const mislabelled = Buffer.concat([explicit.subarray(0, metaEnd), bareDataset(makeDicom({ ...spec, transferSyntax: 'implicit' }), false)]);
+    const img = await decodeImage(mislabelled);
+    assert.deepEqual(Array.from(img.data), Array.from(ref.data));
+  });
+
   test('a 3000 x 2500 16-bit DICOM decodes in well under a second', async () => {
     const rows = 2500;
     const cols = 3000;

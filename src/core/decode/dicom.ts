@@ -147,6 +147,14 @@ export async function decodeDicom(input: Uint8Array, maxPixels: number): Promise
       `The DICOM transfer syntax ${tsUid}${name ? ` (${name})` : ''} is not supported; re-export the image with one of: ${supportedSyntaxList()}.`);
   }
   if (tsUid === TS.deflatedLE) bytes = inflateDataset(bytes, datasetOffset, maxPixels);
+  else if (tsUid === TS.explicitLE || tsUid === TS.implicitLE) {
+    // Some writers label an implicit VR dataset as explicit (or the reverse); dcmtk detects this, and
+    // so do we, from the first dataset element, instead of failing on a readable image.
+    const actual = sniffBareDataset(bytes.subarray(datasetOffset));
+    if ((actual === 'implicit' && tsUid === TS.explicitLE) || (actual === 'explicit' && tsUid === TS.implicitLE)) {
+      bytes = toPart10(bytes.subarray(datasetOffset), actual);
+    }
+  }
 
   const { dict, vrOf } = parse(bytes);
   const ds = naturalize(dict);
@@ -193,7 +201,8 @@ function parse(bytes: Uint8Array): { dict: DicomDataset; vrOf: (tag: string) => 
   } catch (e) {
     // dcmjs refuses character sets it cannot decode (e.g. '\ISO 2022 IR 87', common in Japanese
     // studies), which only matters for text we do not use: read again, tolerating that.
-    if (!/character set/i.test(e instanceof Error ? e.message : String(e))) throw parseError(e);
+    // Likewise a file meta group without its group length (0002,0000), which dcmtk and most readers accept.
+    if (!/character set|meta length/i.test(e instanceof Error ? e.message : String(e))) throw parseError(e);
     try {
       dict = read(true);
     } catch (e2) {
