@@ -198,21 +198,34 @@ export async function evaluateDataset(dir: string, model: SegmentationModel, opt
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { data: { type: 'string' }, model: { type: 'string' }, out: { type: 'string' }, limit: { type: 'string' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { data: { type: 'string' }, model: { type: 'string' }, out: { type: 'string' }, limit: { type: 'string' }, split: { type: 'string' } },
+  });
   if (!values.data) {
-    console.error('usage: npm run eval -- --data <dir with manifest.csv, images/, masks/> [--model MANIFEST] [--out DIR] [--limit N]');
+    console.error('usage: npm run eval -- --data <dir with manifest.csv, images/, masks/> [--model MANIFEST] [--out DIR] [--limit N] [--split val]\n' +
+      '  --split NAME: only the images of that split in models/training/splits.json (e.g. the validation patients)');
     return 2;
   }
   const model = await loadModel(values.model ?? DEFAULT_MODEL_MANIFEST);
   try {
-    const { summary, images } = await evaluateDataset(values.data, model, { limit: values.limit ? Number(values.limit) : undefined });
-    const out = values.out ?? join('out', 'eval', summary.data);
+    let ids: Set<string> | undefined;
+    const source = basename(resolve(values.data));
+    if (values.split) {
+      const splits = JSON.parse(readFileSync(join(__dirname, '..', '..', 'models', 'training', 'splits.json'), 'utf8')) as Record<string, unknown>;
+      const list = splits[values.split];
+      if (!Array.isArray(list)) throw new Error(`models/training/splits.json has no split "${values.split}"`);
+      ids = new Set(list.filter((k: string) => k.startsWith(`${source}/`)).map((k: string) => k.slice(source.length + 1)));
+    }
+    const { summary, images } = await evaluateDataset(values.data, model, { limit: values.limit ? Number(values.limit) : undefined, ids });
+    const name = values.split ? `${summary.data}-${values.split}` : summary.data;
+    const out = values.out ?? join('out', 'eval');
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'eval.json'), JSON.stringify({ summary, images }, null, 2));
+    writeFileSync(join(out, `${name}.json`), JSON.stringify({ summary, images }, null, 2) + '\n');
     const md = toMarkdown(summary, images);
-    writeFileSync(join(out, 'eval.md'), md);
+    writeFileSync(join(out, `${name}.md`), md);
     console.log(md.split('\n## Per image')[0]);
-    console.log(`written: ${join(out, 'eval.json')}, ${join(out, 'eval.md')}`);
+    console.log(`written: ${join(out, `${name}.json`)}, ${join(out, `${name}.md`)}`);
     return 0;
   } finally {
     await model.release();
