@@ -57,6 +57,14 @@ export function supportedSyntaxList(): string {
     ...Object.entries(ENCAPSULATED).map(([uid, s]) => `${s.name} (${uid})`)].join(', ');
 }
 
+/** The WASM codecs could not start: a system fault (retryable), not a problem with the input. */
+export class CodecInitError extends Error {
+  constructor(cause: unknown) {
+    super('could not initialise the DICOM image codecs', { cause });
+    this.name = 'CodecInitError';
+  }
+}
+
 let ready: Promise<void> | undefined;
 /** Bytes of WASM heap left allocated by decodes that threw (their context is never released). */
 let leakedBytes = 0;
@@ -110,7 +118,7 @@ export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGe
     do await ensureCodecs(); while (!NativeCodecs.isInitialized());
   } catch (e) {
     // Not the input's fault: let it surface as a transient (retryable) error.
-    throw new Error('could not initialise the DICOM image codecs', { cause: e });
+    throw new CodecInitError(e);
   }
   const ctx = new Context({
     width: g.cols,

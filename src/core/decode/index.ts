@@ -8,8 +8,11 @@
  */
 import { InputError, isInputError } from '../errors';
 import type { DecodedImage, InputFormat } from '../types';
+import { CodecInitError } from './codecs';
 import { decodeDicom, isDicom, sniffBareDataset } from './dicom';
 import { decodeRaster } from './raster';
+
+export { CodecInitError };
 
 export interface DecodeOptions {
   /** Refuse images with more pixels than this, before allocating them (decompression bombs). */
@@ -41,7 +44,7 @@ export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): 
     if (isInputError(e)) throw e;
     // A parser or codec failed in a way we did not anticipate: the bytes are at fault, not the system.
     // (Codec initialisation failures are re-thrown as plain errors on purpose: those are transient.)
-    if (e instanceof Error && e.message === 'could not initialise the DICOM image codecs') throw e;
+    if (e instanceof CodecInitError) throw e;
     throw new InputError('CORRUPT', `The ${format === 'dicom' ? 'DICOM' : format.toUpperCase()} file could not be decoded; the file is damaged.`, { cause: e });
   }
 }

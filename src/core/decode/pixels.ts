@@ -111,6 +111,7 @@ export function voiFunction(c: number, w: number, fn: VoiFunction): (x: number) 
       return (x) => 1 / (1 + Math.exp((-4 * (x - c)) / w));
     case 'LINEAR':
     default: {
+      if (w < 1) w = 1; // LINEAR requires width >= 1 (C.11.2.1.2.1); narrower means a hard threshold
       const lo = c - 0.5 - (w - 1) / 2;
       const hi = c - 0.5 + (w - 1) / 2;
       return (x) => (x <= lo ? 0 : x > hi ? 1 : (x - (c - 0.5)) / (w - 1) + 0.5);
