@@ -308,6 +308,20 @@ describe('compressed transfer syntaxes against independent encoders', () => {
     assert.ok(max < 2e-3, `max difference to dcm2pnm ${max}`);
   });
 
+  test('cross-check with dcmtk: VOI LUT Sequence after rescale, rendered by dcmj2pnm +Wl', async (t) => {
+    if (skipWithout(t, 'dcmj2pnm')) return;
+    const lut = Array.from({ length: 1024 }, (_, i) => Math.round(Math.sqrt(i / 1023) * 4095));
+    const dicom = makeDicom({
+      rows: 40, cols: 50, rescaleIntercept: -1500, rescaleSlope: 1,
+      extra: { VOILUTSequence: [{ LUTDescriptor: [1024, 0, 12], LUTData: lut, _vrMap: { LUTData: 'US' } }] },
+    });
+    const ours = await decodeImage(dicom);
+    const { data } = await sharp(dcm2pnm16(dicom, 'voi-lut')).toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+    // dcmtk widens 12-bit LUT entries to 16 bits by shifting (4095 -> 65520).
+    const theirs = Float32Array.from(new Uint16Array(data.buffer, data.byteOffset, data.byteLength / 2), (v) => (v >> 4) / 4095);
+    assert.ok(maxAbsDiff(ours.data, theirs) < 1e-6, `max difference to dcmj2pnm ${maxAbsDiff(ours.data, theirs)}`);
+  });
+
   test('JPEG 2000 decodes the same as OpenJPEG\'s own opj_decompress', async (t) => {
     if (skipWithout(t, 'opj_compress')) return;
     // Lossless J2K equals the source, so equality with the source (above) is equality with OpenJPEG;

@@ -423,15 +423,15 @@ export function pixelDataOf(part10: Buffer, length: number): Buffer {
 /**
  * dcmtk's own rendering (dcmj2pnm: dcm2pnm with dcmtk's JPEG decoders) of a DICOM to a 16-bit PNG,
  * for cross-checks. `window` is
- * [center, width] (+Ww) or 'minmax' (+Wm). Returns the PNG bytes.
+ * [center, width] (+Ww), 'minmax' (+Wm) or 'voi-lut' (+Wl 1: the first VOI LUT). Returns the PNG bytes.
  */
-export function dcm2pnm16(dicom: Buffer, window: [number, number] | 'minmax'): Buffer {
+export function dcm2pnm16(dicom: Buffer, window: [number, number] | 'minmax' | 'voi-lut'): Buffer {
   const dir = mkdtempSync(join(tmpdir(), 'cxr-fixture-'));
   try {
     const input = join(dir, 'in.dcm');
     const output = join(dir, 'out.png');
     writeFileSync(input, dicom);
-    const w = window === 'minmax' ? ['+Wm'] : ['+Ww', String(window[0]), String(window[1])];
+    const w = window === 'minmax' ? ['+Wm'] : window === 'voi-lut' ? ['+Wl', '1'] : ['+Ww', String(window[0]), String(window[1])];
     execFileSync('dcmj2pnm', [...w, '+on2', input, output], { stdio: ['ignore', 'ignore', 'pipe'] });
     return readFileSync(output);
   } finally {
