@@ -151,3 +151,12 @@ describe('BatchInferenceConstruct', () => {
     assert.deepEqual(findings, [], findings.join('\n'));
   });
 });
+
+describe('BatchInferenceConstruct: key policy', () => {
+  test("SNS may write undeliverable notifications to the encrypted dead-letter queue, only for this account's topics", () => {
+    const keys = ofType('AWS::KMS::Key').map(([, r]) => r.Properties.KeyPolicy.Statement as Json[]).flat();
+    const s = keys.find((x) => x.Sid === 'AllowSnsToBatchDeadLetterQueue')!;
+    assert.deepEqual(s.Principal, { Service: 'sns.amazonaws.com' });
+    assert.match(JSON.stringify(s.Condition.ArnLike['aws:SourceArn']), /:sns:.*AWS::AccountId.*:\*/);
+  });
+});

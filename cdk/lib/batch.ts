@@ -124,6 +124,16 @@ export class BatchInferenceConstruct extends Construct {
       encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: messagingKey, enforceSSL: true, retentionPeriod: Duration.days(14),
     });
 
+    // SNS moves undeliverable notifications to the (KMS-encrypted) dead-letter queue itself.
+    messagingKey.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AllowSnsToBatchDeadLetterQueue',
+      principals: [new iam.ServicePrincipal('sns.amazonaws.com')],
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      resources: ['*'],
+      // The topics' own ARNs would make a cycle (the topics are encrypted with this key): this account's topics.
+      conditions: { ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:sns:${Aws.REGION}:${Aws.ACCOUNT_ID}:*` } },
+    }), true);
+
     // ---- the serving container and the endpoint's execution role ----
     this.image = new ecrAssets.DockerImageAsset(this, 'ServingImage', {
       directory: REPO_ROOT,

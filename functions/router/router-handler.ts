@@ -152,7 +152,8 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
     const prev = await s3.send(new GetObjectCommand({ Bucket: cfg.workBucket, Key: statusKey }));
     previous = JSON.parse(await prev.Body!.transformToString()) as BatchStatus;
   } catch (e) {
-    if (!isNotFound(e)) throw e;
+    // Without s3:ListBucket, S3 answers 403 rather than 404 for a key that does not exist.
+    if (!isNotFound(e) && !isForbidden(e)) throw e;
   }
   if (previous && previous.state !== 'PARTIALLY_SUBMITTED') {
     obj.Body?.transformToByteArray().catch(() => undefined);
@@ -197,7 +198,7 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
       return { img, src: { bucket: manifest.bucket, key: img.key, etag: head.ETag?.replace(/"/g, ''), size: head.ContentLength } };
     } catch (e) {
       if (isNotFound(e)) return { img, status: { key: img.key, state: 'REJECTED', reason: `no object ${img.key} in bucket ${manifest.bucket}` } };
-      if (isForbidden(e)) return { img, status: { key: img.key, state: 'REJECTED', reason: `the router may not read ${img.key}` } };
+      if (isForbidden(e)) return { img, status: { key: img.key, state: 'REJECTED', reason: `no readable object ${img.key} in bucket ${manifest.bucket} (missing, or access denied)` } };
       throw e;
     }
   });
