@@ -107,10 +107,10 @@ describe('encryption at rest', () => {
     }
   });
 
-  test('uploads and results buckets use SSE-KMS with the data key, versioning and access logs', () => {
+  test('uploads, results and analytics buckets use SSE-KMS with the data key, versioning and access logs', () => {
     const dataKey = lid(stack.encryption.key);
     const logs = lid(stack.storage.accessLogsBucket);
-    for (const b of [stack.storage.uploadsBucket, stack.storage.resultsBucket]) {
+    for (const b of [stack.storage.uploadsBucket, stack.storage.resultsBucket, stack.analytics.bucket]) {
       const r = resources[lid(b)]!;
       assert.equal(r.DeletionPolicy, 'Retain');
       const rule = r.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0];
@@ -123,6 +123,7 @@ describe('encryption at rest', () => {
       assert.equal(r.Properties.VersioningConfiguration.Status, 'Enabled');
       assert.deepEqual(r.Properties.LoggingConfiguration.DestinationBucketName, { Ref: logs });
       assert.ok(asArray<Json>(r.Properties.LifecycleConfiguration?.Rules).some((x) => x.NoncurrentVersionExpiration));
+      assert.equal(r.Properties.OwnershipControls.Rules[0].ObjectOwnership, 'BucketOwnerEnforced');
     }
   });
 
@@ -141,7 +142,7 @@ describe('encryption at rest', () => {
     const msgKey = { 'Fn::GetAtt': [lid(stack.encryption.messagingKey), 'Arn'] };
     const dataKey = { 'Fn::GetAtt': [lid(stack.encryption.key), 'Arn'] };
     const queues = ofType('AWS::SQS::Queue');
-    assert.equal(queues.length, 4);
+    assert.equal(queues.length, 5, 'ingest, score, their DLQs and the export schedule DLQ');
     for (const [, q] of queues) assert.deepEqual(q.Properties.KmsMasterKeyId, msgKey);
     for (const [, t] of ofType('AWS::SNS::Topic')) assert.deepEqual(t.Properties.KmsMasterKeyId, msgKey);
     for (const [, t] of ofType('AWS::DynamoDB::Table')) {
@@ -165,7 +166,7 @@ describe('TLS-only resource policies', () => {
 
   test('every bucket policy denies requests without TLS', () => {
     const policies = ofType('AWS::S3::BucketPolicy');
-    assert.equal(policies.length, 3);
+    assert.equal(policies.length, 4, 'uploads, results, analytics, access logs');
     for (const [, p] of policies) assert.ok(deniesInsecureTransport(p.Properties.PolicyDocument));
     const bucketsWithPolicy = new Set(policies.map(([, p]) => p.Properties.Bucket.Ref));
     for (const [id] of ofType('AWS::S3::Bucket')) assert.ok(bucketsWithPolicy.has(id), `${id} has a TLS-only policy`);
@@ -183,7 +184,7 @@ describe('TLS-only resource policies', () => {
   });
 
   test('the results and uploads buckets refuse TLS below 1.2', () => {
-    for (const b of [stack.storage.uploadsBucket, stack.storage.resultsBucket]) {
+    for (const b of [stack.storage.uploadsBucket, stack.storage.resultsBucket, stack.analytics.bucket]) {
       const policy = ofType('AWS::S3::BucketPolicy').find(([, p]) => p.Properties.Bucket.Ref === lid(b))![1];
       assert.ok(asArray<Json>(policy.Properties.PolicyDocument.Statement).some((s) =>
         s.Effect === 'Deny' && s.Condition?.NumericLessThan?.['s3:TlsVersion'] === 1.2));
@@ -359,7 +360,7 @@ describe('monitoring', () => {
   const topicRef = (): Json => ({ Ref: lid(stack.monitoring.topic) });
 
   test('each DLQ has an alarm on visible messages > 0 that notifies the topic', () => {
-    for (const dlq of [stack.pipeline.ingestDlq, stack.pipeline.scoreDlq]) {
+    for (const dlq of [stack.pipeline.ingestDlq, stack.pipeline.scoreDlq, stack.analytics.scheduleDlq]) {
       const a = alarms().find((x) => x.MetricName === 'ApproximateNumberOfMessagesVisible'
         && x.Dimensions?.[0]?.Value?.['Fn::GetAtt']?.[0] === lid(dlq));
       assert.ok(a, `alarm on ${lid(dlq)}`);
@@ -470,10 +471,111 @@ describe('IAM least privilege', () => {
   });
 });
 
+describe('analyst exports (issue 5)', () => {
+  test('a daily schedule calls DynamoDB ExportTableToPointInTime into the analytics bucket, KMS-encrypted, DynamoDB JSON', () => {
+    const [, sched] = ofType('AWS::Scheduler::Schedule')[0]!;
+    const p = sched.Properties;
+    assert.equal(p.ScheduleExpression, 'cron(0 2 * * ? *)');
+    assert.equal(p.ScheduleExpressionTimezone, 'Etc/UTC');
+    assert.deepEqual(p.FlexibleTimeWindow, { Mode: 'OFF' });
+    assert.deepEqual(p.Target.Arn, { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':scheduler:::aws-sdk:dynamodb:exportTableToPointInTime']] });
+    assert.deepEqual(p.Target.RoleArn, { 'Fn::GetAtt': [lid(stack.analytics.schedulerRole), 'Arn'] });
+    assert.deepEqual(p.Target.DeadLetterConfig.Arn, { 'Fn::GetAtt': [lid(stack.analytics.scheduleDlq), 'Arn'] });
+    // Resolve the input's Fn::Join with placeholders to read it as JSON.
+    const parts = p.Target.Input['Fn::Join'][1] as (string | Json)[];
+    const input = JSON.parse(parts.map((x) => (typeof x === 'string' ? x : JSON.stringify(x).replace(/"/g, ''))).join('')) as Record<string, string>;
+    assert.equal(input.ExportFormat, 'DYNAMODB_JSON');
+    assert.equal(input.ExportType, 'FULL_EXPORT');
+    assert.equal(input.S3SseAlgorithm, 'KMS');
+    assert.equal(input.S3Prefix, 'exports/results/<aws.scheduler.scheduled-time>');
+    assert.equal(input.TableArn, `{Fn::GetAtt:[${lid(stack.storage.resultsTable)},Arn]}`);
+    assert.equal(input.S3Bucket, `{Ref:${lid(stack.analytics.bucket)}}`);
+  });
+
+  test('the scheduler role may export only the results table and write only under exports/results/', () => {
+    const st = asArray<Json>(resources[lid(stack.analytics.schedulerPolicy)]!.Properties.PolicyDocument.Statement);
+    const bySid = Object.fromEntries(st.map((s) => [s.Sid, s]));
+    assert.deepEqual(bySid.ExportResultsTable!.Resource, { 'Fn::GetAtt': [lid(stack.storage.resultsTable), 'Arn'] });
+    assert.deepEqual(bySid.WriteExport!.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [lid(stack.analytics.bucket), 'Arn'] }, '/exports/results/*']] });
+    for (const s of st) for (const a of asArray<string>(s.Action)) assert.ok(!a.includes('*'), a);
+    const role = resources[lid(stack.analytics.schedulerRole)]!.Properties;
+    assert.equal(role.AssumeRolePolicyDocument.Statement[0].Principal.Service, 'scheduler.amazonaws.com');
+    assert.ok(role.AssumeRolePolicyDocument.Statement[0].Condition.StringEquals['aws:SourceAccount']);
+    assert.equal(role.Policies, undefined);
+  });
+
+  test('exports and Athena results expire after the retention window', () => {
+    const rules = asArray<Json>(resources[lid(stack.analytics.bucket)]!.Properties.LifecycleConfiguration.Rules);
+    for (const prefix of ['exports/results/', 'athena-results/']) {
+      assert.ok(rules.some((r) => r.Prefix === prefix && r.ExpirationInDays === DEFAULT_CONFIG.exportRetentionDays), prefix);
+    }
+  });
+
+  test('Glue table over the DynamoDB JSON exports, partitioned by snapshot with projection', () => {
+    const [, db] = ofType('AWS::Glue::Database')[0]!;
+    assert.equal(db.Properties.DatabaseInput.Name, 'cxr_opacity');
+    const [, table] = ofType('AWS::Glue::Table')[0]!;
+    const ti = table.Properties.TableInput;
+    assert.equal(table.Properties.DatabaseName, 'cxr_opacity');
+    assert.equal(ti.Name, 'results_export');
+    assert.deepEqual(ti.PartitionKeys.map((k: Json) => k.Name), ['snapshot']);
+    assert.equal(ti.Parameters['projection.enabled'], 'true');
+    assert.equal(ti.Parameters['projection.snapshot.type'], 'date');
+    assert.equal(ti.Parameters['projection.snapshot.format'], "yyyy-MM-dd'T'HH:mm:ss'Z'");
+    assert.match(ti.Parameters['projection.snapshot.range'], /^2025-01-01T02:00:00Z,NOW$/);
+    assert.match(JSON.stringify(ti.Parameters['storage.location.template']), /exports\/results\/\$\{snapshot\}\/AWSDynamoDB\//);
+    const sd = ti.StorageDescriptor;
+    assert.equal(sd.SerdeInfo.SerializationLibrary, 'org.openx.data.jsonserde.JsonSerDe');
+    assert.equal(sd.Columns.length, 1);
+    assert.equal(sd.Columns[0].Name, 'item');
+    for (const attr of ['imageId:struct<s:string>', 'patientKey:struct<s:string>', 'sortKey:struct<s:string>', 'status:struct<s:string>',
+      'errorCode:struct<s:string>', 'errorReason:struct<s:string>', 'grade:struct<s:string>', 'opacityPctTotal:struct<n:string>',
+      'riskIcu:struct<n:string>', 'keys:struct<m:map<string,struct<s:string>>>', 'timingsMs:struct<m:map<string,struct<n:string>>>']) {
+      assert.ok(sd.Columns[0].Type.includes(attr), attr);
+    }
+  });
+
+  test('Athena workgroup: enforced settings, SSE-KMS results in the analytics bucket, scan limit', () => {
+    const [, wg] = ofType('AWS::Athena::WorkGroup')[0]!;
+    const c = wg.Properties.WorkGroupConfiguration;
+    assert.equal(c.EnforceWorkGroupConfiguration, true);
+    assert.equal(c.PublishCloudWatchMetricsEnabled, true);
+    assert.ok(c.BytesScannedCutoffPerQuery > 0);
+    assert.equal(c.ResultConfiguration.EncryptionConfiguration.EncryptionOption, 'SSE_KMS');
+    assert.deepEqual(c.ResultConfiguration.EncryptionConfiguration.KmsKey, { 'Fn::GetAtt': [lid(stack.encryption.key), 'Arn'] });
+    assert.match(JSON.stringify(c.ResultConfiguration.OutputLocation), /athena-results\//);
+  });
+
+  test('named queries: opacity trend per patient, severe share per day, failed images and reasons', () => {
+    const queries: Record<string, Json> = Object.fromEntries(ofType('AWS::Athena::NamedQuery').map(([, q]) => [q.Properties.Name as string, q.Properties as Json]));
+    assert.deepEqual(Object.keys(queries).sort(), ['failed-images-and-reasons', 'opacity-trend-per-patient', 'severe-share-per-day']);
+    for (const q of Object.values(queries)) {
+      assert.equal(q.Database, 'cxr_opacity');
+      assert.equal(q.WorkGroup, 'cxr-opacity');
+      assert.match(q.QueryString, /FROM results_export/);
+      assert.match(q.QueryString, /max\(snapshot\)/, 'reads the newest export only');
+    }
+    assert.match(queries['opacity-trend-per-patient'].QueryString, /lag\(opacity_pct_total\) OVER \(PARTITION BY patient_key ORDER BY sort_key\)/);
+    assert.match(queries['severe-share-per-day'].QueryString, /'severe', 'critical'/);
+    assert.match(queries['failed-images-and-reasons'].QueryString, /item\.status\.s = 'FAILED'/);
+  });
+
+  test('the analyst policy is read-only on exports and scoped to the workgroup, database and table', () => {
+    const st = asArray<Json>(resources[lid(stack.analytics.analystPolicy)]!.Properties.PolicyDocument.Statement);
+    const text = JSON.stringify(st);
+    for (const s of st) for (const a of asArray<string>(s.Action)) assert.ok(!a.includes('*'), a);
+    assert.ok(!/dynamodb:|s3:DeleteObject|glue:(Create|Update|Delete)/.test(text));
+    const bySid = Object.fromEntries(st.map((s) => [s.Sid, s]));
+    assert.deepEqual(bySid.ReadExports!.Action, 's3:GetObject');
+    assert.match(JSON.stringify(bySid.AthenaWorkGroup!.Resource), /workgroup\/cxr-opacity/);
+  });
+});
+
 describe('outputs and settings', () => {
   test('outputs name the buckets, tables and queues', () => {
     const outputs = template.toJSON().Outputs as Record<string, Json>;
-    for (const name of ['UploadsBucketName', 'ResultsBucketName', 'ResultsTableName', 'IngestQueueUrl', 'ScoreQueueUrl', 'AlarmTopicArn']) {
+    for (const name of ['UploadsBucketName', 'ResultsBucketName', 'ResultsTableName', 'IngestQueueUrl', 'ScoreQueueUrl', 'AlarmTopicArn',
+      'AnalyticsBucketName', 'AthenaWorkGroup', 'AnalystPolicyArn']) {
       assert.ok(outputs[name], `output ${name}`);
     }
     assert.deepEqual(outputs.UploadsBucketName!.Value, { Ref: lid(stack.storage.uploadsBucket) });

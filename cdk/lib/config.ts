@@ -17,6 +17,8 @@ export interface CxrOpacityConfig {
   readonly logRetentionDays: number;
   /** Days after which non-current object versions (overwritten or deleted uploads/results) expire. */
   readonly noncurrentVersionExpirationDays: number;
+  /** Days a daily results-table export (and an Athena query result) is kept in the analytics bucket. */
+  readonly exportRetentionDays: number;
   /** Optional e-mail address subscribed to the alarm topic. */
   readonly alarmEmail?: string;
 }
@@ -28,6 +30,7 @@ export const DEFAULT_CONFIG: CxrOpacityConfig = {
   scoreBatchSize: 10,
   logRetentionDays: 365,
   noncurrentVersionExpirationDays: 90,
+  exportRetentionDays: 30,
 };
 
 function intContext(scope: Construct, key: string, fallback: number, min: number, max: number): number {
@@ -52,6 +55,7 @@ export function configFromContext(scope: Construct, overrides: Partial<CxrOpacit
     scoreBatchSize: intContext(scope, 'scoreBatchSize', d.scoreBatchSize, 1, 10),
     logRetentionDays: intContext(scope, 'logRetentionDays', d.logRetentionDays, 1, 3653),
     noncurrentVersionExpirationDays: intContext(scope, 'noncurrentVersionExpirationDays', d.noncurrentVersionExpirationDays, 1, 3653),
+    exportRetentionDays: intContext(scope, 'exportRetentionDays', d.exportRetentionDays, 1, 3653),
     ...(typeof email === 'string' && email !== '' ? { alarmEmail: email } : {}),
   };
   return cfg;

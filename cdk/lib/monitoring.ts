@@ -47,7 +47,7 @@ export class Monitoring extends Construct {
 
     for (const [name, dlq] of Object.entries(props.deadLetterQueues)) {
       add(`${name}NotEmpty`, dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
-        `${name} holds messages that failed ${3} times: inspect them, fix the cause, then redrive.`);
+        `${name} holds messages that could not be processed: inspect them, fix the cause, then redrive.`);
     }
     for (const [name, fn] of Object.entries(props.functions)) {
       add(`${name}Errors`, fn.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),

@@ -7,6 +7,7 @@ import { Stack, Validations } from 'aws-cdk-lib';
 import type { CfnResource } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
 import type { CxrOpacityStack } from './stack';
+import { ATHENA_RESULTS_PREFIX, EXPORT_PREFIX } from './analytics';
 import { RESULTS_PREFIX, UPLOAD_PREFIX } from './storage';
 
 export interface NagAcknowledgement {
@@ -22,7 +23,7 @@ function arnRef(resource: IConstruct): string {
 }
 
 export function nagAcknowledgements(stack: CxrOpacityStack): NagAcknowledgement[] {
-  const { storage, pipeline } = stack;
+  const { storage, pipeline, analytics } = stack;
   const acks: NagAcknowledgement[] = [];
   const ack = (construct: IConstruct, id: string, reason: string): void => { acks.push({ construct, id, reason }); };
 
@@ -37,6 +38,13 @@ export function nagAcknowledgements(stack: CxrOpacityStack): NagAcknowledgement[
     ack(policy, `AwsSolutions-IAM5[Resource::${arnRef(storage.resultsBucket)}/${RESULTS_PREFIX}*]`,
       'Result keys are results/<imageId>/<file>, with imageId known only at run time; access is limited to object get/put under results/.');
   }
+
+  ack(analytics.schedulerPolicy, `AwsSolutions-IAM5[Resource::${arnRef(analytics.bucket)}/${EXPORT_PREFIX}*]`,
+    'DynamoDB writes each export under a new <snapshot>/AWSDynamoDB/<exportId>/ folder; the scheduler role may only put objects under exports/results/.');
+  ack(analytics.analystPolicy, `AwsSolutions-IAM5[Resource::${arnRef(analytics.bucket)}/${EXPORT_PREFIX}*]`,
+    'Athena reads every data file of the exports, whose names DynamoDB generates; read-only (s3:GetObject) and only under exports/results/.');
+  ack(analytics.analystPolicy, `AwsSolutions-IAM5[Resource::${arnRef(analytics.bucket)}/${ATHENA_RESULTS_PREFIX}*]`,
+    'Athena writes query results under athena-results/ with generated names (query execution ids); access is limited to that prefix.');
 
   // CDK's own singleton Lambda that configures the S3 event notification (a custom resource run at deploy time).
   const notifications = stack.node.tryFindChild('BucketNotificationsHandler050a0587b7544547bf325f094a3db834');
@@ -57,12 +65,16 @@ export function nagAcknowledgements(stack: CxrOpacityStack): NagAcknowledgement[
     'HMAC key of the patient pseudonyms: rotating it would give every patient a new pseudonym and break per-patient history. Rotate only with a re-keying migration (cdk/README.md).');
 
   // ---- S3 ----
-  for (const bucket of [storage.uploadsBucket, storage.resultsBucket, storage.accessLogsBucket]) {
+  for (const bucket of [storage.uploadsBucket, storage.resultsBucket, storage.accessLogsBucket, analytics.bucket]) {
     ack(bucket, 'HIPAA.Security-S3BucketReplicationEnabled',
       'Cross-region replication is a per-deployment choice (second region, data-residency rules for patient images); buckets are versioned, KMS- or SSE-encrypted and retained on stack deletion.');
   }
   ack(storage.accessLogsBucket, 'HIPAA.Security-S3DefaultEncryptionKMS',
     'S3 server access logs can only be delivered to a bucket encrypted with SSE-S3 (AES-256); SSE-KMS targets are not supported.');
+
+  // ---- SQS ----
+  ack(analytics.scheduleDlq, 'AwsSolutions-SQS3',
+    'This queue is itself a dead-letter queue: EventBridge Scheduler\'s DLQ for failed export calls (cdk-nag only recognises SQS redrive DLQs); it is alarmed.');
 
   // ---- DynamoDB ----
   ack(storage.resultsTable, 'HIPAA.Security-DynamoDBInBackupPlan',

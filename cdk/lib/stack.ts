@@ -1,6 +1,7 @@
 /** The CxrOpacity stack: one construct per concern, wired together, with outputs for the operator. */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { Analytics } from './analytics';
 import { configFromContext, type CxrOpacityConfig } from './config';
 import { Encryption } from './encryption';
 import { Monitoring } from './monitoring';
@@ -18,6 +19,7 @@ export class CxrOpacityStack extends Stack {
   readonly encryption: Encryption;
   readonly storage: Storage;
   readonly pipeline: Pipeline;
+  readonly analytics: Analytics;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: CxrOpacityStackProps = {}) {
@@ -31,9 +33,15 @@ export class CxrOpacityStack extends Stack {
       noncurrentVersionExpirationDays: this.config.noncurrentVersionExpirationDays,
     });
     this.pipeline = new Pipeline(this, 'Pipeline', { key, messagingKey: this.encryption.messagingKey, storage: this.storage, config: this.config });
+    this.analytics = new Analytics(this, 'Analytics', {
+      key,
+      messagingKey: this.encryption.messagingKey,
+      storage: this.storage,
+      exportRetentionDays: this.config.exportRetentionDays,
+    });
     this.monitoring = new Monitoring(this, 'Monitoring', {
       key: this.encryption.messagingKey,
-      deadLetterQueues: { IngestDLQ: this.pipeline.ingestDlq, ScoreDLQ: this.pipeline.scoreDlq },
+      deadLetterQueues: { IngestDLQ: this.pipeline.ingestDlq, ScoreDLQ: this.pipeline.scoreDlq, ExportScheduleDLQ: this.analytics.scheduleDlq },
       functions: { SegmentFunction: this.pipeline.segmentFunction, ScoreFunction: this.pipeline.scoreFunction },
       ingestQueue: this.pipeline.ingestQueue,
       ...(this.config.alarmEmail ? { alarmEmail: this.config.alarmEmail } : {}),
@@ -48,6 +56,9 @@ export class CxrOpacityStack extends Stack {
     out('IngestDLQUrl', this.pipeline.ingestDlq.queueUrl, 'Uploads that failed segmentation 3 times');
     out('ScoreQueueUrl', this.pipeline.scoreQueue.queueUrl, 'Segmented images waiting for scoring');
     out('ScoreDLQUrl', this.pipeline.scoreDlq.queueUrl, 'Images that failed scoring 3 times');
+    out('AnalyticsBucketName', this.analytics.bucket.bucketName, 'Daily results-table exports (exports/results/) and Athena results');
+    out('AthenaWorkGroup', this.analytics.workGroup.ref, 'Athena workgroup with the named queries (database cxr_opacity)');
+    out('AnalystPolicyArn', this.analytics.analystPolicy.managedPolicyArn, 'Attach to analysts to run the named queries');
     out('AlarmTopicArn', this.monitoring.topic.topicArn, 'Subscribe to receive the alarms');
 
     acknowledgeNagFindings(this);
