@@ -220,6 +220,9 @@ describe('DICOM grayscale pipeline', () => {
     const mislabelled = Buffer.concat([explicit.subarray(0, metaEnd), bareDataset(makeDicom({ ...spec, transferSyntax: 'implicit' }), false)]);
     const img = await decodeImage(mislabelled);
     assert.deepEqual(Array.from(img.data), Array.from(ref.data));
+    // A meta group without a Transfer Syntax UID: guessed from the dataset.
+    const noTs = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), bareDataset(explicit, false)]);
+    assert.deepEqual(Array.from((await decodeImage(noTs)).data), Array.from(ref.data));
   });
 
   test('a 3000 x 2500 16-bit DICOM decodes in well under a second', async () => {

@@ -124,7 +124,7 @@ function readMetaGroup(b: Uint8Array): MetaGroup {
     if (len === 0xffffffff || valueOff + len > b.length) {
       throw new InputError('TRUNCATED', 'The DICOM file ends inside its file meta information; upload the complete file.');
     }
-    if (elem === 0x0010) tsUid = String.fromCharCode(...b.subarray(valueOff, valueOff + len)).replace(/[\0 ]+$/, '').trim();
+    if (elem === 0x0010) tsUid = String.fromCharCode(...b.subarray(valueOff, valueOff + Math.min(len, 128))).replace(/[\0 ]+$/, '').trim();
     off = valueOff + len;
   }
   return { transferSyntaxUid: tsUid, datasetOffset: off };
@@ -137,9 +137,17 @@ export async function decodeDicom(input: Uint8Array, maxPixels: number): Promise
     if (!kind) throw new InputError('UNRECOGNISED_FORMAT', 'Not a DICOM file.');
     bytes = toPart10(bytes, kind);
   }
-  const { transferSyntaxUid: tsUid, datasetOffset } = readMetaGroup(bytes);
+  const meta = readMetaGroup(bytes);
+  const { datasetOffset } = meta;
+  let tsUid = meta.transferSyntaxUid;
   if (!tsUid) {
-    throw new InputError('CORRUPT', 'The DICOM file meta information has no Transfer Syntax UID (0002,0010), so its pixel encoding is unknown; re-export the file from the modality or PACS.');
+    // No Transfer Syntax UID: readers (dcmtk included) guess uncompressed LE from the first element.
+    const guess = sniffBareDataset(bytes.subarray(datasetOffset));
+    if (guess !== 'explicit' && guess !== 'implicit') {
+      throw new InputError('CORRUPT', 'The DICOM file meta information has no Transfer Syntax UID (0002,0010), so its pixel encoding is unknown; re-export the file from the modality or PACS.');
+    }
+    tsUid = guess === 'implicit' ? TS.implicitLE : TS.explicitLE;
+    bytes = toPart10(bytes.subarray(datasetOffset), guess);
   }
   if (!NATIVE[tsUid] && !ENCAPSULATED[tsUid]) {
     const name = KNOWN_UNSUPPORTED[tsUid];
