@@ -154,6 +154,16 @@ describe('DICOM grayscale pipeline', () => {
     assert.equal(img.meta.window?.source, 'dicom');
   });
 
+  test('Modality LUT Sequence replaces rescale; the window applies to its output', async () => {
+    const lut = Array.from({ length: 4096 }, (_, i) => 4095 - i); // an inverting modality LUT
+    const values = [0, 1000, 2048, 4095];
+    const img = await decodeImage(rowDicom(values, {
+      windowCenter: 2048, windowWidth: 4096, voiLutFunction: 'LINEAR_EXACT', rescaleSlope: 3, rescaleIntercept: 7, // ignored
+      extra: { ModalityLUTSequence: [{ LUTDescriptor: [4096, 0, 12], LUTData: lut, ModalityLUTType: 'US', _vrMap: { LUTData: 'US' } }] },
+    }));
+    values.forEach((v, i) => assert.ok(Math.abs(img.data[i] - ((4095 - v - 2048) / 4096 + 0.5)) < 1e-6, `${v}: ${img.data[i]}`));
+  });
+
   test('percentile window leaves out PixelPaddingValue', async () => {
     const values: number[] = [];
     for (let v = 1000; v < 2000; v++) values.push(v, v);
@@ -419,6 +429,9 @@ describe('hostile inputs', () => {
     const lat = await expectCode(decodeImage(makeDicom({ viewPosition: 'LATERAL' })), 'NOT_FRONTAL');
     assert.match(lat.message, /lateral views are not analysed; upload a PA or AP view/);
     await expectCode(decodeImage(makeDicom({ viewPosition: 'RL' })), 'NOT_FRONTAL');
+    await expectCode(decodeImage(makeDicom({ extra: { PatientOrientation: ['P', 'F'] } })), 'NOT_FRONTAL');
+    assert.equal((await decodeImage(makeDicom({ extra: { PatientOrientation: ['L', 'F'] } }))).width, 80, 'frontal orientation passes');
+    assert.equal((await decodeImage(makeDicom({ viewPosition: 'PA', extra: { PatientOrientation: ['P', 'F'] } }))).width, 80, 'ViewPosition wins');
     await expectCode(decodeImage(makeDicom({ extra: { ViewCodeSequence: [{ CodeValue: 'R-10206', CodingSchemeDesignator: 'SRT', CodeMeaning: 'left lateral' }] } })), 'NOT_FRONTAL');
   });
 

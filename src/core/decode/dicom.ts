@@ -288,6 +288,12 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
   if (isLateralByViewCode(ds.ViewCodeSequence)) {
     throw new InputError('NOT_FRONTAL', 'The DICOM View Code Sequence says this is a lateral view: lateral views are not analysed; upload a PA or AP view.');
   }
+  // Without a ViewPosition, PatientOrientation tells: on a PA/AP image the rows run to the patient's
+  // left or right (L/R); on a lateral one to anterior or posterior (A/P).
+  const rowDirection = Array.isArray(ds.PatientOrientation) ? str(ds.PatientOrientation[0])?.toUpperCase() : undefined;
+  if (!viewPosition && rowDirection && /^[AP]$/.test(rowDirection)) {
+    throw new InputError('NOT_FRONTAL', `The DICOM PatientOrientation (rows towards ${rowDirection === 'A' ? 'anterior' : 'posterior'}) says this is a lateral view: lateral views are not analysed; upload a PA or AP view.`);
+  }
   const pixelData = ds.PixelData;
   if (pixelData === undefined || (Array.isArray(pixelData) && pixelData.length === 0)) {
     const what = ds.FloatPixelData !== undefined || ds.DoubleFloatPixelData !== undefined ? 'float pixel data, which is not a radiograph' : 'no pixel data (it may be a report, a presentation state or a DICOMDIR)';
@@ -336,7 +342,8 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
     window: wc !== undefined && ww !== undefined && ww > 0
       ? { center: wc, width: ww, fn: (fn === 'LINEAR_EXACT' || fn === 'SIGMOID' ? fn : 'LINEAR') as VoiFunction }
       : undefined,
-    voiLut: voiLut(ds.VOILUTSequence, pixelRepresentation === 1),
+    modalityLut: lutItem(ds.ModalityLUTSequence, pixelRepresentation === 1),
+    voiLut: lutItem(ds.VOILUTSequence, pixelRepresentation === 1 || (ds.ModalityLUTSequence === undefined && (intercept ?? 0) < 0)),
     invert: photometric === 'MONOCHROME1',
     paddingValue: padding,
   });
@@ -344,8 +351,11 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
   return { width: cols, height: rows, data, meta, identifiers };
 }
 
-/** First item of the VOI LUT Sequence (PS3.3 C.11.2), or undefined when absent or malformed. */
-function voiLut(seq: unknown, signedInput: boolean): VoiLut | undefined {
+/**
+ * First item of a Modality or VOI LUT Sequence (PS3.3 C.11.1 / C.11.2), or undefined when absent or
+ * malformed. `signedInput`: whether the values it maps can be negative (first mapped value is then SS).
+ */
+function lutItem(seq: unknown, signedInput: boolean): VoiLut | undefined {
   const item = first(seq) as Record<string, unknown> | undefined;
   if (!item || typeof item !== 'object') return undefined;
   const desc = Array.isArray(item.LUTDescriptor) ? item.LUTDescriptor.map(Number) : undefined;

@@ -3,8 +3,9 @@
  *
  * Hand-written (no library in the dependency set applies the DICOM grayscale pipeline to raw samples):
  * stored value (masked to BitsStored below HighBit, sign-extended when PixelRepresentation = 1)
- * -> Modality LUT (RescaleSlope/Intercept) -> VOI (WindowCenter/Width with VOILUTFunction, or a
- * 0.5-99.5 percentile window) -> MONOCHROME1 inversion.
+ * -> Modality LUT (RescaleSlope/Intercept, or the Modality LUT Sequence) -> VOI (WindowCenter/Width
+ * with VOILUTFunction, else the VOI LUT Sequence, else a 0.5-99.5 percentile window) -> MONOCHROME1
+ * inversion.
  *
  * Every stored value maps to one output, so the whole chain is precomputed into a lookup table of
  * 2^BitsStored floats and applied with one table read per pixel (no per-pixel allocation or math).
@@ -19,6 +20,8 @@ export interface GrayscaleParams {
   signed: boolean;
   slope: number;
   intercept: number;
+  /** Modality LUT Sequence (first item): replaces slope/intercept when present. */
+  modalityLut?: VoiLut;
   /** From the DICOM tags; when absent (or unusable) a percentile window is computed. */
   window?: { center: number; width: number; fn: VoiFunction };
   /** VOI LUT Sequence (first item), used when there is no window. */
@@ -29,7 +32,7 @@ export interface GrayscaleParams {
 }
 
 export interface VoiLut {
-  /** Modality value mapped to the first entry. */
+  /** Input value (stored value for a Modality LUT, modality value for a VOI LUT) of the first entry. */
   firstMapped: number;
   /** Output bits of the entries (the entries span 0 .. 2^bits - 1). */
   bits: number;
@@ -52,7 +55,14 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
   const shift = Math.max(0, p.highBit + 1 - bits);
   const half = size >> 1;
   const storedOf = (idx: number) => (p.signed && idx >= half ? idx - size : idx);
-  const modality = (idx: number) => storedOf(idx) * p.slope + p.intercept;
+  const mlut = p.modalityLut && p.modalityLut.data.length > 0 ? p.modalityLut : undefined;
+  const modalityOfStored = mlut
+    ? (v: number) => {
+      const i = v - mlut.firstMapped;
+      return mlut.data[i < 0 ? 0 : i >= mlut.data.length ? mlut.data.length - 1 : i];
+    }
+    : (v: number) => v * p.slope + p.intercept;
+  const modality = (idx: number) => modalityOfStored(storedOf(idx));
 
   let window: DisplayResult['window'];
   let map: (x: number) => number;
@@ -71,8 +81,8 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
     };
   } else {
     const { lo, hi } = percentileWindow(raw, count, shift, mask, p, storedOf);
-    const mlo = Math.min(lo * p.slope + p.intercept, hi * p.slope + p.intercept);
-    const mhi = Math.max(lo * p.slope + p.intercept, hi * p.slope + p.intercept);
+    const mlo = Math.min(modalityOfStored(lo), modalityOfStored(hi));
+    const mhi = Math.max(modalityOfStored(lo), modalityOfStored(hi));
     const span = mhi - mlo;
     window = { center: (mlo + mhi) / 2, width: span, source: 'percentile' };
     map = span > 0 ? (x) => clamp01((x - mlo) / span) : (x) => (x > mlo ? 1 : 0);
