@@ -1,0 +1,89 @@
+/**
+ * The Athena named queries of the CDK analytics construct, run for real on DuckDB over a small table shaped
+ * like the Glue table (`snapshot` partition + `item` struct of DynamoDB JSON), with an older snapshot and a
+ * manifest-like null row that the queries must ignore.
+ */
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { ITEM_TYPE } from '../cdk/lib/analytics';
+import { NAMED_QUERIES } from '../cdk/lib/analytics-queries';
+
+/** The Glue (Hive) column type in DuckDB syntax. */
+const duckType = (hive: string): string => hive
+  .replace(/struct</g, 'STRUCT(').replace(/map<string,/g, 'MAP(VARCHAR, ').replace(/>/g, ')')
+  .replace(/(\w+):/g, '"$1" ').replace(/\bstring\b/g, 'VARCHAR');
+
+/** Top-level attribute names of ITEM_TYPE (split `struct<a:...,b:...>` at depth 1). */
+function topLevelNames(hive: string): string[] {
+  const body = hive.slice('struct<'.length, -1);
+  const names: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i <= body.length; i++) {
+    const ch = body[i];
+    if (ch === '<') depth++;
+    else if (ch === '>') depth--;
+    else if ((ch === ',' && depth === 0) || i === body.length) {
+      names.push(body.slice(start, i).split(':')[0]!);
+      start = i + 1;
+    }
+  }
+  return names;
+}
+/** DuckDB's JSON-to-struct cast wants every key: absent attributes become null, as in the SerDe. */
+const complete = (item: Record<string, unknown>): Record<string, unknown> =>
+  Object.fromEntries(topLevelNames(ITEM_TYPE).map((k) => [k, item[k] ?? null]));
+
+const S = (s: string) => ({ s });
+const N = (n: number) => ({ n: String(n) });
+const ROWS: [string, Record<string, unknown> | null][] = [
+  // An older export: must not be counted.
+  ['2025-03-01T02:00:00Z', { imageId: S('old'), patientKey: S('p1'), status: S('SCORED'), sortKey: S('2025-02-28#old'), createdAt: S('2025-02-28T00:00:00Z'), opacityPctTotal: N(99), grade: S('critical') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('a'), patientKey: S('p1'), studyKey: S('s1'), status: S('SCORED'), sortKey: S('2025-03-01T10:00:00Z#a'), acquiredAt: S('2025-03-01T10:00:00Z'), createdAt: S('2025-03-01T10:05:00Z'), opacityPctTotal: N(10), grade: S('mild') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('b'), patientKey: S('p1'), studyKey: S('s2'), status: S('SCORED'), sortKey: S('2025-03-02T09:00:00Z#b'), acquiredAt: S('2025-03-02T09:00:00Z'), createdAt: S('2025-03-02T09:01:00Z'), opacityPctTotal: N(35.5), grade: S('severe') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('d'), patientKey: S('p2'), status: S('SCORED'), sortKey: S('2025-03-02T11:00:00Z#d'), acquiredAt: S('2025-03-02T11:00:00Z'), createdAt: S('2025-03-02T11:01:00Z'), opacityPctTotal: N(0.5), grade: S('none') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('c'), patientKey: S('UNKNOWN'), status: S('FAILED'), sortKey: S('2025-03-02T12:00:00Z#c'), createdAt: S('2025-03-02T12:00:00Z'), errorCode: S('LATERAL_VIEW'), errorReason: S('lateral view: only frontal (PA/AP) views are measured') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('e'), patientKey: S('UNKNOWN'), status: S('FAILED'), sortKey: S('2025-03-02T12:30:00Z#e'), createdAt: S('2025-03-02T12:30:00Z'), errorCode: S('LATERAL_VIEW'), errorReason: S('lateral view: only frontal (PA/AP) views are measured') }],
+  // A manifest file parsed by the JSON SerDe with ignore.malformed.json: a row with a null item.
+  ['2025-03-02T02:00:00Z', null],
+];
+
+let conn: DuckDBConnection;
+const run = async (name: string): Promise<Record<string, unknown>[]> => {
+  const q = NAMED_QUERIES.find((x) => x.name === name)!;
+  return (await conn.runAndReadAll(q.sql)).getRowObjectsJson() as Record<string, unknown>[];
+};
+
+before(async () => {
+  conn = await (await DuckDBInstance.create(':memory:')).connect();
+  await conn.run(`CREATE TABLE results_export (snapshot VARCHAR, item ${duckType(ITEM_TYPE)})`);
+  for (const [snapshot, item] of ROWS) {
+    const value = item ? `'${JSON.stringify(complete(item)).replace(/'/g, "''")}'::JSON::${duckType(ITEM_TYPE)}` : 'NULL';
+    await conn.run(`INSERT INTO results_export VALUES ('${snapshot}', ${value})`);
+  }
+});
+
+describe('Athena named queries (run on DuckDB)', () => {
+  test('opacity trend per patient: scored images in time order with the change since the previous one', async () => {
+    const rows = await run('opacity-trend-per-patient');
+    assert.deepEqual(rows.map((r) => [r.patient_key, r.image_id, r.opacity_pct_total, r.change_pct_points]), [
+      ['p1', 'a', 10, null], ['p1', 'b', 35.5, 25.5], ['p2', 'd', 0.5, null],
+    ]);
+  });
+
+  test('severe share per day', async () => {
+    const rows = await run('severe-share-per-day');
+    assert.deepEqual(rows.map((r) => [r.day, Number(r.scored_images), Number(r.severe_images), r.severe_share]), [
+      ['2025-03-01', 1, 0, 0], ['2025-03-02', 2, 1, 0.5],
+    ]);
+  });
+
+  test('failed images and reasons', async () => {
+    const rows = await run('failed-images-and-reasons');
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]!.error_code, 'LATERAL_VIEW');
+    assert.equal(Number(rows[0]!.images), 2);
+    assert.equal(rows[0]!.first_seen, '2025-03-02T12:00:00Z');
+  });
+});
