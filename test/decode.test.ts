@@ -164,6 +164,17 @@ describe('DICOM grayscale pipeline', () => {
     values.forEach((v, i) => assert.ok(Math.abs(img.data[i] - ((4095 - v - 2048) / 4096 + 0.5)) < 1e-6, `${v}: ${img.data[i]}`));
   });
 
+  test('VOI LUT on signed data: a negative first mapped value (SS, or US-labelled)', async () => {
+    const lut = Array.from({ length: 200 }, (_, i) => i * 20);
+    for (const [vr, first] of [['SS', -100], ['US', 65436]] as const) {
+      const img = await decodeImage(makeDicom({
+        rows: 1, cols: 4, pixelRepresentation: 1, bitsStored: 12, pixels: Uint16Array.from(Int16Array.from([-100, 0, 50, 99])),
+        extra: { VOILUTSequence: [{ LUTDescriptor: [200, first, 12], LUTData: lut, _vrMap: { LUTData: 'US', LUTDescriptor: vr } }] },
+      }));
+      assert.deepEqual(Array.from(img.data, (v) => Math.round(v * 4095)), [0, 2000, 3000, 3980], vr);
+    }
+  });
+
   test('percentile window leaves out PixelPaddingValue', async () => {
     const values: number[] = [];
     for (let v = 1000; v < 2000; v++) values.push(v, v);

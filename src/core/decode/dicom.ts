@@ -217,7 +217,16 @@ function parse(bytes: Uint8Array): { dict: DicomDataset; vrOf: (tag: string) => 
       throw parseError(e2);
     }
   }
-  return { dict, vrOf: (tag) => dict[tag]?.vr };
+  return { dict, vrOf: (path) => vrAt(dict, path) };
+}
+
+/** The VR of an element, by tag or by 'sequenceTag/itemTag' (first item), as read from the file. */
+function vrAt(dict: DicomDataset, path: string): string | undefined {
+  const [top, inner] = path.split('/');
+  const el = dict[top];
+  if (!inner) return el?.vr;
+  const item = Array.isArray(el?.Value) ? (el.Value[0] as DicomDataset | undefined) : undefined;
+  return item && typeof item === 'object' ? item[inner]?.vr : undefined;
 }
 
 function parseError(e: unknown): InputError {
@@ -342,13 +351,21 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
     window: wc !== undefined && ww !== undefined && ww > 0
       ? { center: wc, width: ww, fn: (fn === 'LINEAR_EXACT' || fn === 'SIGMOID' ? fn : 'LINEAR') as VoiFunction }
       : undefined,
-    modalityLut: lutItem(ds.ModalityLUTSequence, pixelRepresentation === 1),
-    voiLut: lutItem(ds.VOILUTSequence, pixelRepresentation === 1 || (ds.ModalityLUTSequence === undefined && (intercept ?? 0) < 0)),
+    // The LUT Descriptor's first mapped value is US or SS: SS when the file says so, or when the values
+    // it maps can be negative.
+    modalityLut: lutItem(ds.ModalityLUTSequence, descriptorSigned(vrOf('00283000/00283002'), pixelRepresentation === 1)),
+    voiLut: lutItem(ds.VOILUTSequence, descriptorSigned(vrOf('00283010/00283002'),
+      pixelRepresentation === 1 || (ds.ModalityLUTSequence === undefined && (intercept ?? 0) < 0))),
     invert: photometric === 'MONOCHROME1',
     paddingValue: padding,
   });
   meta.window = window;
   return { width: cols, height: rows, data, meta, identifiers };
+}
+
+function descriptorSigned(vr: string | undefined, fallback: boolean): boolean {
+  // Writers often label it US even for signed data, so US does not override what the data implies.
+  return vr === 'SS' || fallback;
 }
 
 /**
