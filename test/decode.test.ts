@@ -175,6 +175,13 @@ describe('DICOM grayscale pipeline', () => {
     }
   });
 
+  test('a window from the tags that saturates the whole image falls back to the percentile window', async () => {
+    const img = await decodeImage(makeDicom({ rows: 32, cols: 32, windowCenter: 40000, windowWidth: 100 }));
+    assert.equal(img.meta.window?.source, 'percentile');
+    const kept = await decodeImage(makeDicom({ rows: 32, cols: 32, windowCenter: 2048, windowWidth: 4096 }));
+    assert.equal(kept.meta.window?.source, 'dicom');
+  });
+
   test('percentile window leaves out PixelPaddingValue', async () => {
     const values: number[] = [];
     for (let v = 1000; v < 2000; v++) values.push(v, v);

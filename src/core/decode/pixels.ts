@@ -4,8 +4,8 @@
  * Hand-written (no library in the dependency set applies the DICOM grayscale pipeline to raw samples):
  * stored value (masked to BitsStored below HighBit, sign-extended when PixelRepresentation = 1)
  * -> Modality LUT (RescaleSlope/Intercept, or the Modality LUT Sequence) -> VOI (WindowCenter/Width
- * with VOILUTFunction, else the VOI LUT Sequence, else a 0.5-99.5 percentile window) -> MONOCHROME1
- * inversion.
+ * with VOILUTFunction, else the VOI LUT Sequence, else - or when the tags' window would leave nearly
+ * every pixel black or white - a 0.5-99.5 percentile window) -> MONOCHROME1 inversion.
  *
  * Every stored value maps to one output, so the whole chain is precomputed into a lookup table of
  * 2^BitsStored floats and applied with one table read per pixel (no per-pixel allocation or math).
@@ -64,8 +64,12 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
     : (v: number) => v * p.slope + p.intercept;
   const modality = (idx: number) => modalityOfStored(storedOf(idx));
 
-  let window: DisplayResult['window'];
-  let map: (x: number) => number;
+  let hist: Uint32Array | undefined;
+  const histogram = () => (hist ??= raw instanceof Uint16Array ? histogram16(raw, count, shift, mask) : histogram8(raw, count, shift, mask));
+  const padIdx = p.paddingValue === undefined ? -1 : p.paddingValue & mask;
+
+  let window: DisplayResult['window'] | undefined;
+  let map: ((x: number) => number) | undefined;
   if (p.window && Number.isFinite(p.window.center) && Number.isFinite(p.window.width) && p.window.width > 0) {
     const { center: c, width: w, fn } = p.window;
     window = { center: c, width: w, source: 'dicom' };
@@ -79,8 +83,15 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
       const i = Math.round(x) - firstMapped;
       return clamp01(data[i < 0 ? 0 : i >= n ? n - 1 : i] * scale);
     };
-  } else {
-    const { lo, hi } = percentileWindow(raw, count, shift, mask, p, storedOf);
+  }
+  // A window from the tags that leaves (almost) every pixel black or white is wrong for this image
+  // (typically left over from a bit-depth conversion): the percentile window is used instead.
+  if (map && saturated(histogram(), padIdx, (idx) => map!(modality(idx)))) {
+    window = undefined;
+    map = undefined;
+  }
+  if (!window || !map) {
+    const { lo, hi } = percentileWindow(histogram(), count, padIdx, p.signed, storedOf);
     const mlo = Math.min(modalityOfStored(lo), modalityOfStored(hi));
     const mhi = Math.max(modalityOfStored(lo), modalityOfStored(hi));
     const span = mhi - mlo;
@@ -129,24 +140,33 @@ export function voiFunction(c: number, w: number, fn: VoiFunction): (x: number) 
   }
 }
 
-/** 0.5 and 99.5 percentiles of the stored values (as stored values), from a histogram. */
-function percentileWindow(
-  raw: Uint8Array | Uint16Array, count: number, shift: number, mask: number, p: GrayscaleParams,
-  storedOf: (idx: number) => number,
-): { lo: number; hi: number } {
-  const size = mask + 1;
-  const hist = raw instanceof Uint16Array ? histogram16(raw, count, shift, mask) : histogram8(raw, count, shift, mask);
-  let n = count;
-  if (p.paddingValue !== undefined) {
-    const padIdx = p.paddingValue & mask;
-    if (hist[padIdx] < count) {
-      n -= hist[padIdx];
-      hist[padIdx] = 0;
-    }
+/** Whether fewer than 1% of the (non-padding) pixels land strictly inside the display range. */
+function saturated(hist: Uint32Array, padIdx: number, display: (idx: number) => number): boolean {
+  let total = 0;
+  let inside = 0;
+  for (let idx = 0; idx < hist.length; idx++) {
+    const h = hist[idx];
+    if (h === 0 || idx === padIdx) continue;
+    total += h;
+    const y = display(idx);
+    if (y > 0.002 && y < 0.998) inside += h;
   }
+  return total > 0 && inside < total * 0.01;
+}
+
+/** 0.5 and 99.5 percentiles of the stored values (as stored values), from their histogram. */
+function percentileWindow(
+  hist: Uint32Array, count: number, padIdx: number, signed: boolean, storedOf: (idx: number) => number,
+): { lo: number; hi: number } {
+  const size = hist.length;
+  const mask = size - 1;
+  let n = count;
+  const padCount = padIdx >= 0 ? hist[padIdx] : 0;
+  if (padCount > 0 && padCount < count) n -= padCount;
+  const skip = padCount > 0 && padCount < count ? padIdx : -1;
   // Walk the stored values in increasing order (for signed data: the negative half first).
   const half = size >> 1;
-  const order = (k: number) => (p.signed ? (k + half) & mask : k);
+  const order = (k: number) => (signed ? (k + half) & mask : k);
   const loTarget = Math.max(1, Math.ceil(n * PERCENTILE_LO));
   const hiTarget = Math.max(1, Math.ceil(n * PERCENTILE_HI));
   let cum = 0;
@@ -154,6 +174,7 @@ function percentileWindow(
   let hi: number | undefined;
   for (let k = 0; k < size; k++) {
     const idx = order(k);
+    if (idx === skip) continue;
     cum += hist[idx];
     if (lo === undefined && cum >= loTarget) lo = storedOf(idx);
     if (cum >= hiTarget) {
