@@ -44,7 +44,7 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', ma
   const n = info.width * info.height;
   const ch = info.channels;
   const samples = sixteen
-    ? new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1)
+    ? (buf.byteOffset % 2 === 0 ? new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1) : new Uint16Array(Uint8Array.from(buf).buffer))
     : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   if (samples.length < n * ch) throw new InputError('CORRUPT', `The ${label} decoded to fewer pixels than its header declares; the file is damaged.`);
   const scale = 1 / (sixteen ? 65535 : 255);
