@@ -108,7 +108,9 @@ for t in [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6]:
         po = (P[i, 2] >= t) & lung(i); to = TGT[i, 2] > 0
         inter += (po & to).sum(); tot += po.sum() + to.sum(); per.append(dice(po, to))
     sweep[t] = (2.0 * inter / tot, float(np.mean(per)))
-t_best = max(sweep, key=lambda t: (round(sweep[t][0], 3), -abs(t - 0.5)))
+# small validation set: leave the default 0.5 unless another threshold is clearly better (>= 0.01 pooled Dice)
+t_cand = max(sweep, key=lambda t: sweep[t][0])
+t_best = t_cand if sweep[t_cand][0] >= sweep[0.5][0] + 0.01 else 0.5
 metrics = {
     'lung_dice_union_all_val': round(float(np.mean(list(lu.values()))), 4),
     'lung_dice_union_gb_val (gb definition, no retrocardiac)': round(float(np.mean([lu[i] for i in gbi])), 4),
@@ -162,7 +164,9 @@ manifest = {
         'epochs_trained': len(log_rows),
         'best_epoch': int(ck['epoch']),
         'val_metrics': metrics,
-        'opacity_threshold_selected_on': 'validation split (gb_covid_seg val images), pooled Dice',
+        'opacity_threshold_selected_on': 'validation split (gb_covid_seg val images), pooled Dice; 0.5 kept unless '
+                                     'another threshold in 0.30-0.60 is better by >= 0.01',
+    'opacity_threshold_sweep_val_pooled_dice': {str(t): round(float(v[0]), 4) for t, v in sweep.items()},
         'date': datetime.date.today().isoformat(),
     },
 }
