@@ -19,6 +19,8 @@ export interface CxrOpacityConfig {
   readonly noncurrentVersionExpirationDays: number;
   /** Days a daily results-table export (and an Athena query result) is kept in the analytics bucket. */
   readonly exportRetentionDays: number;
+  /** Deploy the GPU SageMaker batch path (needs ml.g4dn quota for async endpoints); `-c batch=false` leaves it out. */
+  readonly batch: boolean;
   /** Optional e-mail address subscribed to the alarm topic. */
   readonly alarmEmail?: string;
 }
@@ -31,6 +33,7 @@ export const DEFAULT_CONFIG: CxrOpacityConfig = {
   logRetentionDays: 365,
   noncurrentVersionExpirationDays: 90,
   exportRetentionDays: 30,
+  batch: true,
 };
 
 function intContext(scope: Construct, key: string, fallback: number, min: number, max: number): number {
@@ -41,6 +44,14 @@ function intContext(scope: Construct, key: string, fallback: number, min: number
     throw new Error(`context ${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(raw)}`);
   }
   return n;
+}
+
+function boolContext(scope: Construct, key: string, fallback: boolean): boolean {
+  const raw: unknown = scope.node.tryGetContext(key);
+  if (raw === undefined || raw === null || raw === '') return fallback;
+  if (raw === true || raw === 'true') return true;
+  if (raw === false || raw === 'false') return false;
+  throw new Error(`context ${key} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 /** Reads the settings from CDK context, falling back to DEFAULT_CONFIG, and validates them. */
@@ -55,6 +66,7 @@ export function configFromContext(scope: Construct, overrides: Partial<CxrOpacit
     scoreBatchSize: intContext(scope, 'scoreBatchSize', d.scoreBatchSize, 1, 10),
     logRetentionDays: intContext(scope, 'logRetentionDays', d.logRetentionDays, 1, 3653),
     noncurrentVersionExpirationDays: intContext(scope, 'noncurrentVersionExpirationDays', d.noncurrentVersionExpirationDays, 1, 3653),
+    batch: boolContext(scope, 'batch', d.batch),
     exportRetentionDays: intContext(scope, 'exportRetentionDays', d.exportRetentionDays, 1, 3653),
     ...(typeof email === 'string' && email !== '' ? { alarmEmail: email } : {}),
   };

@@ -7,6 +7,8 @@ import { Stack, Validations } from 'aws-cdk-lib';
 import type { CfnResource } from 'aws-cdk-lib';
 import type { IConstruct } from 'constructs';
 import type { CxrOpacityStack } from './stack';
+import { apiNagAcknowledgements } from './api';
+import { batchNagAcknowledgements } from './batch';
 import { ATHENA_RESULTS_PREFIX, EXPORT_PREFIX } from './analytics';
 import { RESULTS_PREFIX, UPLOAD_PREFIX } from './storage';
 
@@ -94,6 +96,14 @@ export function nagAcknowledgements(stack: CxrOpacityStack): NagAcknowledgement[
   return acks;
 }
 
+/** Acknowledgements of the API and batch constructs, which come with their own lists (cdk/lib/api.ts, batch.ts). */
+export function extensionNagAcknowledgements(stack: CxrOpacityStack): NagAcknowledgement[] {
+  return [
+    ...apiNagAcknowledgements(stack.api),
+    ...(stack.batch ? batchNagAcknowledgements(stack.batch, stack.storage.resultsBucket, stack.storage.uploadsBucket) : []),
+  ];
+}
+
 export function acknowledgeNagFindings(stack: CxrOpacityStack): void {
-  for (const a of nagAcknowledgements(stack)) Validations.of(a.construct).acknowledge({ id: a.id, reason: a.reason });
+  for (const a of [...nagAcknowledgements(stack), ...extensionNagAcknowledgements(stack)]) Validations.of(a.construct).acknowledge({ id: a.id, reason: a.reason });
 }

@@ -2,11 +2,13 @@
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { Analytics } from './analytics';
+import { ApiConstruct } from './api';
+import { BatchInferenceConstruct } from './batch';
 import { configFromContext, type CxrOpacityConfig } from './config';
 import { Encryption } from './encryption';
 import { Monitoring } from './monitoring';
 import { acknowledgeNagFindings } from './nag';
-import { Pipeline } from './pipeline';
+import { Pipeline, retentionFor } from './pipeline';
 import { Storage } from './storage';
 
 export interface CxrOpacityStackProps extends StackProps {
@@ -20,6 +22,9 @@ export class CxrOpacityStack extends Stack {
   readonly storage: Storage;
   readonly pipeline: Pipeline;
   readonly analytics: Analytics;
+  readonly api: ApiConstruct;
+  /** The GPU SageMaker batch path; absent with `-c batch=false`. */
+  readonly batch?: BatchInferenceConstruct;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: CxrOpacityStackProps = {}) {
@@ -33,6 +38,23 @@ export class CxrOpacityStack extends Stack {
       noncurrentVersionExpirationDays: this.config.noncurrentVersionExpirationDays,
     });
     this.pipeline = new Pipeline(this, 'Pipeline', { key, messagingKey: this.encryption.messagingKey, storage: this.storage, config: this.config });
+    this.api = new ApiConstruct(this, 'Api', {
+      uploadsBucket: this.storage.uploadsBucket,
+      resultsBucket: this.storage.resultsBucket,
+      resultsTable: this.storage.resultsTable,
+      key,
+      logRetention: retentionFor(this.config.logRetentionDays),
+    });
+    if (this.config.batch) this.batch = new BatchInferenceConstruct(this, 'Batch', {
+      uploadsBucket: this.storage.uploadsBucket,
+      resultsBucket: this.storage.resultsBucket,
+      key,
+      messagingKey: this.encryption.messagingKey,
+      ingestQueue: this.pipeline.ingestQueue,
+      scoreQueue: this.pipeline.scoreQueue,
+      pseudonymSecret: this.storage.pseudonymSecret,
+      logRetention: retentionFor(this.config.logRetentionDays),
+    });
     this.analytics = new Analytics(this, 'Analytics', {
       key,
       messagingKey: this.encryption.messagingKey,
@@ -41,8 +63,19 @@ export class CxrOpacityStack extends Stack {
     });
     this.monitoring = new Monitoring(this, 'Monitoring', {
       key: this.encryption.messagingKey,
-      deadLetterQueues: { IngestDLQ: this.pipeline.ingestDlq, ScoreDLQ: this.pipeline.scoreDlq, ExportScheduleDLQ: this.analytics.scheduleDlq },
-      functions: { SegmentFunction: this.pipeline.segmentFunction, ScoreFunction: this.pipeline.scoreFunction },
+      deadLetterQueues: {
+        IngestDLQ: this.pipeline.ingestDlq,
+        ScoreDLQ: this.pipeline.scoreDlq,
+        ExportScheduleDLQ: this.analytics.scheduleDlq,
+        ...(this.batch ? { BatchDLQ: this.batch.deadLetterQueue } : {}),
+      },
+      functions: {
+        SegmentFunction: this.pipeline.segmentFunction,
+        ScoreFunction: this.pipeline.scoreFunction,
+        ApiFunction: this.api.apiFunction,
+        AnalyzeFunction: this.api.analyzeFunction,
+        ...(this.batch ? { RouterFunction: this.batch.routerFunction, BatchResultFunction: this.batch.batchResultFunction } : {}),
+      },
       ingestQueue: this.pipeline.ingestQueue,
       ...(this.config.alarmEmail ? { alarmEmail: this.config.alarmEmail } : {}),
     });
@@ -59,6 +92,7 @@ export class CxrOpacityStack extends Stack {
     out('AnalyticsBucketName', this.analytics.bucket.bucketName, 'Daily results-table exports (exports/results/) and Athena results');
     out('AthenaWorkGroup', this.analytics.workGroup.ref, 'Athena workgroup with the named queries (database cxr_opacity)');
     out('AnalystPolicyArn', this.analytics.analystPolicy.managedPolicyArn, 'Attach to analysts to run the named queries');
+    out('ApiUrl', this.api.api.url, 'HTTP API (IAM auth): POST /v1/uploads, GET /v1/images/{id}, GET /v1/patients/{patientKey}/images, POST /v1/analyze');
     out('AlarmTopicArn', this.monitoring.topic.topicArn, 'Subscribe to receive the alarms');
 
     acknowledgeNagFindings(this);
