@@ -456,7 +456,10 @@ describe('IAM least privilege', () => {
     const uploads = lid(stack.storage.uploadsBucket);
     const results = lid(stack.storage.resultsBucket);
     assert.deepEqual(bySid.ReadUploads!.Action, 's3:GetObject');
-    assert.deepEqual(bySid.ReadUploads!.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [uploads, 'Arn'] }, '/uploads/*']] });
+    assert.deepEqual(bySid.ReadUploads!.Resource, [
+      { 'Fn::Join': ['', [{ 'Fn::GetAtt': [uploads, 'Arn'] }, '/batch-images/*']] },
+      { 'Fn::Join': ['', [{ 'Fn::GetAtt': [uploads, 'Arn'] }, '/uploads/*']] },
+    ]);
     assert.deepEqual(bySid.WriteResults!.Action, 's3:PutObject');
     assert.deepEqual(bySid.WriteResults!.Resource, { 'Fn::Join': ['', [{ 'Fn::GetAtt': [results, 'Arn'] }, '/results/*']] });
     assert.deepEqual(bySid.SendToScoreQueue!.Resource, { 'Fn::GetAtt': [lid(stack.pipeline.scoreQueue), 'Arn'] });

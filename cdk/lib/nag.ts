@@ -10,6 +10,7 @@ import type { CxrOpacityStack } from './stack';
 import { apiNagAcknowledgements } from './api';
 import { batchNagAcknowledgements } from './batch';
 import { ATHENA_RESULTS_PREFIX, EXPORT_PREFIX } from './analytics';
+import { BATCH_IMAGE_PREFIX } from './batch';
 import { RESULTS_PREFIX, UPLOAD_PREFIX } from './storage';
 
 export interface NagAcknowledgement {
@@ -36,6 +37,8 @@ export function nagAcknowledgements(stack: CxrOpacityStack): NagAcknowledgement[
   }
   ack(pipeline.segmentPolicy, `AwsSolutions-IAM5[Resource::${arnRef(storage.uploadsBucket)}/${UPLOAD_PREFIX}*]`,
     'The segment function reads any new upload (object keys are chosen by the uploader), limited to s3:GetObject under the uploads/ prefix.');
+  ack(pipeline.segmentPolicy, `AwsSolutions-IAM5[Resource::${arnRef(storage.uploadsBucket)}/${BATCH_IMAGE_PREFIX}*]`,
+    'Images of a batch manifest routed to the Lambda path live under batch-images/ (keys chosen by the submitter); s3:GetObject only.');
   for (const policy of [pipeline.segmentPolicy, pipeline.scorePolicy]) {
     ack(policy, `AwsSolutions-IAM5[Resource::${arnRef(storage.resultsBucket)}/${RESULTS_PREFIX}*]`,
       'Result keys are results/<imageId>/<file>, with imageId known only at run time; access is limited to object get/put under results/.');

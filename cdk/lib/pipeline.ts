@@ -16,6 +16,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { BATCH_IMAGE_PREFIX } from './batch';
 import type { CxrOpacityConfig } from './config';
 import { RESULTS_PREFIX, UPLOAD_PREFIX, type Storage } from './storage';
 
@@ -143,7 +144,8 @@ export class Pipeline extends Construct {
       new iam.PolicyStatement({
         sid: 'ReadUploads',
         actions: ['s3:GetObject'],
-        resources: [storage.uploadsBucket.arnForObjects(`${UPLOAD_PREFIX}*`)],
+        // uploads/ for single uploads; batch-images/ for batch manifests the router sends down the Lambda path.
+        resources: [storage.uploadsBucket.arnForObjects(`${UPLOAD_PREFIX}*`), storage.uploadsBucket.arnForObjects(`${BATCH_IMAGE_PREFIX}*`)],
       }),
       new iam.PolicyStatement({
         sid: 'WriteResults',
