@@ -53,7 +53,7 @@ describe('ApiConstruct (API Gateway REST + Lambda)', () => {
     });
     construct = new ApiConstruct(stack, 'Api', {
       uploadsBucket: bucket('Uploads'), resultsBucket: bucket('ResultsBucket'), resultsTable: table, key,
-      // A stand-in image keeps the test free of Docker and of asset staging; the default builds functions/api/Dockerfile.
+      // A stand-in image keeps the test free of Docker and of asset staging; the default builds functions/segment/Dockerfile with CMD api.handler.
       analyzeCode: lambda.DockerImageCode.fromEcr(ecr.Repository.fromRepositoryName(stack, 'Repo', 'cxr-opacity-api'), { tagOrDigest: 'test' }),
     });
     acknowledgeApiNagFindings(construct);

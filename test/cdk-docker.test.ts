@@ -86,27 +86,29 @@ describe('segment Dockerfile', () => {
     assert.equal(createHash('sha256').update(readFileSync(onnx)).digest('hex'), m.sha256);
   });
 
-  test('the Dockerfile esbuild step bundles the handler, which then loads with only the externals', () => {
-    const line = instructions.find((l) => l.startsWith('RUN npx esbuild '));
-    assert.ok(line, 'esbuild step');
-    const args = line.replace(/^RUN npx esbuild /, '').split(/\s+/);
-    const externals = args.filter((a) => a.startsWith('--external:')).map((a) => a.slice('--external:'.length)).sort();
-    assert.deepEqual(externals, ['dcmjs-codecs', 'onnxruntime-node', 'sharp']);
-    assert.ok(args.includes('--platform=node') && args.includes('--target=node22') && args.includes('--bundle'));
+  test('the Dockerfile esbuild steps bundle the segment and API handlers, which then load with only the externals', () => {
+    const lines = instructions.filter((l) => l.startsWith('RUN npx esbuild '));
+    assert.deepEqual(lines.map((l) => l.split(/\s+/)[3]), ['functions/segment/handler.ts', 'functions/api/handler.ts'], 'esbuild steps');
+    for (const line of lines) {
+      const args = line.replace(/^RUN npx esbuild /, '').split(/\s+/);
+      const externals = args.filter((a) => a.startsWith('--external:')).map((a) => a.slice('--external:'.length)).sort();
+      assert.deepEqual(externals, ['dcmjs-codecs', 'onnxruntime-node', 'sharp']);
+      assert.ok(args.includes('--platform=node') && args.includes('--target=node22') && args.includes('--bundle'));
 
-    const out = mkdtempSync(join(tmpdir(), 'cxr-segment-bundle-'));
-    const esbuildArgs = args.map((a) => (a.startsWith('--outfile=') ? `--outfile=${join(out, 'handler.js')}` : a));
-    execFileSync(join(ROOT, 'node_modules', '.bin', 'esbuild'), [...esbuildArgs, '--log-level=error'], { cwd: ROOT, stdio: 'pipe' });
-    // Load it from outside the repository, resolving only the externals from node_modules (as in the image).
-    const loaded = execFileSync(process.execPath, ['-e', `
-      const m = require(${JSON.stringify(join(out, 'handler.js'))});
-      const resolved = Object.keys(require.cache).filter((k) => k.includes('node_modules')).map((k) => k.split('node_modules/')[1].split('/')[0]);
-      process.stdout.write(JSON.stringify({ handler: typeof m.handler, modules: [...new Set(resolved)] }));
-    `], { cwd: out, env: { ...process.env, NODE_PATH: join(ROOT, 'node_modules'), NODE_OPTIONS: '' }, encoding: 'utf8' });
-    const { handler, modules } = JSON.parse(loaded) as { handler: string; modules: string[] };
-    assert.equal(handler, 'function');
-    // Everything loaded from node_modules at start-up is one of the externals or their own dependencies.
-    const allowed = new Set(['sharp', '@img', 'detect-libc', 'semver', 'onnxruntime-node', 'onnxruntime-common', 'dcmjs-codecs', 'dcmjs']);
-    for (const m of modules) assert.ok(allowed.has(m), `${m} loaded from node_modules`);
+      const out = mkdtempSync(join(tmpdir(), 'cxr-segment-bundle-'));
+      const esbuildArgs = args.map((a) => (a.startsWith('--outfile=') ? `--outfile=${join(out, 'handler.js')}` : a));
+      execFileSync(join(ROOT, 'node_modules', '.bin', 'esbuild'), [...esbuildArgs, '--log-level=error'], { cwd: ROOT, stdio: 'pipe' });
+      // Load it from outside the repository, resolving only the externals from node_modules (as in the image).
+      const loaded = execFileSync(process.execPath, ['-e', `
+        const m = require(${JSON.stringify(join(out, 'handler.js'))});
+        const resolved = Object.keys(require.cache).filter((k) => k.includes('node_modules')).map((k) => k.split('node_modules/')[1].split('/')[0]);
+        process.stdout.write(JSON.stringify({ handler: typeof m.handler, modules: [...new Set(resolved)] }));
+      `], { cwd: out, env: { ...process.env, NODE_PATH: join(ROOT, 'node_modules'), NODE_OPTIONS: '', UPLOADS_BUCKET: 'u', RESULTS_BUCKET: 'r', RESULTS_TABLE: 't' }, encoding: 'utf8' });
+      const { handler, modules } = JSON.parse(loaded) as { handler: string; modules: string[] };
+      assert.equal(handler, 'function');
+      // Everything loaded from node_modules at start-up is one of the externals or their own dependencies.
+      const allowed = new Set(['sharp', '@img', 'detect-libc', 'semver', 'onnxruntime-node', 'onnxruntime-common', 'dcmjs-codecs', 'dcmjs']);
+      for (const m of modules) assert.ok(allowed.has(m), `${m} loaded from node_modules`);
+    }
   });
 });

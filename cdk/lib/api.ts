@@ -6,7 +6,7 @@
  *   - ApiFunction (NodejsFunction, arm64): uploads, upload status, images, patient listing. Its routes
  *     only touch S3 and DynamoDB, so it stays a small bundle with a fast cold start; the imaging natives
  *     (sharp, onnxruntime-node, dcmjs-codecs) are never loaded on these routes and are left out.
- *   - AnalyzeFunction (DockerImageFunction, x86_64, functions/api/Dockerfile): POST /v1/analyze, which
+ *   - AnalyzeFunction (DockerImageFunction, x86_64, the segment image with CMD api.handler): POST /v1/analyze, which
  *     needs onnxruntime-node, sharp and the DICOM codecs plus the model — the segment image's layers.
  *     Making the whole API a container would give every status poll a multi-second image cold start and
  *     3 GB of memory it does not use; splitting by route keeps one codebase and sizes each function for its work.
@@ -52,7 +52,7 @@ export interface ApiConstructProps {
   readonly key: kms.IKey;
   readonly throttle?: ApiThrottle;
   readonly logRetention?: logs.RetentionDays;
-  /** The analyze function's image (default: functions/api/Dockerfile built from the repository root). */
+  /** The analyze function's image (default: functions/segment/Dockerfile, CMD api.handler). */
   readonly analyzeCode?: lambda.DockerImageCode;
   /** Reserved concurrency of the analyze function (default 4). */
   readonly analyzeConcurrency?: number;
@@ -160,8 +160,10 @@ export class ApiConstruct extends Construct {
     this.analyzePolicy = analyze.policy;
     this.analyzeFunction = new lambda.DockerImageFunction(this, 'AnalyzeFunction', {
       description: 'cxr-opacity HTTP API: POST /v1/analyze (synchronous, in memory, nothing stored)',
+      // The segment image bundles the API handler too (dist/api.js): one image, one set of natives.
       code: props.analyzeCode ?? lambda.DockerImageCode.fromImageAsset(REPO_ROOT, {
-        file: 'functions/api/Dockerfile',
+        file: 'functions/segment/Dockerfile',
+        cmd: ['api.handler'],
         platform: Platform.LINUX_AMD64,
         ignoreMode: IgnoreMode.DOCKER,
       }),
