@@ -17,7 +17,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FEATURE_TRANSFORMS, validateSeverityConfig, type FeatureTransform, type SeverityConfig } from '../../src/core/severity';
 import { readCsv, scoreSet, type ScoredImage } from './data';
-import { auc, bootstrap, fitLogistic, mean, pearson, sigmoid, spearman, wilson, type Estimate } from './stats';
+import { auc, bootstrap, fitLogistic, mean, pearson, sigmoid, spearman, wilson, type Estimate } from '../../src/stats';
 
 export const SEVERITY_VERSION = '1.0.0';
 const SEED = 20201019; // any fixed number; the date of the source paper's preprint

@@ -1,5 +1,8 @@
 /** Segmentation and agreement metrics for the evaluator (plain functions, tested in test/eval.test.ts). */
 import type { Mask } from '../core/types';
+import { mean, pearson, prng, ranks, spearman } from '../stats';
+
+export { mean, pearson, ranks, spearman };
 
 export interface Overlap { inter: number; a: number; b: number }
 
@@ -22,46 +25,6 @@ export const iou = (o: Overlap): number => (o.a + o.b - o.inter === 0 ? 1 : o.in
 
 export function pooled(os: Overlap[]): Overlap {
   return os.reduce((s, o) => ({ inter: s.inter + o.inter, a: s.a + o.a, b: s.b + o.b }), { inter: 0, a: 0, b: 0 });
-}
-
-export const mean = (xs: number[]): number => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : NaN);
-
-export function pearson(x: number[], y: number[]): number {
-  const mx = mean(x), my = mean(y);
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < x.length; i++) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) ** 2;
-    syy += (y[i] - my) ** 2;
-  }
-  return sxx === 0 || syy === 0 ? NaN : sxy / Math.sqrt(sxx * syy);
-}
-
-/** Average ranks (ties share their mean rank). */
-export function ranks(x: number[]): number[] {
-  const idx = x.map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]);
-  const r = new Array<number>(x.length);
-  for (let i = 0; i < idx.length;) {
-    let j = i;
-    while (j + 1 < idx.length && idx[j + 1][0] === idx[i][0]) j++;
-    for (let k = i; k <= j; k++) r[idx[k][1]] = (i + j) / 2 + 1;
-    i = j + 1;
-  }
-  return r;
-}
-
-export const spearman = (x: number[], y: number[]): number => pearson(ranks(x), ranks(y));
-
-/** Deterministic PRNG (mulberry32) so bootstrap intervals are reproducible. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Percentile bootstrap 95% CI of a statistic over resampled items. */

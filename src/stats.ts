@@ -1,5 +1,5 @@
 /**
- * Small, dependency-free statistics for the severity calibration: a seeded PRNG, ROC AUC, percentile
+ * Small, dependency-free statistics shared by the severity calibration and the model evaluator: a seeded PRNG, ROC AUC, percentile
  * bootstrap (by cluster), a two-parameter logistic regression, Wilson intervals, correlations.
  * Everything is deterministic for a given seed.
  */
