@@ -6,6 +6,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { S3Schema } from '@aws-lambda-powertools/parser/schemas/s3';
+import { z } from 'zod';
+import type { RawIdentifiers } from '../src/core/types';
 import type { SourceRef } from '../src/pipeline/messages';
 import type { StageLogger } from '../src/pipeline/ports';
 
@@ -36,14 +38,26 @@ export const decodeS3Key = (key: string): string => decodeURIComponent(key.repla
  * The objects named by one SQS message body that carries an S3 event notification. S3's test event
  * (sent when a notification is configured) names no object and yields an empty list.
  */
-export function objectsInS3Notification(body: string): SourceRef[] {
+export function objectsInS3Notification(body: string): NotifiedObject[] {
   const parsed: unknown = JSON.parse(body);
   if (typeof parsed === 'object' && parsed !== null && (parsed as { Event?: string }).Event === 's3:TestEvent') return [];
   const event = S3Schema.parse(parsed);
-  return event.Records.filter((r) => r.eventName.startsWith('ObjectCreated')).map((r) => ({
-    bucket: r.s3.bucket.name,
-    key: decodeS3Key(r.s3.object.key),
-    etag: r.s3.object.eTag,
-    size: r.s3.object.size,
-  }));
+  // The batch router adds identifiers from its manifest to the records it sends (S3 itself never does);
+  // S3Schema drops unknown fields, so they are read from the raw records.
+  const raw = (parsed as { Records: { cxrOpacity?: unknown }[] }).Records;
+  return event.Records.flatMap((r, i) => {
+    if (!r.eventName.startsWith('ObjectCreated')) return [];
+    const ids = batchIdentifiers.safeParse(raw[i]?.cxrOpacity ?? {});
+    return [{
+      source: { bucket: r.s3.bucket.name, key: decodeS3Key(r.s3.object.key), etag: r.s3.object.eTag, size: r.s3.object.size },
+      ids: ids.success ? ids.data : {},
+    }];
+  });
+}
+
+const batchIdentifiers = z.object({ patientId: z.string().max(256).optional(), studyInstanceUid: z.string().max(256).optional() });
+
+export interface NotifiedObject {
+  source: SourceRef;
+  ids: RawIdentifiers;
 }

@@ -7,13 +7,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import sharp from 'sharp';
 import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
-import type { ResultItem } from '../src/pipeline/messages';
+import { imageIdFor, type ResultItem } from '../src/pipeline/messages';
+import { s3Notification } from '../functions/router/router-handler';
 import { writeTinyModel } from './helpers/tiny-model';
 import { chestJpeg, chestPng } from './helpers/synthetic';
 
@@ -103,11 +104,27 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
     assert.equal(p.ingest.deadLetters[0].receiveCount, 3);
   });
 
+  test('identifiers that a batch manifest attaches to a notification are pseudonymised like upload metadata', async () => {
+    const viaMetadata = await p.upload('uploads/meta.png', await chestPng({ rightOpacity: 0.1 }), { 'patient-id': 'PAT-0009' });
+    const body = await chestPng({ rightOpacity: 0.2 });
+    await p.stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: 'batch-images/b.png', Body: body }));
+    const head = await p.stack.s3.send(new HeadObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: 'batch-images/b.png' }));
+    const src = { bucket: LOCAL_NAMES.uploadsBucket, key: 'batch-images/b.png', etag: head.ETag!.replace(/"/g, ''), size: body.length };
+    p.ingest.send(s3Notification(src, 'us-east-1', new Date().toISOString(), { patientId: 'PAT-0009' }));
+    await p.drain();
+    const a = await p.results.get(viaMetadata);
+    const b = await p.results.get(imageIdFor(src));
+    assert.equal(b?.status, 'SCORED');
+    assert.match(b!.patientKey, /^pt_/);
+    assert.equal(b!.patientKey, a!.patientKey, 'same patient, same pseudonym, whichever way the id came');
+    assert.ok(!JSON.stringify(b).includes('PAT-0009'));
+  });
+
   test('logs are structured JSON and carry no identifiers', () => {
     assert.ok(logs.length > 0);
     for (const l of logs) {
       JSON.parse(l);
-      assert.ok(!l.includes('PAT-0001'), 'raw patient id never logged');
+      assert.ok(!l.includes('PAT-0001') && !l.includes('PAT-0009'), 'raw patient id never logged');
     }
   });
 });

@@ -149,7 +149,9 @@ describe('router handler (aws-sdk-client-mock)', () => {
     assert.equal(smm.commandCalls(InvokeEndpointAsyncCommand).length, 0);
     const sent = sqsm.commandCalls(SendMessageBatchCommand).flatMap((c) => c.args[0].input.Entries!);
     assert.equal(sent.length, 3);
-    const srcs = sent.flatMap((e) => objectsInS3Notification(e.MessageBody!));
+    const notified = sent.flatMap((e) => objectsInS3Notification(e.MessageBody!));
+    const srcs = notified.map((n) => n.source);
+    assert.deepEqual(notified.map((n) => n.ids.patientId).sort(), keys.map((k) => `P${k.length}`).sort(), 'manifest patient ids travel with the notification');
     assert.deepEqual(srcs.map((s) => s.key).sort(), [...keys].sort(), 'keys with spaces survive the notification encoding');
     for (const s of srcs) assert.equal(s.etag, etagOf(bucket.get(`${UPLOADS}/${s.key}`)!));
     const status = statusOf(out.batches[0]!.batchId);

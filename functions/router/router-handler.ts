@@ -83,7 +83,7 @@ export const batchIdFor = (m: { bucket: string; key: string; etag?: string }) =>
 export const encodeS3Key = (key: string) => encodeURIComponent(key).replace(/%20/g, '+').replace(/%2F/g, '/');
 
 /** An S3 ObjectCreated notification for one object, as S3 sends it (and as the segment function parses it). */
-export function s3Notification(src: SourceRef, region: string, time: string): string {
+export function s3Notification(src: SourceRef, region: string, time: string, ids: { patientId?: string; studyId?: string } = {}): string {
   return JSON.stringify({
     Records: [{
       eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: region, eventTime: time, eventName: 'ObjectCreated:Put',
@@ -95,6 +95,8 @@ export function s3Notification(src: SourceRef, region: string, time: string): st
         bucket: { name: src.bucket, ownerIdentity: { principalId: 'cxr-opacity' }, arn: `arn:aws:s3:::${src.bucket}` },
         object: { key: encodeS3Key(src.key), size: src.size, eTag: src.etag },
       },
+      // Our extension: the manifest's identifiers, which the segment function pseudonymises.
+      ...(ids.patientId || ids.studyId ? { cxrOpacity: { patientId: ids.patientId, studyInstanceUid: ids.studyId } } : {}),
     }],
   });
 }
@@ -224,12 +226,12 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
   if (decision.route === 'lambda') {
     const region = await sqs.config.region();
     for (let i = 0; i < todo.length; i += 10) {
-      const chunk = todo.slice(i, i + 10).map((c, j) => ({ id: String(j), src: c.src! }));
+      const chunk = todo.slice(i, i + 10).map((c, j) => ({ id: String(j), src: c.src!, ids: { patientId: c.img.patientId, studyId: c.img.studyId } }));
       let pending = chunk;
       for (let attempt = 0; attempt < 3 && pending.length > 0; attempt++) {
         const res = await sqs.send(new SendMessageBatchCommand({
           QueueUrl: cfg.ingestQueueUrl,
-          Entries: pending.map((p) => ({ Id: p.id, MessageBody: s3Notification(p.src, region, now()) })),
+          Entries: pending.map((p) => ({ Id: p.id, MessageBody: s3Notification(p.src, region, now(), p.ids) })),
         }));
         for (const ok of res.Successful ?? []) {
           const p = chunk[Number(ok.Id)]!;
@@ -289,7 +291,7 @@ export function manifestsInEvent(event: S3Event | SQSEvent): SourceRef[] {
     if ('s3' in r) {
       if (r.eventName.startsWith('ObjectCreated')) out.push({ bucket: r.s3.bucket.name, key: decodeS3Key(r.s3.object.key), etag: r.s3.object.eTag });
     } else if ('body' in r) {
-      out.push(...objectsInS3Notification(r.body));
+      out.push(...objectsInS3Notification(r.body).map((o) => o.source));
     }
   }
   return out;

@@ -10,6 +10,7 @@ import type { BasePersistenceLayer } from '@aws-lambda-powertools/idempotency/pe
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
+import type { RawIdentifiers } from '../../src/core/types';
 import type { SourceRef } from '../../src/pipeline/messages';
 import { objectsInS3Notification, stageLogger, type Observability } from '../common';
 
@@ -20,29 +21,30 @@ export interface SegmentHandlerDeps extends Omit<SegmentStageDeps, 'log'> {
 export function createSegmentHandler(getDeps: () => Promise<SegmentHandlerDeps>, obs: Observability) {
   const { logger, metrics } = obs;
   const config = new IdempotencyConfig({ expiresAfterSeconds: 7 * 24 * 3600 });
-  let processObject: ((src: SourceRef) => Promise<unknown>) | undefined;
+  let processObject: ((src: SourceRef, ids: RawIdentifiers) => Promise<unknown>) | undefined;
 
   const init = async () => {
     if (processObject) return processObject;
     const deps = await getDeps();
     const stageDeps: SegmentStageDeps = { ...deps, log: stageLogger(logger) };
     processObject = makeIdempotent(
-      async (src: SourceRef) => {
-        const msg = await runSegmentStage(src, stageDeps);
+      async (src: SourceRef, ids: RawIdentifiers) => {
+        const msg = await runSegmentStage(src, stageDeps, ids);
         metrics.addMetric(msg.status === 'SEGMENTED' ? 'ImagesSegmented' : 'ImagesRejected', MetricUnit.Count, 1);
         if (msg.status === 'SEGMENTED') metrics.addMetric('InferenceTime', MetricUnit.Milliseconds, msg.timingsMs.inference ?? 0);
         return { imageId: msg.imageId, status: msg.status };
       },
-      { persistenceStore: deps.idempotencyStore, config },
+      // The idempotency key is the object (bucket, key, ETag) alone, never the identifiers.
+      { persistenceStore: deps.idempotencyStore, config, dataIndexArgument: 0 },
     );
     return processObject;
   };
 
   const recordHandler = async (record: SQSRecord) => {
     const process = await init();
-    for (const src of objectsInS3Notification(record.body)) {
+    for (const { source, ids } of objectsInS3Notification(record.body)) {
       logger.appendKeys({ messageId: record.messageId });
-      await process({ bucket: src.bucket, key: src.key, etag: src.etag });
+      await process({ bucket: source.bucket, key: source.key, etag: source.etag }, ids);
     }
   };
 

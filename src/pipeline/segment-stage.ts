@@ -6,7 +6,7 @@
  */
 import {
   decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage,
-  type DecodedImage, type SegmentationModel,
+  type DecodedImage, type RawIdentifiers, type SegmentationModel,
 } from '../core';
 import { imageIdFor, outputKeysFor, type ProcessingPath, type SourceRef, type StageMessage } from './messages';
 import type { MessageSink, ObjectStore, StageLogger } from './ports';
@@ -29,7 +29,12 @@ export const STUDY_METADATA = 'study-id';
 
 const since = (t0: bigint) => Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10;
 
-export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps): Promise<StageMessage> {
+/**
+ * @param ids identifiers supplied with the request (e.g. a batch manifest's patient_id) for inputs that
+ *   carry none themselves; DICOM tags take precedence, then these, then the upload's user metadata.
+ *   Only their pseudonyms leave this function.
+ */
+export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, ids: RawIdentifiers = {}): Promise<StageMessage> {
   const { objects, sink, model, log } = deps;
   const receivedAt = (deps.now?.() ?? new Date()).toISOString();
   const t0 = process.hrtime.bigint();
@@ -45,8 +50,8 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps): P
     const img: DecodedImage = await decodeImage(obj.body);
     decoded = img;
     timingsMs.decode = since(t);
-    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId ?? obj.metadata[PATIENT_METADATA]);
-    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid ?? obj.metadata[STUDY_METADATA]);
+    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId ?? ids.patientId ?? obj.metadata[PATIENT_METADATA]);
+    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid ?? ids.studyInstanceUid ?? obj.metadata[STUDY_METADATA]);
     const { masks, timings } = await segmentImage(img, model);
     timingsMs.preprocess = round(timings.preprocessMs);
     timingsMs.inference = round(timings.inferenceMs);
