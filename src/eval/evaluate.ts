@@ -12,8 +12,9 @@ import { parse } from 'csv-parse/sync';
 import { loadModel } from '../../layers/onnx/session';
 import {
   decodeImage, isInputError, loadSeverityConfig, pngToMask, scoreMasks, segmentImage,
-  type Mask, type SegmentationMasks, type SegmentationModel, type SeverityConfig,
+  renderOverlay, type GrayImage, type Mask, type SegmentationMasks, type SegmentationModel, type SeverityConfig,
 } from '../core';
+import sharp from 'sharp';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { bootstrapCi, dice, iou, mean, overlap, pearson, pooled, spearman, type Overlap } from './metrics';
 
@@ -72,8 +73,13 @@ async function readMask(path: string): Promise<Mask | null> {
 const empty = (w: number, h: number): Mask => ({ width: w, height: h, data: new Uint8Array(w * h) });
 const union = (a: Mask, b: Mask): Mask => ({ width: a.width, height: a.height, data: a.data.map((v, i) => v | b.data[i]) });
 
+export interface EvalPictures {
+  /** Called with the image, the model's masks and the manual masks, for failure pictures. */
+  (id: string, img: GrayImage, pred: SegmentationMasks, manual: SegmentationMasks): Promise<void>;
+}
+
 export async function evaluateImage(
-  dir: string, row: Record<string, string>, model: SegmentationModel, severity: SeverityConfig,
+  dir: string, row: Record<string, string>, model: SegmentationModel, severity: SeverityConfig, pictures?: EvalPictures,
 ): Promise<ImageEval> {
   const id = row.id;
   const img = await decodeImage(readFileSync(join(dir, 'images', `${id}.png`)));
@@ -101,6 +107,10 @@ export async function evaluateImage(
   const predScore = scoreMasks(pred, severity);
   const trueScore = tRight && tLeft ? scoreMasks({ lungRight: tRight, lungLeft: tLeft, opacity: tOpac }, severity) : null;
   const trueArea = overlap(tOpacInLung, tLung);
+  if (pictures) {
+    const manual = { lungRight: tRight ?? tLung, lungLeft: tLeft ?? empty(W, H), opacity: tOpacInLung };
+    await pictures(id, img, pred, manual);
+  }
   return {
     id, patientId: row.patient_id, failed,
     lungDice: dice(overlap(pLung, tLung)),
@@ -186,6 +196,31 @@ export function toMarkdown(s: EvalSummary, rows: ImageEval[]): string {
   return lines.join('\n') + '\n';
 }
 
+/**
+ * Side-by-side pictures (model | manual) of the images with the lowest opacity Dice, for the model card's
+ * failure cases. They are written next to the report, never committed: they show the data set's images.
+ */
+export async function writeFailurePictures(dir: string, model: SegmentationModel, evals: ImageEval[], outDir: string, count = 4): Promise<string[]> {
+  const manifest = parse(readFileSync(join(dir, 'manifest.csv')), { columns: true, skip_empty_lines: true }) as Record<string, string>[];
+  const worst = [...evals].filter((e) => e.hasOpacity || e.opacity.a > 0).sort((a, b) => a.opacityDice - b.opacityDice).slice(0, count);
+  const severity = loadSeverityConfig();
+  mkdirSync(outDir, { recursive: true });
+  const written: string[] = [];
+  for (const e of worst) {
+    const row = manifest.find((r) => r.id === e.id)!;
+    await evaluateImage(dir, row, model, severity, async (id, img, pred, manual) => {
+      const [a, b] = await Promise.all([renderOverlay(img, pred, { maxSide: 768 }), renderOverlay(img, manual, { maxSide: 768 })]);
+      const meta = await sharp(a).metadata();
+      const file = join(outDir, `${id}.png`);
+      await sharp({ create: { width: meta.width! * 2 + 8, height: meta.height!, channels: 3, background: '#ffffff' } })
+        .composite([{ input: a, left: 0, top: 0 }, { input: b, left: meta.width! + 8, top: 0 }])
+        .png().toFile(file);
+      written.push(file);
+    });
+  }
+  return written;
+}
+
 export async function evaluateDataset(dir: string, model: SegmentationModel, opts: { limit?: number; ids?: Set<string> } = {}) {
   const manifest = parse(readFileSync(join(dir, 'manifest.csv')), { columns: true, skip_empty_lines: true }) as Record<string, string>[];
   const severity = loadSeverityConfig();
@@ -200,11 +235,15 @@ export async function evaluateDataset(dir: string, model: SegmentationModel, opt
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { data: { type: 'string' }, model: { type: 'string' }, out: { type: 'string' }, limit: { type: 'string' }, split: { type: 'string' } },
+    options: {
+      data: { type: 'string' }, model: { type: 'string' }, out: { type: 'string' }, limit: { type: 'string' }, split: { type: 'string' },
+      pictures: { type: 'string' },
+    },
   });
   if (!values.data) {
     console.error('usage: npm run eval -- --data <dir with manifest.csv, images/, masks/> [--model MANIFEST] [--out DIR] [--limit N] [--split val]\n' +
-      '  --split NAME: only the images of that split in models/training/splits.json (e.g. the validation patients)');
+      '  --split NAME: only the images of that split in models/training/splits.json (e.g. the validation patients)\n' +
+      '  --pictures DIR: write model | manual pictures of the worst opacity cases there (not for committing: they show the data)');
     return 2;
   }
   const model = await loadModel(values.model ?? DEFAULT_MODEL_MANIFEST);
@@ -226,6 +265,10 @@ async function main(argv: string[]): Promise<number> {
     writeFileSync(join(out, `${name}.md`), md);
     console.log(md.split('\n## Per image')[0]);
     console.log(`written: ${join(out, `${name}.json`)}, ${join(out, `${name}.md`)}`);
+    if (values.pictures) {
+      const files = await writeFailurePictures(values.data, model, images, values.pictures);
+      console.log(`failure pictures (model | manual), lowest opacity Dice first: ${files.join(', ')}`);
+    }
     return 0;
   } finally {
     await model.release();
