@@ -63,7 +63,7 @@ for layout in ['contiguous', 'channels_last']:
         res['batches'][f'{layout}_b{b}'] = {'median_ms': med, 'per_image_ms': med / b, 'min_ms': min(ts), 'max_ms': max(ts)}
 
 # Matrix-multiply rate: the best of a few large fp32 GEMMs.
-n = 1024
+n = 2048
 A, B = torch.randn(n, n), torch.randn(n, n)
 med, ts = timeit(lambda: torch.mm(A, B), 10)
 res['matmul_gflops'] = 2 * n ** 3 / (min(ts) / 1000) / 1e9

@@ -53,6 +53,19 @@ const valueInfo = (name: string, channels: number, S: number) => ({
   type: { tensorType: { elemType: FLOAT, shape: { dim: [{ dimParam: 'N' }, { dimValue: channels }, { dimValue: S }, { dimValue: S }] } } },
 });
 
+/** Serialises an ONNX graph (plain objects shaped like onnx.proto's GraphProto) at opset 13. */
+export function encodeModel(graph: object): Buffer {
+  const Model = protobuf.parse(ONNX_PROTO).root.lookupType('onnx.ModelProto');
+  const msg = Model.create({ irVersion: 8, producerName: 'cxr-opacity tests', graph, opsetImport: [{ domain: '', version: 13 }] });
+  return Buffer.from(Model.encode(msg).finish());
+}
+
+/** A graph computing Y = A x B for square float matrices of side n (the benchmark's matmul-rate probe). */
+export function matmulModel(n: number): Buffer {
+  const info = (name: string) => ({ name, type: { tensorType: { elemType: FLOAT, shape: { dim: [{ dimValue: n }, { dimValue: n }] } } } });
+  return encodeModel({ name: 'matmul', input: [info('A'), info('B')], output: [info('Y')], node: [node('MatMul', ['A', 'B'], ['Y'])] });
+}
+
 export interface TinyModelOptions {
   size?: number;
   /** Raw [0,1] intensity under which a pixel counts as lung (air-filled or opaque lung). */
@@ -78,8 +91,6 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): string
       side[2 * S * S + y * S + x] = 1;
     }
   }
-  const root = protobuf.parse(ONNX_PROTO).root;
-  const Model = root.lookupType('onnx.ModelProto');
   const graph = {
     name: 'tiny-intensity-segmenter',
     input: [valueInfo('image', 1, S)],
@@ -103,8 +114,7 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions = {}): string
       node('Mul', ['sided', 'factor'], ['probabilities']),
     ],
   };
-  const msg = Model.create({ irVersion: 8, producerName: 'cxr-opacity tests', graph, opsetImport: [{ domain: '', version: 13 }] });
-  const bytes = Buffer.from(Model.encode(msg).finish());
+  const bytes = encodeModel(graph);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'tiny.onnx'), bytes);
   const manifest: ModelManifest = {
