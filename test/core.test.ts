@@ -28,6 +28,33 @@ describe('morphology', () => {
   });
 });
 
+test('fillHoles on the bounding box equals a whole-image flood fill, on 300 random masks', () => {
+  const reference = (m: Mask) => {
+    const { width: w, height: h } = m;
+    const outside = new Uint8Array(w * h);
+    const st: number[] = [];
+    const seed = (p: number) => { if (!m.data[p] && !outside[p]) { outside[p] = 1; st.push(p); } };
+    for (let x = 0; x < w; x++) { seed(x); seed((h - 1) * w + x); }
+    for (let y = 0; y < h; y++) { seed(y * w); seed(y * w + w - 1); }
+    while (st.length) {
+      const p = st.pop()!;
+      const x = p % w;
+      if (x > 0) seed(p - 1);
+      if (x < w - 1) seed(p + 1);
+      if (p >= w) seed(p - w);
+      if (p < w * (h - 1)) seed(p + w);
+    }
+    return Uint8Array.from(outside, (o) => (o ? 0 : 1));
+  };
+  let state = 7;
+  const rnd = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let t = 0; t < 300; t++) {
+    const w = 1 + Math.floor(rnd() * 30), h = 1 + Math.floor(rnd() * 30), density = rnd();
+    const m = { width: w, height: h, data: Uint8Array.from({ length: w * h }, () => (rnd() < density ? 1 : 0)) };
+    assert.deepEqual(fillHoles(m).data, reference(m), `mask ${t} (${w}x${h})`);
+  }
+});
+
 describe('postprocess', () => {
   const thresholds = { lung_right: 0.5, lung_left: 0.5, opacity: 0.5 };
   test('upsamples, splits sides by the more probable lung, keeps one blob per lung and opacity inside lungs', () => {

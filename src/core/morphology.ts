@@ -44,27 +44,56 @@ export function keepLargestComponent(mask: Mask): Mask {
   return { width: mask.width, height: mask.height, data };
 }
 
-/** Fills holes: background regions not 4-connected to the image border become foreground. */
+/** Bounding box of the foreground [x0, y0, x1, y1] (inclusive), or undefined for an empty mask. */
+export function boundingBox(mask: Mask): [number, number, number, number] | undefined {
+  const { width: w, height: h, data } = mask;
+  let x0 = w, y0 = h, x1 = -1, y1 = -1;
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    let first = -1, last = -1;
+    for (let x = 0; x < w; x++) if (data[row + x]) { if (first < 0) first = x; last = x; }
+    if (first < 0) continue;
+    if (y < y0) y0 = y;
+    y1 = y;
+    if (first < x0) x0 = first;
+    if (last > x1) x1 = last;
+  }
+  return x1 < 0 ? undefined : [x0, y0, x1, y1];
+}
+
+/**
+ * Fills holes: background regions not 4-connected to the image border become foreground. Only the
+ * foreground's bounding box plus a one-pixel ring is searched: everything outside the box is background
+ * that reaches the border, and the ring (or the image edge) seeds the flood fill of the outside.
+ */
 export function fillHoles(mask: Mask): Mask {
   const { width: w, height: h } = mask;
-  const outside = new Uint8Array(w * h);
-  const stack = new Int32Array(w * h);
+  const data = mask.data.slice();
+  const box = boundingBox(mask);
+  if (!box) return { width: w, height: h, data };
+  const bx0 = Math.max(0, box[0] - 1), by0 = Math.max(0, box[1] - 1);
+  const bx1 = Math.min(w - 1, box[2] + 1), by1 = Math.min(h - 1, box[3] + 1);
+  const bw = bx1 - bx0 + 1, bh = by1 - by0 + 1;
+  const outside = new Uint8Array(bw * bh);
+  const stack = new Int32Array(bw * bh);
   let sp = 0;
-  const seed = (p: number) => {
-    if (!mask.data[p] && !outside[p]) { outside[p] = 1; stack[sp++] = p; }
+  const seed = (lx: number, ly: number) => {
+    const l = ly * bw + lx;
+    if (!outside[l] && !mask.data[(ly + by0) * w + lx + bx0]) { outside[l] = 1; stack[sp++] = l; }
   };
-  for (let x = 0; x < w; x++) { seed(x); seed((h - 1) * w + x); }
-  for (let y = 0; y < h; y++) { seed(y * w); seed(y * w + w - 1); }
+  for (let x = 0; x < bw; x++) { seed(x, 0); seed(x, bh - 1); }
+  for (let y = 0; y < bh; y++) { seed(0, y); seed(bw - 1, y); }
   while (sp > 0) {
-    const p = stack[--sp];
-    const x = p % w;
-    if (x > 0) seed(p - 1);
-    if (x < w - 1) seed(p + 1);
-    if (p >= w) seed(p - w);
-    if (p < w * (h - 1)) seed(p + w);
+    const l = stack[--sp];
+    const lx = l % bw, ly = (l - lx) / bw;
+    if (lx > 0) seed(lx - 1, ly);
+    if (lx < bw - 1) seed(lx + 1, ly);
+    if (ly > 0) seed(lx, ly - 1);
+    if (ly < bh - 1) seed(lx, ly + 1);
   }
-  const data = new Uint8Array(w * h);
-  for (let i = 0; i < data.length; i++) data[i] = outside[i] ? 0 : 1;
+  for (let ly = 0; ly < bh; ly++) {
+    for (let lx = 0; lx < bw; lx++) if (!outside[ly * bw + lx]) data[(ly + by0) * w + lx + bx0] = 1;
+  }
   return { width: w, height: h, data };
 }
 
