@@ -13,12 +13,7 @@ import severityJson from '../../models/severity.json';
 import { validateSeverityConfig } from '../../src/core/severity';
 import { observability } from '../common';
 import { createApiHandler } from './app';
-
-const env = (name: string): string => {
-  const v = process.env[name];
-  if (!v) throw new Error(`environment variable ${name} is not set`);
-  return v;
-};
+import { env } from '../env';
 
 const { logger, tracer } = observability('cxr-opacity-api');
 const manifest = process.env.MODEL_MANIFEST;

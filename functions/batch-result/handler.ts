@@ -9,12 +9,7 @@ import { S3Objects } from '../../src/aws/s3-objects';
 import { SqsSink } from '../../src/aws/sqs-sink';
 import { observability, stageLogger } from '../common';
 import { createBatchResultHandler } from './batch-result';
-
-const env = (name: string): string => {
-  const v = process.env[name];
-  if (!v) throw new Error(`environment variable ${name} is not set`);
-  return v;
-};
+import { env } from '../env';
 
 const obs = observability('cxr-opacity-batch-result');
 

@@ -12,12 +12,8 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import { observability } from '../common';
 import { routeConfigFromEnv } from './route';
 import { createRouterHandler } from './router-handler';
+import { env } from '../env';
 
-const env = (name: string): string => {
-  const v = process.env[name];
-  if (!v) throw new Error(`environment variable ${name} is not set`);
-  return v;
-};
 const optInt = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
 
 const obs = observability('cxr-opacity-batch-router');

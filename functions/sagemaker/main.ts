@@ -17,16 +17,12 @@ import { S3Objects } from '../../src/aws/s3-objects';
 import type { StageLogger } from '../../src/pipeline/ports';
 import { chooseExecutionProviders } from './providers';
 import { createInferenceServer } from './server';
+import { env } from '../env';
 
 const log = (level: string) => (message: string, extra?: Record<string, unknown>) =>
   process.stdout.write(`${JSON.stringify({ level, time: new Date().toISOString(), service: 'cxr-opacity-sagemaker', message, ...extra })}\n`);
 const logger: StageLogger = { info: log('INFO'), warn: log('WARN'), error: log('ERROR') };
 
-const env = (name: string): string => {
-  const v = process.env[name];
-  if (!v) throw new Error(`environment variable ${name} is not set`);
-  return v;
-};
 const int = (name: string, dflt: number): number => {
   const v = Number(process.env[name] ?? dflt);
   if (!Number.isInteger(v) || v < 0) throw new Error(`environment variable ${name} must be a non-negative integer`);

@@ -7,12 +7,7 @@ import { S3Objects } from '../../src/aws/s3-objects';
 import { validateSeverityConfig } from '../../src/core/severity';
 import { observability } from '../common';
 import { createScoreHandler } from './score-handler';
-
-const env = (name: string): string => {
-  const v = process.env[name];
-  if (!v) throw new Error(`environment variable ${name} is not set`);
-  return v;
-};
+import { env } from '../env';
 
 const obs = observability('cxr-opacity-score');
 

@@ -11,6 +11,7 @@ import { loadModel } from '../../layers/onnx/session';
 import { loadSeverityConfig } from '../core';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
+import { outputFiles } from '../pipeline/messages';
 import { runScoreStage } from '../pipeline/score-stage';
 import { runSegmentStage } from '../pipeline/segment-stage';
 import { formatCsv, formatJson, formatTable, type ResultRow } from './format';
@@ -56,8 +57,9 @@ export async function analyzeMain(argv: string[]): Promise<number> {
       const dir = join(values.out ?? 'out', input.name);
       mkdirSync(dir, { recursive: true });
       if (item.keys) {
-        for (const [file, key] of Object.entries({ 'lung.png': item.keys.lung, 'lung_right.png': item.keys.lungRight, 'lung_left.png': item.keys.lungLeft, 'opacity.png': item.keys.opacity, 'overlay.png': item.keys.overlay })) {
-          writeFileSync(join(dir, file), (await objects.get('local', key)).body);
+        for (const [file, key] of Object.entries(outputFiles(item.keys))) {
+          // result.json is written below, with the input path added.
+          if (file !== 'result.json') writeFileSync(join(dir, file), (await objects.get('local', key)).body);
         }
       }
       writeFileSync(join(dir, 'result.json'), JSON.stringify({ input: input.path, ...item }, null, 2));

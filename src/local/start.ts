@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { formatTable, type ResultRow } from '../cli/format';
 import { collectInputs } from '../cli/inputs';
-import type { ResultItem } from '../pipeline/messages';
+import { outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
 import { LOCAL_NAMES } from './stack';
 
@@ -96,8 +96,8 @@ export async function startMain(argv: string[]): Promise<number> {
 async function downloadOutputs(s3: S3Client, item: ResultItem, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const files: Record<string, string> = item.keys
-    ? { 'lung.png': item.keys.lung, 'lung_right.png': item.keys.lungRight, 'lung_left.png': item.keys.lungLeft, 'opacity.png': item.keys.opacity, 'overlay.png': item.keys.overlay, 'result.json': item.keys.result }
-    : { 'result.json': `results/${item.imageId}/result.json` };
+    ? outputFiles(item.keys)
+    : { 'result.json': outputKeysFor(item.imageId).result };
   for (const [file, key] of Object.entries(files)) {
     const res = await s3.send(new GetObjectCommand({ Bucket: LOCAL_NAMES.resultsBucket, Key: key }));
     writeFileSync(join(dir, file), await res.Body!.transformToByteArray());

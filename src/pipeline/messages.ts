@@ -100,3 +100,11 @@ export function outputKeysFor(imageId: string, prefix = 'results'): OutputKeys {
     result: `${base}/result.json`,
   };
 }
+
+/** The file name each output has when written to a folder (CLI, local runner), by output key. */
+export function outputFiles(keys: OutputKeys): Record<string, string> {
+  return {
+    'lung.png': keys.lung, 'lung_right.png': keys.lungRight, 'lung_left.png': keys.lungLeft,
+    'opacity.png': keys.opacity, 'overlay.png': keys.overlay, 'result.json': keys.result,
+  };
+}
