@@ -34,6 +34,9 @@ export const stageLogger = (logger: Logger): StageLogger => ({
 /** S3 URL-encodes object keys in event notifications, with '+' for spaces. */
 export const decodeS3Key = (key: string): string => decodeURIComponent(key.replace(/\+/g, ' '));
 
+/** The inverse of decodeS3Key: a key as S3 writes it into a notification ('/' kept, '+' for spaces). */
+export const encodeS3Key = (key: string): string => encodeURIComponent(key).replace(/%20/g, '+').replace(/%2F/g, '/');
+
 /**
  * The objects named by one SQS message body that carries an S3 event notification. S3's test event
  * (sent when a notification is configured) names no object and yields an empty list.

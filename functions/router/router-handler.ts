@@ -18,7 +18,7 @@ import { GetQueueAttributesCommand, SendMessageBatchCommand, type SQSClient } fr
 import type { Context, S3Event, SQSEvent } from 'aws-lambda';
 import { imageIdFor, type SourceRef } from '../../src/pipeline/messages';
 import type { StageLogger } from '../../src/pipeline/ports';
-import { decodeS3Key, objectsInS3Notification, stageLogger, type Observability } from '../common';
+import { decodeS3Key, encodeS3Key, objectsInS3Notification, stageLogger, type Observability } from '../common';
 import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './manifest';
 import { chooseRoute, type Route, type RouteConfig } from './route';
 
@@ -79,8 +79,7 @@ export const statusKeyFor = (batchId: string) => `batches/status/${batchId}.json
 export const batchIdFor = (m: { bucket: string; key: string; etag?: string }) =>
   createHash('sha256').update(`${m.bucket}\u0000${m.key}\u0000${m.etag ?? ''}`).digest('hex').slice(0, 24);
 
-/** Keys in S3 event notifications are URL-encoded with '+' for spaces; this is the inverse of decodeS3Key. */
-export const encodeS3Key = (key: string) => encodeURIComponent(key).replace(/%20/g, '+').replace(/%2F/g, '/');
+export { encodeS3Key };
 
 /** An S3 ObjectCreated notification for one object, as S3 sends it (and as the segment function parses it). */
 export function s3Notification(src: SourceRef, region: string, time: string, ids: { patientId?: string; studyId?: string } = {}): string {

@@ -12,6 +12,7 @@ import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dyn
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
+import { encodeS3Key } from '../../functions/common';
 import { createScoreHandler } from '../../functions/score/score-handler';
 import { createSegmentHandler } from '../../functions/segment/segment-handler';
 import { loadModel } from '../../layers/onnx/session';
@@ -69,7 +70,7 @@ export function asAwsNotification(e: S3NotificationLike): S3NotificationLike {
       s3: {
         s3SchemaVersion: '1.0', configurationId: 'local', ...r.s3,
         bucket: { arn: `arn:aws:s3:::${r.s3.bucket.name}`, ownerIdentity: { principalId: 'local' }, ...r.s3.bucket },
-        object: { ...r.s3.object, key: encodeURIComponent(r.s3.object.key).replace(/%20/g, '+'), size: r.s3.object.size ?? 0 },
+        object: { ...r.s3.object, key: encodeS3Key(r.s3.object.key), size: r.s3.object.size ?? 0 },
       },
     })),
   } as S3NotificationLike;

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { encodeS3Key } from '../../functions/common';
 import { formatTable, type ResultRow } from '../cli/format';
 import { collectInputs } from '../cli/inputs';
 import { outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
@@ -80,7 +81,10 @@ export async function startMain(argv: string[]): Promise<number> {
     const rows: ResultRow[] = [];
     for (const input of inputs) {
       const item = done.get(input.name);
-      const lost = [...pipeline.ingest.deadLetters, ...pipeline.scoring.deadLetters].find((d) => d.body.includes(input.name));
+      // Ingest bodies carry the key as S3 encodes it in notifications, score bodies as JSON text.
+      const key = `${UPLOAD_PREFIX}${input.name}`;
+      const lost = [...pipeline.ingest.deadLetters, ...pipeline.scoring.deadLetters]
+        .find((d) => d.body.includes(encodeS3Key(key)) || d.body.includes(JSON.stringify(key)));
       rows.push({ input: input.name, item, lostReason: lost ? `dead-lettered after ${lost.receiveCount} tries: ${lost.lastError ?? 'handler failure'}` : undefined });
       if (item) await downloadOutputs(pipeline.stack.s3, item, join(values.out ?? 'out', input.name));
     }
