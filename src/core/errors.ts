@@ -12,7 +12,9 @@ export type InputErrorCode =
   | 'UNSUPPORTED_TRANSFER_SYNTAX'
   | 'UNSUPPORTED_IMAGE'
   | 'NOT_FRONTAL'
-  | 'NO_LUNGS_FOUND';
+  | 'NO_LUNGS_FOUND'
+  /** The image is not a frontal chest X-ray (the learned guard and/or the lung-mask plausibility check). */
+  | 'NOT_A_CHEST_XRAY';
 
 export class InputError extends Error {
   readonly code: InputErrorCode;
