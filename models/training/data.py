@@ -22,8 +22,10 @@ def read_manifest(path):
         return list(csv.DictReader(f))
 
 
-def usable_records(data_dir=DEFAULT_DATA):
-    """Returns (records, excluded) where records are dicts with source, id, patient_id, licence, paths."""
+def usable_records(data_dir=DEFAULT_DATA, sources=('gb_covid_seg', 'v7labs_lungs')):
+    """Returns (records, excluded) where records are dicts with source, id, patient_id, licence, paths.
+
+    sources: which sets to read; v2 uses gb_covid_seg, covidqu_infection and mcsz (see config.json `sources`)."""
     ext = read_manifest(os.path.join(data_dir, 'external22', 'manifest.csv'))
     ext_patients = {r['patient_id'] for r in ext}
     gb = read_manifest(os.path.join(data_dir, 'gb_covid_seg', 'manifest.csv'))
@@ -50,7 +52,36 @@ def usable_records(data_dir=DEFAULT_DATA):
         recs.append(dict(source='v7labs_lungs', id=r['id'], patient_id=r['patient_id'],
                          licence=(r.get('license') or '').strip(), source_file=r['source_file'],
                          dir=os.path.join(data_dir, 'v7labs_lungs')))
+    if 'covidqu_infection' in sources:
+        recs += _covidqu_records(data_dir, ext_patients, excluded)
+    if 'mcsz' in sources:
+        for r in read_manifest(os.path.join(data_dir, 'mcsz', 'manifest.csv')):
+            recs.append(dict(source='mcsz', id=r['id'], patient_id='mcsz:' + r['patient_id'],
+                             licence=(r.get('license') or '').strip(), source_file=r['source_file'],
+                             dir=os.path.join(data_dir, 'mcsz')))
+    recs = [r for r in recs if r['source'] in sources]
     return recs, excluded
+
+
+def _covidqu_records(data_dir, ext_patients, excluded):
+    """COVID-QU-Ex infection set. No patient ids (except 90 matched to the public collection): each image is its own
+    'patient' (id qu:<id>) unless a patient_id is given. Images flagged `possible_dup_of_shared` (the same radiograph
+    as a gb_covid_seg / v7labs image, which may sit in a validation split) are dropped, as is any image of an
+    external22 patient (the data README says those are already removed; checked again here)."""
+    excluded.update({'covidqu_possible_duplicate_of_gb_or_v7': 0, 'covidqu_external22_patient': 0})
+    out = []
+    for r in read_manifest(os.path.join(data_dir, 'covidqu_infection', 'manifest.csv')):
+        if r['patient_id'] and r['patient_id'] in ext_patients:
+            excluded['covidqu_external22_patient'] += 1
+            continue
+        if r['possible_dup_of_shared'] == '1':
+            excluded['covidqu_possible_duplicate_of_gb_or_v7'] += 1
+            continue
+        out.append(dict(source='covidqu_infection', id=r['id'], patient_id=r['patient_id'] or 'qu:' + r['id'],
+                        licence=(r.get('license') or '').strip(), source_file=r['source_file'],
+                        covidqu_class=r['covidqu_class'], covidqu_split=r['covidqu_split'],
+                        dir=os.path.join(data_dir, 'covidqu_infection')))
+    return out
 
 
 def find_image(d, id_):
@@ -92,11 +123,13 @@ def load_record(rec, size):
     z = np.zeros((size, size), np.uint8)
     mp = lambda kind: os.path.join(rec['dir'], 'masks', kind, rec['id'] + '.png')
     valid = np.zeros(4, np.float32)
-    if rec['source'] == 'gb_covid_seg':
+    if rec['source'] in ('gb_covid_seg', 'covidqu_infection', 'mcsz'):
         r, l, o, u = (resize_mask(mp(k), size) for k in ('lung_right', 'lung_left', 'opacity', 'lung'))
         valid[0] = r is not None
         valid[1] = l is not None
-        valid[2] = 1.0  # absent opacity mask = image labelled without opacity
+        # gb: an absent opacity mask = image labelled without opacity; covidqu Normal images have empty masks;
+        # mcsz (TB films) carries no opacity labels at all
+        valid[2] = 0.0 if rec['source'] == 'mcsz' else 1.0
         valid[3] = u is not None
         tgt = np.stack([r if r is not None else z, l if l is not None else z,
                         o if o is not None else z, u if u is not None else z])

@@ -23,9 +23,11 @@ class DecoderBlock(nn.Module):
 
 
 class UNetR18(nn.Module):
-    """Input [N,1,S,S] normalised image; forward returns logits [N,3,S,S] (lung_right, lung_left, opacity)."""
+    """Input [N,1,S,S] normalised image; forward returns logits [N,C,S,S]: lung_right, lung_left, opacity and, in
+    training only (C=4), a second opacity channel supervised by the coarse covidqu labels (source-conditioned head;
+    export keeps the first three)."""
 
-    def __init__(self, dec=(128, 64, 32, 16)):
+    def __init__(self, dec=(128, 64, 32, 16), out_channels=3):
         super().__init__()
         r = torchvision.models.resnet18(weights=None)
         r.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
@@ -38,7 +40,7 @@ class UNetR18(nn.Module):
         self.dec3 = DecoderBlock(d2, 64, d3)     # /4
         self.dec4 = DecoderBlock(d3, 64, d4)     # /2
         self.dec5 = DecoderBlock(d4, 0, d4)      # /1
-        self.head = nn.Conv2d(d4, 3, 3, padding=1)
+        self.head = nn.Conv2d(d4, out_channels, 3, padding=1)
 
     def forward(self, x):
         e = self.encoder
@@ -64,3 +66,27 @@ class WithSigmoid(nn.Module):
 
     def forward(self, image):
         return torch.sigmoid(self.net(image))
+
+
+def load_onnx_weights(model, onnx_path):
+    """Loads a model's weights from an exported .onnx (initializers are named after state_dict keys, fp16 -> fp32).
+    A head with more output channels than the file's gets the file's channels first; each extra channel starts as a
+    copy of the file's last channel (opacity). Returns a short summary."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    want = model.state_dict()
+    sd = {}
+    for init in onnx.load(onnx_path).graph.initializer:
+        name = init.name[4:] if init.name.startswith('net.') else init.name  # exported graph wraps the net
+        if name not in want:
+            continue
+        t = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy()).to(want[name].dtype)
+        if t.shape != want[name].shape and name.startswith('head.'):
+            n = t.shape[0]
+            t = torch.cat([t] + [t[n - 1:n]] * (want[name].shape[0] - n), 0)
+        sd[name] = t
+    missing = [k for k in want if k not in sd and not k.endswith('num_batches_tracked')]
+    assert not missing, f'missing in {onnx_path}: {missing[:5]}'
+    model.load_state_dict(sd, strict=False)
+    return f'{len(sd)} tensors'

@@ -6,8 +6,8 @@ import argparse, csv, json, math, os, random, time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from data import usable_records, build_cache, DEFAULT_DATA, HERE
-from model import UNetR18
+from data import usable_records, build_cache, DEFAULT_DATA, HERE, REPO
+from model import UNetR18, load_onnx_weights
 
 ap = argparse.ArgumentParser()
 ap.add_argument('--data', default=DEFAULT_DATA)
@@ -22,27 +22,37 @@ ap.add_argument('--max-minutes', type=float, default=None, help='stop cleanly af
 ap.add_argument('--budget-minutes', type=float, default=None,
                 help='time-budgeted schedule: the cosine lr decay reaches 0 when EITHER all epochs are done OR the '
                      'cumulative training time (over resumes) reaches this budget; training then stops')
+ap.add_argument('--arm', choices=['both', 'gb', 'qu'], default=None,
+                help='opacity label sources (ablation): both = gb_covid_seg on the exported opacity channel and '
+                     'covidqu on a second, coarse channel (source-conditioned head); gb = gb_covid_seg only; '
+                     'qu = covidqu only, on the exported channel. Default: config opacity_sources')
+ap.add_argument('--init', default=None, help='ONNX file whose initializers start the model (default: config)')
+ap.add_argument('--threads', type=int, default=None)
 a = ap.parse_args()
 
 cfg = json.load(open(a.config))
 S = cfg['resolution']; MEAN = cfg['normalization']['mean']; STD = cfg['normalization']['std']
 EPOCHS = a.epochs or cfg['epochs']
-torch.set_num_threads(cfg.get('threads', 2))
+torch.set_num_threads(a.threads or cfg.get('threads', 2))
+ARM = a.arm or cfg.get('opacity_sources', 'both')
 dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 t_start = time.time()
 
 # ---------------- data ----------------
-recs, _ = usable_records(a.data)
+recs, _ = usable_records(a.data, tuple(cfg['sources']))
 by_key = {r['source'] + '/' + r['id']: r for r in recs}
 splits = json.load(open(a.splits))
 train_recs = [by_key[k] for k in splits['train']]
 val_recs = [by_key[k] for k in splits['val']]
-cache = os.path.join(a.ckpt_dir, f'cache_{S}.npz')
+cache = os.path.join(HERE, 'checkpoints', f'cache_{"_".join(s[:2] for s in cfg["sources"])}_{S}.npz')
 print(f'train {len(train_recs)} val {len(val_recs)}; caching at {S}px', flush=True)
 all_recs = train_recs + val_recs
 IMG, TGT, VALID, IGN = build_cache(all_recs, S, cache)
 ntr = len(train_recs)
 is_gb = np.array([r['source'] == 'gb_covid_seg' for r in all_recs])
+is_qu = np.array([r['source'] == 'covidqu_infection' for r in all_recs])
+is_normal = np.array([r.get('covidqu_class') == 'Normal' for r in all_recs])
+SRC = np.array([r['source'] for r in all_recs])
 
 
 def seed_all(s):
@@ -106,18 +116,26 @@ def masked_bce_dice(logit, target, weight, eps=1.0):
     return bce + dice
 
 
-def compute_loss(logits, tgt, ign, valid, gbmask):
+def compute_loss(logits, tgt, ign, valid, idx):
+    """Channels: 0 lung_right, 1 lung_left, 2 opacity (exported; clean gb_covid_seg-style labels), 3 coarse opacity
+    (covidqu-style labels; training only). Lungs: every source (all draw visible lung fields). Opacity by --arm."""
     keep = 1 - ign[:, 0]
-    gbw = gbmask.float().view(-1, 1, 1)
-    v7w = (1 - gbmask.float()).view(-1, 1, 1)
-    l_r = masked_bce_dice(logits[:, 0], tgt[:, 0], keep * gbw * valid[:, 0].view(-1, 1, 1))
-    l_l = masked_bce_dice(logits[:, 1], tgt[:, 1], keep * gbw * valid[:, 1].view(-1, 1, 1))
-    l_o = masked_bce_dice(logits[:, 2], tgt[:, 2], keep * gbw * valid[:, 2].view(-1, 1, 1))
-    # v7labs: only the union of both lungs is supervised (max of the side logits); never opacity
-    union_logit = torch.maximum(logits[:, 0], logits[:, 1])
-    l_u = masked_bce_dice(union_logit, tgt[:, 3], keep * v7w * valid[:, 3].view(-1, 1, 1))
-    total = l_r + l_l + cfg['opacity_loss_weight'] * l_o + cfg['v7_loss_weight'] * l_u
-    return total, dict(l_right=l_r.item(), l_left=l_l.item(), l_opac=l_o.item(), l_union_v7=l_u.item())
+    w = lambda m: torch.from_numpy(m[idx].astype(np.float32)).to(logits.device).view(-1, 1, 1)
+    gb, qu, nm = w(is_gb), w(is_qu), w(is_qu & is_normal)
+    l_r = masked_bce_dice(logits[:, 0], tgt[:, 0], keep * valid[:, 0].view(-1, 1, 1))
+    l_l = masked_bce_dice(logits[:, 1], tgt[:, 1], keep * valid[:, 1].view(-1, 1, 1))
+    vo = valid[:, 2].view(-1, 1, 1)
+    if ARM == 'both':
+        clean_w = keep * vo * (gb + cfg['normal_clean_opacity_weight'] * nm)
+        coarse_w = keep * vo * qu
+    elif ARM == 'gb':
+        clean_w, coarse_w = keep * vo * gb, None
+    else:
+        clean_w, coarse_w = keep * vo * qu, None
+    l_o = masked_bce_dice(logits[:, 2], tgt[:, 2], clean_w)
+    l_c = masked_bce_dice(logits[:, 3], tgt[:, 2], coarse_w) if coarse_w is not None else logits.sum() * 0
+    total = l_r + l_l + cfg['opacity_loss_weight'] * l_o + cfg['coarse_opacity_loss_weight'] * l_c
+    return total, dict(l_right=l_r.item(), l_left=l_l.item(), l_opac=l_o.item(), l_coarse=l_c.item())
 
 
 # ---------------- validation ----------------
@@ -136,42 +154,65 @@ def predict(model, idx, bs=8):
     return np.concatenate(out)
 
 
+VAL_IDX = None
+
+
+def val_indices():
+    """Validation images: all of gb_covid_seg and mcsz val, a fixed seeded subset of covidqu val (speed)."""
+    global VAL_IDX
+    if VAL_IDX is None:
+        idx = np.arange(ntr, len(all_recs))
+        qu = idx[is_qu[idx]]
+        rs = np.random.RandomState(7)
+        qsub = np.sort(rs.choice(qu, size=min(len(qu), cfg.get('val_subsample_covidqu', len(qu))), replace=False))
+        VAL_IDX = np.concatenate([idx[~is_qu[idx]], qsub])
+    return VAL_IDX
+
+
 def evaluate(model, opacity_thresholds=(0.5,)):
-    idx = np.arange(ntr, len(all_recs))
+    idx = val_indices()
     P = predict(model, idx)
-    lu_all, lu_gb, lr, ll = [], [], [], []
-    inter = {t: 0 for t in opacity_thresholds}; tot = {t: 0 for t in opacity_thresholds}; opd = {t: [] for t in opacity_thresholds}
+    lung = {s: [] for s in ('gb_covid_seg', 'covidqu_infection', 'mcsz')}
+    lr, ll = [], []
+    acc = {'clean_gb': [0, 0], 'coarse_qu': [0, 0], 'clean_qu': [0, 0]}
+    normal_fp = []
     for j, i in enumerate(idx):
-        keep = IGN[i] == 0
         pr, pl = P[j, 0] >= 0.5, P[j, 1] >= 0.5
-        pu = (pr | pl) & keep
-        tu = (TGT[i, 3] > 0) & keep
-        d = dice(pu, tu); lu_all.append(d)
+        pu = pr | pl
+        lung[SRC[i]].append(dice(pu, TGT[i, 3] > 0))
         if is_gb[i]:
-            lu_gb.append(d)
             if VALID[i, 0]: lr.append(dice(pr, TGT[i, 0] > 0))
             if VALID[i, 1]: ll.append(dice(pl, TGT[i, 1] > 0))
-            to = TGT[i, 2] > 0
-            for t in opacity_thresholds:
-                po = (P[j, 2] >= t) & (pr | pl)
-                inter[t] += (po & to).sum(); tot[t] += po.sum() + to.sum()
-                opd[t].append(dice(po, to))
-    res = dict(val_lung_dice=float(np.mean(lu_all)), val_lung_dice_gb=float(np.mean(lu_gb)),
-               val_lung_dice_v7=float(np.mean([d for d, i in zip(lu_all, idx) if not is_gb[i]])),
-               val_right_dice=float(np.mean(lr)), val_left_dice=float(np.mean(ll)))
-    per_t = {t: (2.0 * inter[t] / tot[t] if tot[t] else 1.0, float(np.mean(opd[t]))) for t in opacity_thresholds}
-    res['val_opacity_dice_pooled'] = float(per_t[0.5][0]) if 0.5 in per_t else float(list(per_t.values())[0][0])
-    res['val_opacity_dice_mean'] = float(per_t[0.5][1]) if 0.5 in per_t else float(list(per_t.values())[0][1])
-    res['score'] = 0.5 * (res['val_lung_dice'] + res['val_opacity_dice_pooled'])
-    return res, per_t
+        if VALID[i, 2] == 0:
+            continue
+        to = TGT[i, 2] > 0
+        for name, ch in (('clean_gb', 2), ('coarse_qu', 3), ('clean_qu', 2)):
+            if (name.endswith('gb') and not is_gb[i]) or (name.endswith('qu') and not is_qu[i]) or ch >= P.shape[1]:
+                continue
+            po = (P[j, ch] >= 0.5) & pu
+            acc[name][0] += (po & to).sum(); acc[name][1] += po.sum() + to.sum()
+        if is_qu[i] and is_normal[i]:
+            normal_fp.append((((P[j, 2] >= 0.5) & pu).sum()) / max(1, pu.sum()))
+    m = lambda v: float(np.mean(v)) if v else float('nan')
+    pooled = lambda k: 2.0 * acc[k][0] / acc[k][1] if acc[k][1] else float('nan')
+    res = dict(val_lung_dice_gb=m(lung['gb_covid_seg']), val_lung_dice_qu=m(lung['covidqu_infection']),
+               val_lung_dice_mcsz=m(lung['mcsz']), val_right_dice=m(lr), val_left_dice=m(ll),
+               val_opacity_dice_pooled=pooled('clean_gb'), val_opacity_dice_qu_clean_head=pooled('clean_qu'),
+               val_opacity_dice_qu_coarse_head=pooled('coarse_qu'), val_normal_opacity_pct=100 * m(normal_fp))
+    res['score'] = 0.5 * (0.5 * (res['val_lung_dice_gb'] + res['val_lung_dice_qu']) + res['val_opacity_dice_pooled'])
+    return res, None
 
 
 if __name__ == '__main__':
     seed_all(cfg['seed'])
-    model = UNetR18(tuple(cfg['decoder_channels'])).to(dev).to(memory_format=torch.channels_last)
+    model = UNetR18(tuple(cfg['decoder_channels']), out_channels=cfg.get('head_channels', 3))
+    init = a.init or (os.path.join(REPO, cfg['init_from_onnx'].split(' ')[0]) if cfg.get('init_from_onnx') else None)
+    if init and not a.resume:
+        print('initial weights from', init, load_onnx_weights(model, init), flush=True)
+    model = model.to(dev).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg['lr'], weight_decay=cfg['weight_decay'])
     steps_per_epoch = cfg['samples_per_epoch'] // cfg['batch_size']
-    total_steps = EPOCHS * steps_per_epoch; warm = cfg['warmup_epochs'] * steps_per_epoch
+    total_steps = EPOCHS * steps_per_epoch; warm = int(cfg['warmup_epochs'] * steps_per_epoch)
 
     train_seconds = 0.0  # cumulative over resumes
 
@@ -197,17 +238,18 @@ if __name__ == '__main__':
         random.setstate(ck['py_rng']); np.random.set_state(ck['np_rng']); torch.set_rng_state(ck['torch_rng'])
         print(f'resumed from epoch {ck["epoch"]} (best score {best:.4f})', flush=True)
     # log: keep rows of completed epochs only
-    fields = ['epoch', 'lr', 'train_loss', 'l_right', 'l_left', 'l_opac', 'l_union_v7', 'val_lung_dice',
-              'val_lung_dice_gb', 'val_lung_dice_v7', 'val_right_dice', 'val_left_dice', 'val_opacity_dice_pooled',
-              'val_opacity_dice_mean', 'score', 'is_best', 'epoch_seconds']
+    fields = ['epoch', 'lr', 'train_loss', 'l_right', 'l_left', 'l_opac', 'l_coarse', 'val_lung_dice_gb',
+              'val_lung_dice_qu', 'val_lung_dice_mcsz', 'val_right_dice', 'val_left_dice', 'val_opacity_dice_pooled',
+              'val_opacity_dice_qu_clean_head', 'val_opacity_dice_qu_coarse_head', 'val_normal_opacity_pct',
+              'score', 'is_best', 'epoch_seconds', 'train_minutes']
     rows = []
     if start_epoch > 0 and os.path.exists(a.log):
         rows = [r for r in csv.DictReader(open(a.log)) if int(r['epoch']) < start_epoch]
     with open(a.log, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=fields); w.writeheader(); w.writerows(rows)
 
-    # sampling weights: gb_covid_seg oversampled (it carries the opacity labels)
-    wts = np.where(is_gb[:ntr], cfg['gb_oversample'], 1.0); wts = wts / wts.sum()
+    # sampling weights per source (gb_covid_seg and mcsz oversampled: few, precise labels)
+    wts = np.array([cfg['source_weights'][s_] for s_ in SRC[:ntr]]); wts = wts / wts.sum()
     for epoch in range(start_epoch, EPOCHS):
         t0 = time.time(); model.train()
         rs = np.random.RandomState(cfg['seed'] * 1000 + epoch)
@@ -227,8 +269,7 @@ if __name__ == '__main__':
             for pg in opt.param_groups:
                 pg['lr'] = lr_at(step)
             logits = model(x)
-            loss, parts = compute_loss(logits.float(), tgt.to(dev), ign.to(dev), valid.to(dev),
-                                       torch.from_numpy(is_gb[idx]).to(dev))
+            loss, parts = compute_loss(logits.float(), tgt.to(dev), ign.to(dev), valid.to(dev), idx)
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); step += 1
             train_seconds += time.time() - ts
             parts['train_loss'] = loss.item()
@@ -242,7 +283,8 @@ if __name__ == '__main__':
         if is_best:
             best = res['score']
         row = dict(epoch=epoch, lr=f'{lr_at(step - 1):.6f}', **{k: f'{v / max(n, 1):.4f}' for k, v in agg.items()},
-                   **{k: f'{v:.4f}' for k, v in res.items()}, is_best=int(is_best), epoch_seconds=f'{time.time() - t0:.1f}')
+                   **{k: f'{v:.4f}' for k, v in res.items()}, is_best=int(is_best), epoch_seconds=f'{time.time() - t0:.1f}',
+                   train_minutes=f'{train_seconds / 60:.1f}')
         with open(a.log, 'a', newline='') as f:
             csv.DictWriter(f, fieldnames=fields).writerow(row)
         state = dict(model=model.state_dict(), opt=opt.state_dict(), epoch=epoch, best=best, step=step,
