@@ -7,6 +7,7 @@ import { getSecret } from '@aws-lambda-powertools/parameters/secrets';
 import { loadModel } from '../../layers/onnx/session';
 import { S3Objects } from '../../src/aws/s3-objects';
 import { SqsSink } from '../../src/aws/sqs-sink';
+import { maxInputBytes } from '../../src/limits';
 import { observability } from '../common';
 import { createSegmentHandler } from './segment-handler';
 import { env } from '../env';
@@ -24,6 +25,7 @@ export const handler = createSegmentHandler(async () => {
     sink: new SqsSink(sqs, env('SCORE_QUEUE_URL')),
     model: await loadModel(env('MODEL_MANIFEST')),
     pseudonymKey,
+    maxInputBytes: maxInputBytes(),
     resultsBucket: env('RESULTS_BUCKET'),
     path: 'lambda',
     idempotencyStore: new DynamoDBPersistenceLayer({ tableName: env('IDEMPOTENCY_TABLE'), awsSdkV3Client: ddb }),

@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { ModelManifest, SegmentationModel } from '../../src/core/types';
+import { GUARD_CLASSES } from '../../src/core/guard';
+import type { GuardManifest, GuardModel, ModelManifest, SegmentationModel } from '../../src/core/types';
 
 export type { SegmentationModel };
 
@@ -43,25 +44,64 @@ export function validateManifest(m: unknown, source: string): ModelManifest {
   return o;
 }
 
-export async function loadModel(manifestPath: string, opts: LoadModelOptions = {}): Promise<SegmentationModel> {
-  const manifest = validateManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath);
-  const onnxPath = resolve(dirname(manifestPath), manifest.file);
+export function validateGuardManifest(m: unknown, source: string, model: ModelManifest): GuardManifest {
+  const fail = (why: string): never => {
+    throw new Error(`guard manifest ${source} is invalid: ${why}`);
+  };
+  if (typeof m !== 'object' || m === null) fail('not a JSON object');
+  const o = m as GuardManifest;
+  if (typeof o.file !== 'string' || !/^[0-9a-f]{64}$/.test(String(o.sha256))) fail('file and a hex sha256 are required');
+  if (o.input?.size !== model.input.size || o.input.normalization?.mean !== model.input.normalization.mean ||
+      o.input.normalization?.std !== model.input.normalization.std) {
+    fail('its input (size, normalisation) must be the segmentation model\'s: both read the same tensor');
+  }
+  if (JSON.stringify(o.output?.classes) !== JSON.stringify(GUARD_CLASSES)) fail(`output.classes must be ${JSON.stringify(GUARD_CLASSES)}`);
+  const t = o.thresholds?.not_frontal_cxr;
+  if (!(typeof t === 'number' && t > 0 && t < 1)) fail('thresholds.not_frontal_cxr must be in (0,1)');
+  return o;
+}
+
+async function createSession(onnxPath: string, sha256: string, opts: LoadModelOptions): Promise<ort.InferenceSession> {
   const bytes = await readFile(onnxPath);
   const digest = createHash('sha256').update(bytes).digest('hex');
-  if (digest !== manifest.sha256) {
-    throw new Error(`model file ${onnxPath} does not match its manifest (sha256 ${digest}, expected ${manifest.sha256}); re-export the model or fix the manifest`);
+  if (digest !== sha256) {
+    throw new Error(`model file ${onnxPath} does not match its manifest (sha256 ${digest}, expected ${sha256}); re-export the model or fix the manifest`);
   }
   const threads = opts.threads ?? Math.max(1, availableParallelism());
-  const session = await ort.InferenceSession.create(bytes, {
+  return ort.InferenceSession.create(bytes, {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     executionProviders: opts.executionProviders ?? ['cpu'],
   });
+}
+
+async function loadGuard(manifestPath: string, model: ModelManifest, opts: LoadModelOptions): Promise<GuardModel> {
+  const manifest = validateGuardManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath, model);
+  // The guard is tiny (~0.5 MFLOP per image): one thread, whatever the segmentation model uses.
+  const session = await createSession(resolve(dirname(manifestPath), manifest.file), manifest.sha256, { ...opts, threads: 1 });
   const S = manifest.input.size;
   return {
     manifest,
+    async run(input: Float32Array, n: number): Promise<Float32Array> {
+      if (input.length !== n * S * S) throw new Error(`guard input must hold ${n}x1x${S}x${S} values, got ${input.length}`);
+      const out = await session.run({ [manifest.input.name]: new ort.Tensor('float32', input, [n, 1, S, S]) });
+      const t = out[manifest.output.name];
+      if (!t || t.dims.length !== 2 || t.dims[0] !== n || t.dims[1] !== 3) throw new Error(`guard output must be [${n},3]`);
+      return t.data as Float32Array;
+    },
+  };
+}
+
+export async function loadModel(manifestPath: string, opts: LoadModelOptions = {}): Promise<SegmentationModel> {
+  const manifest = validateManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath);
+  const session = await createSession(resolve(dirname(manifestPath), manifest.file), manifest.sha256, opts);
+  const guard = manifest.guard ? await loadGuard(resolve(dirname(manifestPath), manifest.guard), manifest, opts) : undefined;
+  const S = manifest.input.size;
+  return {
+    manifest,
+    guard,
     async run(input: Float32Array, n: number): Promise<Float32Array> {
       if (input.length !== n * S * S) throw new Error(`model input must hold ${n}x1x${S}x${S} values, got ${input.length}`);
       const feeds = { [manifest.input.name]: new ort.Tensor('float32', input, [n, 1, S, S]) };

@@ -8,18 +8,35 @@
  *   lung masks counts once in the total (and once in each side).
  * - Zones: each lung is split into upper, middle and lower thirds of ITS OWN vertical extent (the rows from its
  *   top-most to its bottom-most pixel; row r goes to zone floor(3 (r - top) / height)); each zone scores 0-3 by
- *   the share of that zone's lung area that is opaque (see zoneScoreFromCounts).
+ *   the share of that zone's lung area that is opaque, on the config's scale (severity.ts zoneLevel: levels fitted
+ *   to radiologists' scores, with a minimum involved share so that a speck is not involvement).
  * - Sides are the patient's and come from the masks as given.
  *
- * One pass over the pixels gathers per-row counts; everything else is computed from the row sums,
- * so a 3000x3000 image costs one linear scan.
+ * countMasks makes one pass over the pixels and keeps only counts (per lung, per zone); scoreCounts computes
+ * every number from them, so the score stage needs the counts, not the masks.
  */
 import type { Mask, OpacityScore, SegmentationMasks, Sides, ZoneScores } from './types';
-import { extentScoreFromCounts, gradeFor, riskFor, zoneScoreFromCounts, type SeverityConfig } from './severity';
+import { extentLevel, gradeFor, riskFor, zoneLevel, type SeverityConfig } from './severity';
 
-interface SideRows {
-  lung: Int32Array; // lung pixels per row
-  opacity: Int32Array; // opacity ∩ lung pixels per row
+/** Pixel counts of one lung: its area, its opaque area, and both per zone (upper, middle, lower third). */
+export interface SideCounts {
+  lung: number;
+  opacity: number;
+  zoneLung: [number, number, number];
+  zoneOpacity: [number, number, number];
+}
+
+/**
+ * Everything the score needs from the masks, as pixel counts (small enough to travel in a stage message).
+ * `lung`/`opacity` are over the union of the lungs (a pixel claimed by both lungs counts once).
+ */
+export interface MaskCounts {
+  width: number;
+  height: number;
+  lung: number;
+  opacity: number;
+  right: SideCounts;
+  left: SideCounts;
 }
 
 function checkSizes(masks: SegmentationMasks): { width: number; height: number } {
@@ -35,48 +52,44 @@ function checkSizes(masks: SegmentationMasks): { width: number; height: number }
   return { width, height };
 }
 
-function zonesOf(rows: SideRows): { upper: number; middle: number; lower: number } {
-  const h = rows.lung.length;
+/** Per-zone sums from per-row counts: thirds of the lung's own vertical extent. */
+function sideCounts(lungRows: Int32Array, opacRows: Int32Array): SideCounts {
+  const h = lungRows.length;
   let top = -1;
   let bottom = -1;
+  let lung = 0;
+  let opacity = 0;
   for (let y = 0; y < h; y++) {
-    if (rows.lung[y] > 0) {
+    lung += lungRows[y];
+    opacity += opacRows[y];
+    if (lungRows[y] > 0) {
       if (top < 0) top = y;
       bottom = y;
     }
   }
-  if (top < 0) return { upper: 0, middle: 0, lower: 0 };
-  const extent = bottom - top + 1;
-  const area = [0, 0, 0];
-  const opac = [0, 0, 0];
-  for (let y = top; y <= bottom; y++) {
-    const z = Math.floor((3 * (y - top)) / extent);
-    area[z] += rows.lung[y];
-    opac[z] += rows.opacity[y];
+  const zoneLung: [number, number, number] = [0, 0, 0];
+  const zoneOpacity: [number, number, number] = [0, 0, 0];
+  if (top >= 0) {
+    const extent = bottom - top + 1;
+    for (let y = top; y <= bottom; y++) {
+      const z = Math.floor((3 * (y - top)) / extent);
+      zoneLung[z] += lungRows[y];
+      zoneOpacity[z] += opacRows[y];
+    }
   }
-  return {
-    upper: zoneScoreFromCounts(opac[0], area[0]),
-    middle: zoneScoreFromCounts(opac[1], area[1]),
-    lower: zoneScoreFromCounts(opac[2], area[2]),
-  };
+  return { lung, opacity, zoneLung, zoneOpacity };
 }
 
-const pct = (part: number, whole: number): number | null => (whole > 0 ? (100 * part) / whole : null);
-const round2 = (x: number): number => Math.round(x * 100) / 100;
-
-/**
- * Scores already-separated masks (patient's right and left lung, opacity), all of the same size.
- * `pixelSpacingMm` is [row, column] spacing; when given, areas are also reported in mm² (rounded to 0.01 mm²).
- */
-export function scoreMasks(masks: SegmentationMasks, cfg: SeverityConfig, pixelSpacingMm?: [number, number]): OpacityScore {
+/** One linear pass over the masks: the counts every score is computed from. */
+export function countMasks(masks: SegmentationMasks): MaskCounts {
   const { width, height } = checkSizes(masks);
   const lr = masks.lungRight.data;
   const ll = masks.lungLeft.data;
   const op = masks.opacity.data;
-  const right: SideRows = { lung: new Int32Array(height), opacity: new Int32Array(height) };
-  const left: SideRows = { lung: new Int32Array(height), opacity: new Int32Array(height) };
-  let lungTotal = 0;
-  let opacTotal = 0;
+  const rL = new Int32Array(height), rO = new Int32Array(height);
+  const lL = new Int32Array(height), lO = new Int32Array(height);
+  let lung = 0;
+  let opacity = 0;
   for (let y = 0, i = 0; y < height; y++) {
     let rl = 0, ro = 0, ql = 0, qo = 0, ul = 0, uo = 0;
     for (let x = 0; x < width; x++, i++) {
@@ -91,25 +104,37 @@ export function scoreMasks(masks: SegmentationMasks, cfg: SeverityConfig, pixelS
       ul += u;
       uo += u & o;
     }
-    right.lung[y] = rl;
-    right.opacity[y] = ro;
-    left.lung[y] = ql;
-    left.opacity[y] = qo;
-    lungTotal += ul;
-    opacTotal += uo;
+    rL[y] = rl; rO[y] = ro; lL[y] = ql; lO[y] = qo;
+    lung += ul;
+    opacity += uo;
   }
-  const sum = (a: Int32Array): number => a.reduce((s, v) => s + v, 0);
-  const lungAreaPx: Sides<number> = { total: lungTotal, right: sum(right.lung), left: sum(left.lung) };
-  const opacityAreaPx: Sides<number> = { total: opacTotal, right: sum(right.opacity), left: sum(left.opacity) };
+  return { width, height, lung, opacity, right: sideCounts(rL, rO), left: sideCounts(lL, lO) };
+}
+
+const pct = (part: number, whole: number): number | null => (whole > 0 ? (100 * part) / whole : null);
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+/**
+ * The score from pixel counts. `pixelSpacingMm` is [row, column] spacing of the counted grid; when given, areas
+ * are also reported in mm² (rounded to 0.01 mm²).
+ */
+export function scoreCounts(c: MaskCounts, cfg: SeverityConfig, pixelSpacingMm?: [number, number]): OpacityScore {
+  const lungAreaPx: Sides<number> = { total: c.lung, right: c.right.lung, left: c.left.lung };
+  const opacityAreaPx: Sides<number> = { total: c.opacity, right: c.right.opacity, left: c.left.opacity };
   const opacityPct: Sides<number | null> = {
     total: pct(opacityAreaPx.total, lungAreaPx.total),
     right: pct(opacityAreaPx.right, lungAreaPx.right),
     left: pct(opacityAreaPx.left, lungAreaPx.left),
   };
-  const exR = extentScoreFromCounts(opacityAreaPx.right, lungAreaPx.right);
-  const exL = extentScoreFromCounts(opacityAreaPx.left, lungAreaPx.left);
-  const zr = zonesOf(right);
-  const zl = zonesOf(left);
+  const exR = extentLevel(c.right.opacity, c.right.lung, cfg);
+  const exL = extentLevel(c.left.opacity, c.left.lung, cfg);
+  const z = (s: SideCounts) => ({
+    upper: zoneLevel(s.zoneOpacity[0], s.zoneLung[0], cfg),
+    middle: zoneLevel(s.zoneOpacity[1], s.zoneLung[1], cfg),
+    lower: zoneLevel(s.zoneOpacity[2], s.zoneLung[2], cfg),
+  });
+  const zr = z(c.right);
+  const zl = z(c.left);
   const zones: ZoneScores = {
     total: zr.upper + zr.middle + zr.lower + zl.upper + zl.middle + zl.lower,
     right: zr,
@@ -135,4 +160,12 @@ export function scoreMasks(masks: SegmentationMasks, cfg: SeverityConfig, pixelS
     out.opacityAreaMm2 = mm2(opacityAreaPx);
   }
   return out;
+}
+
+/**
+ * Scores already-separated masks (patient's right and left lung, opacity), all of the same size.
+ * `pixelSpacingMm` is [row, column] spacing; when given, areas are also reported in mm² (rounded to 0.01 mm²).
+ */
+export function scoreMasks(masks: SegmentationMasks, cfg: SeverityConfig, pixelSpacingMm?: [number, number]): OpacityScore {
+  return scoreCounts(countMasks(masks), cfg, pixelSpacingMm);
 }

@@ -3,7 +3,8 @@ import { countOnes } from './morphology';
 import { probabilitiesToMasks } from './postprocess';
 import { toModelInput } from './preprocess';
 import { InputError } from './errors';
-import type { GrayImage, SegmentationMasks, SegmentationModel } from './types';
+import { assessMasks, judgeGuard, type GuardVerdict } from './guard';
+import type { GrayImage, QualityReport, SegmentationMasks, SegmentationModel } from './types';
 
 export interface SegmentTimings {
   preprocessMs: number;
@@ -16,16 +17,23 @@ export const MIN_LUNG_SHARE = 0.02;
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
+/**
+ * @throws InputError NOT_A_CHEST_XRAY when the guard or the mask plausibility check says the image is not a
+ *   frontal chest X-ray (src/core/guard.ts), NO_LUNGS_FOUND when no lung fields were found at all.
+ */
 export async function segmentImage(
   img: GrayImage,
   model: SegmentationModel,
-): Promise<{ masks: SegmentationMasks; timings: SegmentTimings }> {
+): Promise<{ masks: SegmentationMasks; timings: SegmentTimings; quality: QualityReport }> {
   const m = model.manifest;
   const S = m.input.size;
   let t = process.hrtime.bigint();
   const input = await toModelInput(img, m);
   const preprocessMs = ms(t);
   t = process.hrtime.bigint();
+  // The guard first: a refused image costs no segmentation.
+  let verdict: GuardVerdict | undefined;
+  if (model.guard) verdict = judgeGuard(await model.guard.run(input, 1), model.guard.manifest);
   const probs = await model.run(input, 1);
   const inferenceMs = ms(t);
   t = process.hrtime.bigint();
@@ -39,5 +47,6 @@ export async function segmentImage(
         'only frontal (PA/AP) chest X-rays can be analysed',
     );
   }
-  return { masks, timings: { preprocessMs, inferenceMs, postprocessMs } };
+  const quality = assessMasks(masks, verdict);
+  return { masks, timings: { preprocessMs, inferenceMs, postprocessMs }, quality };
 }

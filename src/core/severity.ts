@@ -59,10 +59,10 @@ export interface SeverityConfig {
     justification: string;
     [key: string]: unknown;
   };
-  /** Documentation of the fixed geographic-extent scale (see extentScore). */
-  geographicExtent: { description: string; [key: string]: unknown };
-  /** Documentation of the fixed six-zone scale (see zoneScore). */
-  zones: { description: string; [key: string]: unknown };
+  /** The geographic-extent scale (see extentLevel); `levels` absent = the fixed quartile bins. */
+  geographicExtent: { description: string; levels?: ScaleLevels; [key: string]: unknown };
+  /** The six-zone scale (see zoneLevel); `levels` absent = the fixed thirds. */
+  zones: { description: string; levels?: ScaleLevels; [key: string]: unknown };
   risk: { icu: LogisticModel; mortality: LogisticModel };
   [key: string]: unknown;
 }
@@ -80,6 +80,30 @@ export class SeverityConfigError extends Error {
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const isStr = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+/**
+ * Where a radiologist-style level starts, in % of the lung (or zone) area that is opaque, fitted to radiologists'
+ * scores by models/severity/fit-scales.ts. Level 1 needs MORE than `minInvolvedPct` (so a speck is level 0);
+ * level k >= 2 needs at least cutsPct[k - 2].
+ */
+export interface ScaleLevels {
+  minInvolvedPct: number;
+  cutsPct: number[];
+}
+
+function checkLevels(v: unknown, at: string, n: number, fail: (r: string) => never): void {
+  if (v === undefined) return;
+  if (!isObj(v)) fail(`${at} must be an object`);
+  const o = v as Record<string, unknown>;
+  if (!isNum(o.minInvolvedPct) || o.minInvolvedPct < 0 || o.minInvolvedPct >= 100) fail(`${at}.minInvolvedPct must be in [0, 100)`);
+  const c = o.cutsPct;
+  if (!Array.isArray(c) || c.length !== n || !c.every(isNum)) fail(`${at}.cutsPct must be ${n} numbers`);
+  let prev = o.minInvolvedPct as number;
+  for (const x of c as number[]) {
+    if (!(x > prev && x <= 100)) fail(`${at}.cutsPct must increase from minInvolvedPct up to at most 100`);
+    prev = x;
+  }
+}
 
 /** Checks the shape of a parsed severity.json and returns it typed; throws SeverityConfigError naming the field. */
 export function validateSeverityConfig(json: unknown, source = 'severity config'): SeverityConfig {
@@ -109,6 +133,8 @@ export function validateSeverityConfig(json: unknown, source = 'severity config'
   for (const k of ['geographicExtent', 'zones'] as const) {
     if (!isObj(c[k]) || !isStr((c[k] as Record<string, unknown>).description)) fail(`"${k}.description" must be a non-empty string`);
   }
+  checkLevels((c.geographicExtent as Record<string, unknown>).levels, '"geographicExtent.levels"', 3, fail);
+  checkLevels((c.zones as Record<string, unknown>).levels, '"zones.levels"', 2, fail);
   if (!isObj(c.risk)) fail('"risk" must be an object with "icu" and "mortality"');
   for (const k of ['icu', 'mortality'] as const) {
     const m = (c.risk as Record<string, unknown>)[k];
@@ -196,4 +222,26 @@ export function zoneScoreFromCounts(involved: number, area: number): number {
   if (q < area) return 1;
   if (q < 2 * area) return 2;
   return 3;
+}
+
+/** A level on a fitted scale: 0 unless `involved` is more than minInvolvedPct of `area`, then 1 + cuts reached. */
+function levelFromCounts(involved: number, area: number, levels: ScaleLevels): number {
+  if (area <= 0 || involved <= 0) return 0;
+  const share = (100 * involved) / area;
+  if (!(share > levels.minInvolvedPct)) return 0;
+  let k = 1;
+  for (const c of levels.cutsPct) if (share >= c) k++;
+  return k;
+}
+
+/** Geographic extent of one lung (0-4) under the config's scale (fitted levels, else the fixed quartiles). */
+export function extentLevel(involved: number, area: number, cfg: SeverityConfig): number {
+  const lv = cfg.geographicExtent.levels;
+  return lv ? levelFromCounts(involved, area, lv) : extentScoreFromCounts(involved, area);
+}
+
+/** Six-zone score of one zone (0-3) under the config's scale (fitted levels, else the fixed thirds). */
+export function zoneLevel(involved: number, area: number, cfg: SeverityConfig): number {
+  const lv = cfg.zones.levels;
+  return lv ? levelFromCounts(involved, area, lv) : zoneScoreFromCounts(involved, area);
 }

@@ -83,6 +83,8 @@ export interface ModelManifest {
     activation: 'sigmoid';
   };
   thresholds: { lung_right: number; lung_left: number; opacity: number };
+  /** Guard manifest file name, relative to this manifest (e.g. "cxr-guard.json"); loaded with the model. */
+  guard?: string;
   /** Free-form provenance: data sets, counts, licences, split file, commit, metrics. */
   training: Record<string, unknown>;
 }
@@ -120,9 +122,44 @@ export interface OpacityScore {
   severityVersion: string;
 }
 
+/** Guard manifest: models/cxr-guard.json, written by models/training/guard.py. */
+export interface GuardManifest {
+  name: string;
+  version: string;
+  file: string;
+  sha256: string;
+  /** The same input tensor as the segmentation model (same size and normalisation). */
+  input: ModelManifest['input'] & { note?: string };
+  output: { name: string; classes: ['frontal_cxr', 'frontal_cxr_mirrored', 'not_frontal_cxr']; activation: 'softmax' };
+  /** Refuse when P(not_frontal_cxr) reaches this. */
+  thresholds: { not_frontal_cxr: number };
+  training: Record<string, unknown>;
+}
+
+/** A loaded guard (layers/onnx): input [n,1,S,S] like the segmentation model; returns [n,3] class probabilities. */
+export interface GuardModel {
+  readonly manifest: GuardManifest;
+  run(input: Float32Array, n: number): Promise<Float32Array>;
+}
+
+/** Something about a usable result that a reader should check (it was still measured). */
+export interface QualityWarning {
+  code: 'ASYMMETRIC_LUNGS' | 'LUNGS_CUT_OFF' | 'POSSIBLY_MIRRORED' | 'ATYPICAL_IMAGE';
+  message: string;
+}
+
+/** What the refusal checks saw on an image they let through (src/core/guard.ts). */
+export interface QualityReport {
+  /** The guard's class probabilities, when the model has a guard. */
+  guard?: { frontal: number; mirrored: number; notChest: number };
+  warnings: QualityWarning[];
+}
+
 /** A loaded segmentation model (implemented over onnxruntime-node in layers/onnx). */
 export interface SegmentationModel {
   readonly manifest: ModelManifest;
+  /** The non-chest guard shipped with the model (models/cxr-guard.json), when the manifest names one. */
+  readonly guard?: GuardModel;
   /** Input [n,1,S,S] normalised; returns probabilities [n,3,S,S]. */
   run(input: Float32Array, n: number): Promise<Float32Array>;
   release(): Promise<void>;

@@ -10,6 +10,8 @@ import {
 } from '../core';
 import { imageIdFor, outputKeysFor, type ProcessingPath, type SourceRef, type StageMessage } from './messages';
 import type { MessageSink, ObjectStore, StageLogger } from './ports';
+import { InputError } from '../core/errors';
+import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
 
 export interface SegmentStageDeps {
   objects: ObjectStore;
@@ -18,6 +20,8 @@ export interface SegmentStageDeps {
   /** HMAC key for patient/study pseudonyms. */
   pseudonymKey: string;
   resultsBucket: string;
+  /** Largest input read, in bytes (src/limits.ts; default DEFAULT_MAX_INPUT_BYTES); larger ones fail TOO_LARGE unread. */
+  maxInputBytes?: number;
   log: StageLogger;
   path: ProcessingPath;
   now?: () => Date;
@@ -38,8 +42,11 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   const { objects, sink, model, log } = deps;
   const receivedAt = (deps.now?.() ?? new Date()).toISOString();
   const t0 = process.hrtime.bigint();
-  const obj = await objects.get(src.bucket, src.key);
-  const source: SourceRef = { ...src, etag: src.etag ?? obj.etag, size: obj.body.length };
+  // The size cap is checked on the object's metadata, before a byte of it is read.
+  const info = await objects.head(src.bucket, src.key);
+  const limit = deps.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES;
+  const obj = info.size > limit ? undefined : await objects.get(src.bucket, src.key);
+  const source: SourceRef = { ...src, etag: src.etag ?? obj?.etag ?? info.etag, size: obj?.body.length ?? info.size };
   const imageId = imageIdFor(source);
   const timingsMs: Record<string, number> = { fetch: since(t0) };
   const base = { version: 1 as const, imageId, source, receivedAt, path: deps.path, timingsMs };
@@ -47,11 +54,12 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   let decoded: DecodedImage | undefined;
   try {
     let t = process.hrtime.bigint();
+    if (!obj) throw new InputError('TOO_LARGE', tooLargeReason(info.size, limit));
     const img: DecodedImage = await decodeImage(obj.body);
     decoded = img;
     timingsMs.decode = since(t);
-    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId ?? ids.patientId ?? obj.metadata[PATIENT_METADATA]);
-    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid ?? ids.studyInstanceUid ?? obj.metadata[STUDY_METADATA]);
+    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId ?? ids.patientId ?? obj?.metadata[PATIENT_METADATA]);
+    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid ?? ids.studyInstanceUid ?? obj?.metadata[STUDY_METADATA]);
     const { masks, timings } = await segmentImage(img, model);
     timingsMs.preprocess = round(timings.preprocessMs);
     timingsMs.inference = round(timings.inferenceMs);

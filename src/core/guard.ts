@@ -1,0 +1,127 @@
+/**
+ * Is this a frontal chest X-ray we can measure? Two independent checks, both plain functions:
+ *
+ * 1. The learned guard (models/cxr-guard.onnx, trained by models/training/guard.py) reads the same input tensor
+ *    as the segmentation model and gives three class probabilities: frontal chest X-ray, the same mirrored
+ *    left-right, and not a frontal chest X-ray (photographs, documents, noise, other views, rotated or inverted
+ *    films). `judgeGuard` turns them into a refusal or a warning.
+ * 2. Mask plausibility (`assessMasks`): what the segmentation found must look like two lungs, each of plausible
+ *    size and on its own side of the image. Its limits were set on the frontal films of ../shared/data (see
+ *    models/MODEL_CARD.md, "Refusals"): at most 1% of real films may be refused.
+ *
+ * Refusals are InputErrors with code NOT_A_CHEST_XRAY (the result is FAILED with a reason the user can act on);
+ * an image that passes but looks unusual carries `quality.warnings`, which travel to the result item.
+ */
+import { InputError } from './errors';
+import type { GuardManifest, Mask, QualityReport, QualityWarning, SegmentationMasks } from './types';
+
+/** Class order of the guard's output (models/cxr-guard.json `output.classes`). */
+export const GUARD_CLASSES = ['frontal_cxr', 'frontal_cxr_mirrored', 'not_frontal_cxr'] as const;
+
+/**
+ * Plausibility limits, as shares of the image area and of the image width. Chosen on the 3,300 frontal films of
+ * ../shared/data with model v2 (MODEL_CARD.md, "Refusals"): the refusal limits sit below the smallest value seen
+ * on any real film (with a margin), the warning limits at about the 1st/99th percentiles.
+ */
+export const PLAUSIBILITY = {
+  /** Refuse: a lung smaller than this share of the image (one lung missing: not a frontal chest film). */
+  minLungShare: 0.01,
+  /** Refuse: both lungs together smaller than this share of the image. */
+  minBothLungsShare: 0.04,
+  /** Refuse: both lungs together larger than this share (the "lungs" fill the picture: not a chest film). */
+  maxBothLungsShare: 0.85,
+  /** Warn: smaller lung / larger lung below this ratio. */
+  warnSideRatio: 0.35,
+  /** Warn: guard's not-a-chest probability at or above this (but below the refusal threshold). */
+  warnNotChest: 0.2,
+  /** Warn: lung pixels on the image's outermost rows/columns above this share of its perimeter (cut off). */
+  warnBorderShare: 0.02,
+} as const;
+
+export interface GuardVerdict {
+  /** Class probabilities, in GUARD_CLASSES order. */
+  probabilities: { frontal: number; mirrored: number; notChest: number };
+}
+
+/**
+ * Reads one image's guard output ([3] probabilities) and refuses when it is not a frontal chest X-ray.
+ * @throws InputError NOT_A_CHEST_XRAY
+ */
+export function judgeGuard(probs: Float32Array | number[], manifest: GuardManifest): GuardVerdict {
+  if (probs.length !== 3) throw new Error(`guard output must hold 3 probabilities, got ${probs.length}`);
+  const [frontal, mirrored, notChest] = Array.from(probs);
+  const verdict = { probabilities: { frontal: round3(frontal), mirrored: round3(mirrored), notChest: round3(notChest) } };
+  if (notChest >= manifest.thresholds.not_frontal_cxr) {
+    throw new InputError(
+      'NOT_A_CHEST_XRAY',
+      `This image does not look like a frontal chest X-ray (${Math.round(notChest * 100)}% sure it is not one): ` +
+        'photographs, documents, other body parts, lateral views and rotated or inverted films are not analysed. ' +
+        'Upload a frontal (PA or AP) chest radiograph, upright and as acquired; nothing was measured.',
+    );
+  }
+  return verdict;
+}
+
+interface LungStats { area: number; cx: number; border: number }
+
+function lungStats(m: Mask): LungStats {
+  const { width: w, height: h, data } = m;
+  let area = 0, sx = 0, border = 0;
+  for (let y = 0, i = 0; y < h; y++) {
+    const edgeRow = y === 0 || y === h - 1;
+    for (let x = 0; x < w; x++, i++) {
+      if (data[i] === 0) continue;
+      area++;
+      sx += x;
+      if (edgeRow || x === 0 || x === w - 1) border++;
+    }
+  }
+  return { area, cx: area ? sx / area / w : 0.5, border };
+}
+
+/**
+ * Checks that the lung masks look like two lungs of a frontal chest film. Throws NOT_A_CHEST_XRAY when they
+ * cannot be; returns the warnings for results that are usable but unusual.
+ */
+export function assessMasks(masks: SegmentationMasks, guard?: GuardVerdict): QualityReport {
+  const { width, height } = masks.lungRight;
+  const n = width * height;
+  const r = lungStats(masks.lungRight);
+  const l = lungStats(masks.lungLeft);
+  const both = (r.area + l.area) / n;
+  const refuse = (why: string): never => {
+    throw new InputError(
+      'NOT_A_CHEST_XRAY',
+      `No measurable pair of lungs was found (${why}); only frontal (PA or AP) chest X-rays can be analysed. ` +
+        'Check that the image is a frontal chest radiograph, upright, not cropped; nothing was measured.',
+    );
+  };
+  if (both < PLAUSIBILITY.minBothLungsShare) refuse(`the lung fields cover ${pct(both)} of the image`);
+  if (r.area / n < PLAUSIBILITY.minLungShare) refuse(`the patient's right lung covers ${pct(r.area / n)} of the image`);
+  if (l.area / n < PLAUSIBILITY.minLungShare) refuse(`the patient's left lung covers ${pct(l.area / n)} of the image`);
+  if (both > PLAUSIBILITY.maxBothLungsShare) refuse(`the "lungs" fill ${pct(both)} of the image`);
+  // The patient's right lung is on the image's left in a frontal film as acquired.
+  if (!(r.cx < l.cx)) refuse("the patient's right lung is not on the image's left");
+
+  const warnings: QualityWarning[] = [];
+  const ratio = Math.min(r.area, l.area) / Math.max(r.area, l.area);
+  if (ratio < PLAUSIBILITY.warnSideRatio) {
+    warnings.push({ code: 'ASYMMETRIC_LUNGS', message: `one lung field is ${Math.round(ratio * 100)}% the size of the other: check the masks before relying on per-lung numbers` });
+  }
+  if (r.border + l.border > PLAUSIBILITY.warnBorderShare * 2 * (width + height)) {
+    warnings.push({ code: 'LUNGS_CUT_OFF', message: 'the lung fields reach the edge of the image: part of a lung may be outside the film, so areas may be underestimated' });
+  }
+  if (guard) {
+    const p = guard.probabilities;
+    if (p.mirrored > p.frontal) {
+      warnings.push({ code: 'POSSIBLY_MIRRORED', message: `the film looks mirrored left-right (heart on the image's left, ${Math.round(p.mirrored * 100)}% sure): the patient's right and left may be swapped; check the film's orientation marker` });
+    }
+    if (p.notChest >= PLAUSIBILITY.warnNotChest) {
+      warnings.push({ code: 'ATYPICAL_IMAGE', message: `the image is unlike the chest films the model was trained on (${Math.round(p.notChest * 100)}% not a chest film): check the result` });
+    }
+  }
+  return { guard: guard?.probabilities, warnings };
+}
+
+const round3 = (v: number): number => Math.round(v * 1000) / 1000;
+const pct = (s: number): string => `${(s * 100).toFixed(1)}%`;
