@@ -7,8 +7,7 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { S3Schema } from '@aws-lambda-powertools/parser/schemas/s3';
 import { z } from 'zod';
-import type { RawIdentifiers } from '../src/core/types';
-import type { SourceRef } from '../src/pipeline/messages';
+import type { PseudonymousIds, SourceRef } from '../src/pipeline/messages';
 import type { StageLogger } from '../src/pipeline/ports';
 
 export interface Observability {
@@ -45,8 +44,8 @@ export function objectsInS3Notification(body: string): NotifiedObject[] {
   const parsed: unknown = JSON.parse(body);
   if (typeof parsed === 'object' && parsed !== null && (parsed as { Event?: string }).Event === 's3:TestEvent') return [];
   const event = S3Schema.parse(parsed);
-  // The batch router adds identifiers from its manifest to the records it sends (S3 itself never does);
-  // S3Schema drops unknown fields, so they are read from the raw records.
+  // The batch router adds the pseudonyms of its manifest's identifiers to the records it sends (S3 itself
+  // never does); S3Schema drops unknown fields, so they are read from the raw records.
   const raw = (parsed as { Records: { cxrOpacity?: unknown }[] }).Records;
   return event.Records.flatMap((r, i) => {
     if (!r.eventName.startsWith('ObjectCreated')) return [];
@@ -58,9 +57,13 @@ export function objectsInS3Notification(body: string): NotifiedObject[] {
   });
 }
 
-const batchIdentifiers = z.object({ patientId: z.string().max(256).optional(), studyInstanceUid: z.string().max(256).optional() });
+/** Pseudonyms only: a record that carries anything else (a raw id from an older router) is read without ids. */
+const batchIdentifiers = z.object({
+  patientKey: z.string().regex(/^pt_[A-Za-z0-9_-]{22}$/).optional(),
+  studyKey: z.string().regex(/^st_[A-Za-z0-9_-]{22}$/).optional(),
+}).strict();
 
 export interface NotifiedObject {
   source: SourceRef;
-  ids: RawIdentifiers;
+  ids: PseudonymousIds;
 }

@@ -24,7 +24,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import { z } from 'zod';
 import { DynamoResults, RESULTS_TABLE_KEYS } from '../../src/aws/results-table';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
-import { imageIdFor, type ResultItem } from '../../src/pipeline/messages';
+import { imageIdFor, type ResultItem, type StoredSource } from '../../src/pipeline/messages';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
 export const UPLOAD_URL_TTL_S = 15 * 60;
@@ -62,6 +62,11 @@ export interface ApiDeps {
   /** The model for /v1/analyze, or a loader called on first use (the other routes never load it). */
   model?: SegmentationModel | (() => Promise<SegmentationModel>);
   severity: SeverityConfig;
+  /**
+   * KEEP_SOURCE_KEYS (CDK context keepSourceKeys): upload keys keep the client's file name and results
+   * show it. Only for data already de-identified; by default neither the key nor any result holds it.
+   */
+  keepSourceKeys?: boolean;
   logger?: ApiLogger;
   now?: () => Date;
 }
@@ -109,6 +114,18 @@ export function sanitiseFileName(fileName: string): string {
   return clean.length > 0 ? clean : 'image';
 }
 
+/**
+ * The key of an upload. By default `uploads/<uploadId>/image<.ext>`: the client's file name (often a
+ * patient's name or MRN) is not stored anywhere, only its extension when it is an image's; the client
+ * keeps the uploadId -> file mapping. With keepSourceKeys, `uploads/<uploadId>/<sanitised file name>`.
+ */
+export function uploadKeyFor(uploadId: string, fileName: string, keepSourceKeys = false): string {
+  const name = sanitiseFileName(fileName);
+  if (keepSourceKeys) return `${UPLOAD_PREFIX}${uploadId}/${name}`;
+  const ext = /\.(dcm|dicom|png|jpe?g)$/i.exec(name)?.[0].toLowerCase() ?? '';
+  return `${UPLOAD_PREFIX}${uploadId}/image${ext}`;
+}
+
 // ---- pagination tokens: the LastEvaluatedKey of the byPatient query, base64url JSON ----
 
 const PageKey = z.object({ imageId: z.string(), patientKey: z.string(), sortKey: z.string() }).strict();
@@ -125,7 +142,8 @@ function decodeToken(token: string, patientKey: string): z.infer<typeof PageKey>
 
 /** What the API shows of a result item: everything but the storage internals, plus short-lived URLs. */
 export interface ImageView extends Omit<ResultItem, 'keys' | 'sortKey' | 'source'> {
-  source: { key: string; size?: number };
+  /** The key's pseudonym (and the key itself only where the deployment keeps file names). */
+  source: Pick<StoredSource, 'keyPseudonym' | 'key' | 'size'>;
   urls?: { overlay: string; lung: string; lungRight: string; lungLeft: string; opacity: string; result: string; expiresAt: string };
 }
 
@@ -148,7 +166,10 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   async function view(item: ResultItem): Promise<ImageView> {
     const { keys, sortKey: _sortKey, source, ...rest } = item;
     void _sortKey;
-    const out: ImageView = { ...rest, source: { key: source.key, size: source.size } };
+    const out: ImageView = {
+      ...rest,
+      source: { keyPseudonym: source.keyPseudonym, ...(source.key !== undefined ? { key: source.key } : {}), size: source.size },
+    };
     if (item.status === 'SCORED' && keys) {
       const [overlay, lung, lungRight, lungLeft, opacity, result] = await Promise.all(
         [keys.overlay, keys.lung, keys.lungRight, keys.lungLeft, keys.opacity, keys.result].map(presignGet),
@@ -190,7 +211,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   app.post('/v1/uploads', async ({ valid }) => {
     const body = valid.req.body;
     const uploadId = randomUUID();
-    const key = `${UPLOAD_PREFIX}${uploadId}/${sanitiseFileName(body.fileName)}`;
+    const key = uploadKeyFor(uploadId, body.fileName, deps.keepSourceKeys);
     const metadata: Record<string, string> = {};
     if (body.patientId) metadata[PATIENT_METADATA] = body.patientId;
     if (body.studyId) metadata[STUDY_METADATA] = body.studyId;
@@ -274,8 +295,9 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       throw new ApiError(422, outcome.code, outcome.reason);
     }
     const { item } = outcome;
-    const { keys: _k, sortKey: _s, source: _src, patientKey: _p, studyKey: _st, ...result } = item;
-    void _k; void _s; void _src; void _p; void _st;
+    // The study day is shifted under a one-off key here, so it means nothing: left out with the rest.
+    const { keys: _k, sortKey: _s, source: _src, patientKey: _p, studyKey: _st, studyDate: _d, ...result } = item;
+    void _k; void _s; void _src; void _p; void _st; void _d;
     log.info('analyze done', { grade: item.grade, timingsMs: item.timingsMs });
     return json(200, { result, overlayPng: Buffer.from(outcome.overlayPng).toString('base64') });
   });

@@ -12,6 +12,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import severityJson from '../../models/severity.json';
 import { validateSeverityConfig } from '../../src/core/severity';
 import { observability } from '../common';
+import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
 import { createApiHandler } from './app';
 import { env } from '../env';
 
@@ -24,6 +25,7 @@ const api = createApiHandler({
   uploadsBucket: env('UPLOADS_BUCKET'),
   resultsBucket: env('RESULTS_BUCKET'),
   resultsTable: env('RESULTS_TABLE'),
+  keepSourceKeys: keepSourceKeysFromEnv(process.env),
   // onnxruntime-node is required on the first analyze request only.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   model: manifest ? () => (require('../../layers/onnx/session') as typeof import('../../layers/onnx/session')).loadModel(manifest) : undefined,

@@ -13,7 +13,7 @@
 import type { SNSEvent } from 'aws-lambda';
 import { z } from 'zod';
 import { parseStageMessage } from '../../src/pipeline/message-schema';
-import { imageIdFor, type FailedMessage, type StageMessage } from '../../src/pipeline/messages';
+import { imageIdFor, safeText, type FailedMessage, type StageMessage } from '../../src/pipeline/messages';
 import type { MessageSink, ObjectStore, StageLogger } from '../../src/pipeline/ports';
 import { asyncRequestSchema } from '../sagemaker/server';
 
@@ -47,19 +47,24 @@ export function parseS3Uri(uri: string): { bucket: string; key: string } {
 }
 
 const MAX_REASON = 1000;
-const clip = (s: string) => (s.length > MAX_REASON ? `${s.slice(0, MAX_REASON - 1)}…` : s);
+const clip = (s: string) => safeText(s, MAX_REASON);
 
 async function readText(objects: ObjectStore, uri: string): Promise<string> {
   const { bucket, key } = parseS3Uri(uri);
   return Buffer.from((await objects.get(bucket, key)).body).toString('utf8');
 }
 
-/** The FAILED message for a request that produced no usable StageMessage. */
+/**
+ * The FAILED message for a request that produced no usable StageMessage. It keeps what the router put
+ * in the request for results: the source as stored (key pseudonym) and the patient/study pseudonyms;
+ * the raw key is only used for the imageId.
+ */
 async function failedFor(n: AsyncNotification, reason: string, deps: BatchResultDeps): Promise<FailedMessage> {
   const req = asyncRequestSchema.parse(JSON.parse(await readText(deps.objects, n.requestParameters.inputLocation)));
-  const source = { bucket: req.source.bucket, key: req.source.key, etag: req.source.etag };
+  if (!req.stored) throw new Error('the request object has no stored source (written by an older router?)');
   return {
-    version: 1, status: 'FAILED', imageId: imageIdFor(source), source,
+    version: 1, status: 'FAILED', imageId: imageIdFor(req.source), source: req.stored,
+    ...(req.patientKey ? { patientKey: req.patientKey } : {}), ...(req.studyKey ? { studyKey: req.studyKey } : {}),
     receivedAt: (deps.now?.() ?? new Date()).toISOString(), path: 'sagemaker', timingsMs: {},
     error: { code: 'INTERNAL', reason: clip(reason) },
   };

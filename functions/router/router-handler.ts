@@ -7,6 +7,9 @@
  *  - sagemaker: one small JSON request object per image under `batches/requests/<batchId>/` and an
  *    InvokeEndpointAsync naming it as the InputLocation; the endpoint's SNS notifications reach the
  *    batch-result function, which forwards the outcome to the score queue.
+ * The manifest's patient and study ids are pseudonymised here, before anything is stored or sent: the
+ * request objects and queue messages carry only `pt_`/`st_` pseudonyms (the same ones the segment stage
+ * makes from DICOM tags or upload metadata), which the segment stage takes as given.
  * A status object `batches/status/<batchId>.json` records the route, the reason and every image's
  * state. The same manifest delivered again (same ETag) submits nothing twice: images already
  * submitted are skipped, so a retry after a partial failure only sends the rest.
@@ -16,11 +19,13 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } 
 import { InvokeEndpointAsyncCommand, type SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { GetQueueAttributesCommand, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSEvent } from 'aws-lambda';
-import { imageIdFor, type SourceRef } from '../../src/pipeline/messages';
+import { pseudonymise } from '../../src/core/pseudonym';
+import { imageIdFor, storedSource, type PseudonymousIds, type SourceRef } from '../../src/pipeline/messages';
 import type { StageLogger } from '../../src/pipeline/ports';
 import { decodeS3Key, encodeS3Key, objectsInS3Notification, stageLogger, type Observability } from '../common';
 import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './manifest';
 import { chooseRoute, type Route, type RouteConfig } from './route';
+import type { AsyncRequest } from '../sagemaker/server';
 
 export interface RouterConfig extends RouteConfig {
   ingestQueueUrl: string;
@@ -45,6 +50,10 @@ export interface RouterDeps {
   sqs: SQSClient;
   sagemaker: SageMakerRuntimeClient;
   config: RouterConfig;
+  /** HMAC key of the pseudonyms (the segment stage's): manifest ids are hashed before anything is stored. */
+  pseudonymKey: string;
+  /** KEEP_SOURCE_KEYS: the request objects' stored source keeps the key (see src/pipeline/messages.ts storedSource). */
+  keepSourceKeys?: boolean;
   now?: () => Date;
 }
 
@@ -82,7 +91,7 @@ export const batchIdFor = (m: { bucket: string; key: string; etag?: string }) =>
 export { encodeS3Key };
 
 /** An S3 ObjectCreated notification for one object, as S3 sends it (and as the segment function parses it). */
-export function s3Notification(src: SourceRef, region: string, time: string, ids: { patientId?: string; studyId?: string } = {}): string {
+export function s3Notification(src: SourceRef, region: string, time: string, ids: PseudonymousIds = {}): string {
   return JSON.stringify({
     Records: [{
       eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: region, eventTime: time, eventName: 'ObjectCreated:Put',
@@ -94,8 +103,8 @@ export function s3Notification(src: SourceRef, region: string, time: string, ids
         bucket: { name: src.bucket, ownerIdentity: { principalId: 'cxr-opacity' }, arn: `arn:aws:s3:::${src.bucket}` },
         object: { key: encodeS3Key(src.key), size: src.size, eTag: src.etag },
       },
-      // Our extension: the manifest's identifiers, which the segment function pseudonymises.
-      ...(ids.patientId || ids.studyId ? { cxrOpacity: { patientId: ids.patientId, studyInstanceUid: ids.studyId } } : {}),
+      // Our extension: the pseudonyms of the manifest's identifiers, which the segment function takes as given.
+      ...(ids.patientKey || ids.studyKey ? { cxrOpacity: { patientKey: ids.patientKey, studyKey: ids.studyKey } } : {}),
     }],
   });
 }
@@ -138,7 +147,7 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
   } catch (e) {
     // Replaced or deleted since the event: the newer version has an event of its own.
     if (errName(e) === 'PreconditionFailed' || statusCode(e) === 412 || isNotFound(e)) {
-      log.warn('batch manifest changed or vanished before it was read', { key: manifest.key });
+      log.warn('batch manifest changed or vanished before it was read', {});
       return { batchId: '', skipped: `${manifest.key} changed or was deleted after the event` };
     }
     throw e;
@@ -169,7 +178,8 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
     return status;
   };
   const reject = async (reason: string) => {
-    log.warn('batch manifest rejected', { batchId, reason });
+    // The reason (in the status object, for the submitter) can quote keys and manifest text: not logged.
+    log.warn('batch manifest rejected', { batchId });
     return { batchId, status: await writeStatus({ state: 'REJECTED', reason, counts: { listed: 0, submitted: 0, rejected: 0, failed: 0 }, images: [] }) };
   };
 
@@ -221,11 +231,15 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
     decision = chooseRoute({ batchSize: accepted, backlog }, { ...cfg, endpointConfigured: cfg.endpointConfigured && Boolean(cfg.endpointName) });
   }
 
+  const idsOf = (img: BatchImage): PseudonymousIds => ({
+    patientKey: pseudonymise(deps.pseudonymKey, 'patient', img.patientId),
+    studyKey: pseudonymise(deps.pseudonymKey, 'study', img.studyId),
+  });
   const results = new Map<string, BatchImageStatus>();
   if (decision.route === 'lambda') {
     const region = await sqs.config.region();
     for (let i = 0; i < todo.length; i += 10) {
-      const chunk = todo.slice(i, i + 10).map((c, j) => ({ id: String(j), src: c.src!, ids: { patientId: c.img.patientId, studyId: c.img.studyId } }));
+      const chunk = todo.slice(i, i + 10).map((c, j) => ({ id: String(j), src: c.src!, ids: idsOf(c.img) }));
       let pending = chunk;
       for (let attempt = 0; attempt < 3 && pending.length > 0; attempt++) {
         const res = await sqs.send(new SendMessageBatchCommand({
@@ -250,7 +264,11 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
       const imageId = imageIdFor(src);
       try {
         const reqKey = requestKeyFor(batchId, imageId);
-        const request = { source: { bucket: src.bucket, key: src.key, etag: src.etag }, patientId: c.img.patientId, studyId: c.img.studyId, batchId };
+        // The key is what the endpoint reads; `stored` is what a FAILED result may keep of it (batch-result).
+        const request: AsyncRequest = {
+          source: { bucket: src.bucket, key: src.key, etag: src.etag }, ...idsOf(c.img),
+          stored: storedSource(deps.pseudonymKey, src, deps.keepSourceKeys), batchId,
+        };
         await s3.send(new PutObjectCommand({ Bucket: cfg.workBucket, Key: reqKey, Body: JSON.stringify(request), ContentType: 'application/json' }));
         const res = await sagemaker.send(new InvokeEndpointAsyncCommand({
           EndpointName: cfg.endpointName, InputLocation: `s3://${cfg.workBucket}/${reqKey}`,

@@ -8,6 +8,7 @@ import { loadModel } from '../../layers/onnx/session';
 import { S3Objects } from '../../src/aws/s3-objects';
 import { SqsSink } from '../../src/aws/sqs-sink';
 import { maxInputBytes } from '../../src/limits';
+import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
 import { observability } from '../common';
 import { createSegmentHandler } from './segment-handler';
 import { env } from '../env';
@@ -26,6 +27,7 @@ export const handler = createSegmentHandler(async () => {
     model: await loadModel(env('MODEL_MANIFEST')),
     pseudonymKey,
     maxInputBytes: maxInputBytes(),
+    keepSourceKeys: keepSourceKeysFromEnv(process.env),
     resultsBucket: env('RESULTS_BUCKET'),
     path: 'lambda',
     idempotencyStore: new DynamoDBPersistenceLayer({ tableName: env('IDEMPOTENCY_TABLE'), awsSdkV3Client: ddb }),

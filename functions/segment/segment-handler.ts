@@ -10,8 +10,7 @@ import type { BasePersistenceLayer } from '@aws-lambda-powertools/idempotency/pe
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
-import type { RawIdentifiers } from '../../src/core/types';
-import type { SourceRef } from '../../src/pipeline/messages';
+import type { PseudonymousIds, SourceRef } from '../../src/pipeline/messages';
 import { objectsInS3Notification, stageLogger, type Observability } from '../common';
 
 export interface SegmentHandlerDeps extends Omit<SegmentStageDeps, 'log'> {
@@ -21,14 +20,14 @@ export interface SegmentHandlerDeps extends Omit<SegmentStageDeps, 'log'> {
 export function createSegmentHandler(getDeps: () => Promise<SegmentHandlerDeps>, obs: Observability) {
   const { logger, metrics } = obs;
   const config = new IdempotencyConfig({ expiresAfterSeconds: 7 * 24 * 3600 });
-  let processObject: ((src: SourceRef, ids: RawIdentifiers) => Promise<unknown>) | undefined;
+  let processObject: ((src: SourceRef, ids: PseudonymousIds) => Promise<unknown>) | undefined;
 
   const init = async () => {
     if (processObject) return processObject;
     const deps = await getDeps();
     const stageDeps: SegmentStageDeps = { ...deps, log: stageLogger(logger) };
     processObject = makeIdempotent(
-      async (src: SourceRef, ids: RawIdentifiers) => {
+      async (src: SourceRef, ids: PseudonymousIds) => {
         const msg = await runSegmentStage(src, stageDeps, ids);
         metrics.addMetric(msg.status === 'SEGMENTED' ? 'ImagesSegmented' : 'ImagesRejected', MetricUnit.Count, 1);
         if (msg.status === 'SEGMENTED') metrics.addMetric('InferenceTime', MetricUnit.Milliseconds, msg.timingsMs.inference ?? 0);

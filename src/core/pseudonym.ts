@@ -1,16 +1,24 @@
 /**
- * Keyed pseudonyms for patient and study identifiers: HMAC-SHA256 under a secret key, so the same
- * patient always gets the same key (an analyst can follow a patient over time) but the identifier
- * cannot be recovered or brute-forced without the key. The raw identifier is never stored or logged.
+ * Keyed pseudonyms for patient and study identifiers and for upload keys (file names): HMAC-SHA256
+ * under a secret key, so the same patient always gets the same key (an analyst can follow a patient
+ * over time) but the identifier cannot be recovered or brute-forced without the key. The raw
+ * identifier is never stored or logged.
  */
 import { createHmac } from 'node:crypto';
 
-export type PseudonymKind = 'patient' | 'study';
+export type PseudonymKind = 'patient' | 'study' | 'source';
+
+const PREFIX: Record<PseudonymKind, string> = { patient: 'pt', study: 'st', source: 'src' };
 
 export function pseudonymise(secret: string, kind: PseudonymKind, id: string | undefined): string | undefined {
   const clean = id?.trim();
   if (!clean) return undefined;
   if (secret.length < 16) throw new Error('pseudonym key must be at least 16 characters');
   const mac = createHmac('sha256', secret).update(`${kind}\u0000${clean}`).digest('base64url');
-  return `${kind === 'patient' ? 'pt' : 'st'}_${mac.slice(0, 22)}`;
+  return `${PREFIX[kind]}_${mac.slice(0, 22)}`;
+}
+
+/** Whether `value` has the form of a pseudonym of this kind (what a message may carry in place of an id). */
+export function isPseudonym(kind: PseudonymKind, value: string): boolean {
+  return new RegExp(`^${PREFIX[kind]}_[A-Za-z0-9_-]{22}$`).test(value);
 }

@@ -5,14 +5,18 @@
 import { z } from 'zod';
 import type { StageMessage } from './messages';
 
-const source = z.object({ bucket: z.string().min(1), key: z.string().min(1), etag: z.string().optional(), size: z.number().optional() });
+// Only pseudonyms and the shifted study day: a message carrying a raw identifier or a real date-time is refused.
+const source = z.object({
+  bucket: z.string().min(1), keyPseudonym: z.string().regex(/^src_[A-Za-z0-9_-]{22}$/), key: z.string().min(1).optional(),
+  etag: z.string().optional(), size: z.number().optional(),
+});
 const base = {
   version: z.literal(1),
   imageId: z.string().regex(/^[0-9a-f]{32}$/),
   source,
-  patientKey: z.string().optional(),
-  studyKey: z.string().optional(),
-  acquiredAt: z.string().optional(),
+  patientKey: z.string().regex(/^pt_[A-Za-z0-9_-]{22}$/).optional(),
+  studyKey: z.string().regex(/^st_[A-Za-z0-9_-]{22}$/).optional(),
+  studyDate: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional(),
   receivedAt: z.string(),
   path: z.enum(['lambda', 'sagemaker', 'local']),
   timingsMs: z.record(z.string(), z.number()),

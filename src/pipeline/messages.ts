@@ -1,16 +1,83 @@
 /**
  * What flows between the stages (segment -> score) and what ends up in the results table.
- * Contains no raw identifiers: patient and study appear only as keyed pseudonyms.
+ * Contains no raw identifiers: patient and study appear only as keyed pseudonyms, the upload's key
+ * (which often is a file name such as `DOE^JOHN_MRN-998877.dcm`) as a keyed pseudonym too, and the
+ * study date only as the patient's shifted day (src/core/date-shift.ts).
  */
 import { createHash } from 'node:crypto';
 import type { ImageMeta, InputErrorCode, OpacityScore } from '../core';
+// Not from '../core': its index loads the imaging natives, which the API and router functions do not ship.
+import { pseudonymise } from '../core/pseudonym';
 
-/** Where an image came from. `etag` tells two uploads under the same key apart. */
+/** Where an image came from (to read it). `etag` tells two uploads under the same key apart. */
 export interface SourceRef {
   bucket: string;
   key: string;
   etag?: string;
   size?: number;
+}
+
+/**
+ * What results keep of where an image came from: the key only as its keyed pseudonym (`src_...`),
+ * which whoever uploaded the file can match against their own mapping (npm start writes one; API
+ * clients keep their uploadId). `key` itself is kept only when the deployer set keepSourceKeys
+ * (KEEP_SOURCE_KEYS=true), for data that is already de-identified.
+ */
+export interface StoredSource {
+  bucket: string;
+  keyPseudonym: string;
+  key?: string;
+  etag?: string;
+  size?: number;
+}
+
+/** The StoredSource of an upload; the one place that decides whether the key itself is kept. */
+export function storedSource(secret: string, src: SourceRef, keepSourceKeys = false): StoredSource {
+  return {
+    bucket: src.bucket,
+    keyPseudonym: pseudonymise(secret, 'source', src.key)!,
+    ...(keepSourceKeys ? { key: src.key } : {}),
+    ...(src.etag !== undefined ? { etag: src.etag } : {}),
+    ...(src.size !== undefined ? { size: src.size } : {}),
+  };
+}
+
+/**
+ * Patient and study of a request, already pseudonymised by whoever received them (the batch router
+ * pseudonymises a manifest's ids before it stores or sends anything). The segment stage takes them as
+ * given, never re-hashed; a value that is not a pseudonym of its kind is ignored.
+ */
+export interface PseudonymousIds {
+  patientKey?: string;
+  studyKey?: string;
+}
+
+/** The deployer setting that keeps file names (KEEP_SOURCE_KEYS, CDK context keepSourceKeys): only "true" turns it on. */
+export const keepSourceKeysFromEnv = (env: Record<string, string | undefined>): boolean => env.KEEP_SOURCE_KEYS === 'true';
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/** Text from an input, made safe to store and log: control characters (CR, LF, ESC...) removed, length-limited. */
+export function safeText(text: string, max = 300): string {
+  const clean = text.replace(CONTROL, ' ').replace(/ {2,}/g, ' ').trim();
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
+}
+
+/**
+ * The meta that is stored: everything the decoder reports except the acquisition date-time (stored
+ * only as the shifted study day), with every text value stripped of control characters and cut to 64
+ * characters. The decoder allow-lists tag values at the source; this is the schema-level guard.
+ */
+export function storedMeta(meta: ImageMeta): ImageMeta {
+  const clean = (v: unknown): unknown => {
+    if (typeof v === 'string') return safeText(v, 64);
+    if (Array.isArray(v)) return v.map(clean);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, clean(x)]));
+    return v;
+  };
+  const { acquiredAt: _drop, ...rest } = meta;
+  void _drop;
+  return clean(rest) as ImageMeta;
 }
 
 export type ProcessingPath = 'lambda' | 'sagemaker' | 'local';
@@ -27,10 +94,11 @@ export interface OutputKeys {
 interface StageMessageBase {
   version: 1;
   imageId: string;
-  source: SourceRef;
+  source: StoredSource;
   patientKey?: string;
   studyKey?: string;
-  acquiredAt?: string;
+  /** The patient's shifted study day (YYYY-MM-DD; src/core/date-shift.ts), never the real date. */
+  studyDate?: string;
   receivedAt: string;
   path: ProcessingPath;
   timingsMs: Record<string, number>;
@@ -58,11 +126,13 @@ export interface ResultItem {
   /** Partition key of the byPatient index: the patient pseudonym, or UNKNOWN. */
   patientKey: string;
   studyKey: string;
-  /** Sort key of both indexes: time order, then image. */
+  /** Sort key of both indexes: `<studyDate, else createdAt>#<imageId>` (a patient's images in study order). */
   sortKey: string;
-  acquiredAt?: string;
+  /** The patient's shifted study day (YYYY-MM-DD), when the image has a patient and a study date. */
+  studyDate?: string;
+  /** When the service recorded the result (processing time, not a study date). */
   createdAt: string;
-  source: SourceRef;
+  source: StoredSource;
   path: ProcessingPath;
   errorCode?: string;
   errorReason?: string;

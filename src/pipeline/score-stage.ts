@@ -4,7 +4,7 @@
  * delivered twice leaves exactly one item.
  */
 import { pngToMask, scoreMasks, type SeverityConfig } from '../core';
-import { outputKeysFor, type ResultItem, type StageMessage } from './messages';
+import { outputKeysFor, safeText, storedMeta, type ResultItem, type StageMessage } from './messages';
 import type { ObjectStore, ResultStore, StageLogger } from './ports';
 
 export interface ScoreStageDeps {
@@ -35,16 +35,18 @@ export async function runScoreStage(msg: StageMessage, deps: ScoreStageDeps): Pr
     imageId: msg.imageId,
     patientKey: msg.patientKey ?? UNKNOWN,
     studyKey: msg.studyKey ?? UNKNOWN,
-    sortKey: `${msg.acquiredAt ?? createdAt}#${msg.imageId}`,
-    acquiredAt: msg.acquiredAt,
+    // A patient's images sort by their shifted study day; images without one (no patient, or no date
+    // in the input) by the time the result was recorded, as before.
+    sortKey: `${msg.studyDate ?? createdAt}#${msg.imageId}`,
+    ...(msg.studyDate ? { studyDate: msg.studyDate } : {}),
     createdAt,
     source: msg.source,
     path: msg.path,
-    meta: msg.meta,
+    ...(msg.meta ? { meta: storedMeta(msg.meta) } : {}),
   };
   let item: ResultItem;
   if (msg.status === 'FAILED') {
-    item = { ...common, status: 'FAILED', errorCode: msg.error.code, errorReason: msg.error.reason, timingsMs: msg.timingsMs };
+    item = { ...common, status: 'FAILED', errorCode: msg.error.code, errorReason: safeText(msg.error.reason, 1000), timingsMs: msg.timingsMs };
   } else {
     const t0 = process.hrtime.bigint();
     const bucket = deps.resultsBucket;

@@ -5,10 +5,13 @@
  * after the last try, dead-letters it.
  */
 import {
-  decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage,
-  type DecodedImage, type RawIdentifiers, type SegmentationModel,
+  decodeImage, isInputError, isPseudonym, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, shiftedStudyDate,
+  type DecodedImage, type SegmentationModel,
 } from '../core';
-import { imageIdFor, outputKeysFor, type ProcessingPath, type SourceRef, type StageMessage } from './messages';
+import {
+  imageIdFor, outputKeysFor, safeText, storedMeta, storedSource,
+  type ProcessingPath, type PseudonymousIds, type SourceRef, type StageMessage,
+} from './messages';
 import type { MessageSink, ObjectStore, StageLogger } from './ports';
 import { InputError } from '../core/errors';
 import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
@@ -17,8 +20,10 @@ export interface SegmentStageDeps {
   objects: ObjectStore;
   sink: MessageSink;
   model: SegmentationModel;
-  /** HMAC key for patient/study pseudonyms. */
+  /** HMAC key for patient/study/source pseudonyms and the patients' date shifts. */
   pseudonymKey: string;
+  /** Keep the upload's key (file name) in results: only for data already de-identified (KEEP_SOURCE_KEYS). */
+  keepSourceKeys?: boolean;
   resultsBucket: string;
   /** Largest input read, in bytes (src/limits.ts; default DEFAULT_MAX_INPUT_BYTES); larger ones fail TOO_LARGE unread. */
   maxInputBytes?: number;
@@ -34,11 +39,12 @@ export const STUDY_METADATA = 'study-id';
 const since = (t0: bigint) => Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10;
 
 /**
- * @param ids identifiers supplied with the request (e.g. a batch manifest's patient_id) for inputs that
- *   carry none themselves; DICOM tags take precedence, then these, then the upload's user metadata.
- *   Only their pseudonyms leave this function.
+ * @param ids pseudonyms supplied with the request (a batch manifest's patient_id and study_id, hashed by
+ *   the router) for inputs that carry none themselves; DICOM tags take precedence, then these, then the
+ *   upload's user metadata. Raw identifiers (tags, metadata) are pseudonymised here; only pseudonyms,
+ *   the key's pseudonym and the patient's shifted study day leave this function.
  */
-export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, ids: RawIdentifiers = {}): Promise<StageMessage> {
+export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, ids: PseudonymousIds = {}): Promise<StageMessage> {
   const { objects, sink, model, log } = deps;
   const receivedAt = (deps.now?.() ?? new Date()).toISOString();
   const t0 = process.hrtime.bigint();
@@ -46,10 +52,22 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   const info = await objects.head(src.bucket, src.key);
   const limit = deps.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES;
   const obj = info.size > limit ? undefined : await objects.get(src.bucket, src.key);
-  const source: SourceRef = { ...src, etag: src.etag ?? obj?.etag ?? info.etag, size: obj?.body.length ?? info.size };
-  const imageId = imageIdFor(source);
+  const read: SourceRef = { ...src, etag: src.etag ?? obj?.etag ?? info.etag, size: obj?.body.length ?? info.size };
+  const imageId = imageIdFor(read);
+  const source = storedSource(deps.pseudonymKey, read, deps.keepSourceKeys);
   const timingsMs: Record<string, number> = { fetch: since(t0) };
   const base = { version: 1 as const, imageId, source, receivedAt, path: deps.path, timingsMs };
+  const given = {
+    patientKey: ids.patientKey && isPseudonym('patient', ids.patientKey) ? ids.patientKey : undefined,
+    studyKey: ids.studyKey && isPseudonym('study', ids.studyKey) ? ids.studyKey : undefined,
+  };
+  const identify = (img: DecodedImage) => {
+    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId)
+      ?? given.patientKey ?? pseudonymise(deps.pseudonymKey, 'patient', obj?.metadata[PATIENT_METADATA]);
+    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid)
+      ?? given.studyKey ?? pseudonymise(deps.pseudonymKey, 'study', obj?.metadata[STUDY_METADATA]);
+    return { patientKey, studyKey, studyDate: shiftedStudyDate(deps.pseudonymKey, patientKey, img.meta.acquiredAt) };
+  };
 
   let decoded: DecodedImage | undefined;
   try {
@@ -58,8 +76,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     const img: DecodedImage = await decodeImage(obj.body);
     decoded = img;
     timingsMs.decode = since(t);
-    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId ?? ids.patientId ?? obj?.metadata[PATIENT_METADATA]);
-    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid ?? ids.studyInstanceUid ?? obj?.metadata[STUDY_METADATA]);
+    const who = identify(img);
     const { masks, timings } = await segmentImage(img, model);
     timingsMs.preprocess = round(timings.preprocessMs);
     timingsMs.inference = round(timings.inferenceMs);
@@ -84,8 +101,8 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     timingsMs.store = since(t);
     timingsMs.total = since(t0);
     const message: StageMessage = {
-      ...base, status: 'SEGMENTED', patientKey, studyKey, acquiredAt: img.meta.acquiredAt,
-      meta: img.meta, model: { name: model.manifest.name, version: model.manifest.version }, keys,
+      ...base, status: 'SEGMENTED', ...who,
+      meta: storedMeta(img.meta), model: { name: model.manifest.name, version: model.manifest.version }, keys,
     };
     await sink.send(message);
     log.info('image segmented', { imageId, timingsMs });
@@ -93,13 +110,13 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   } catch (e) {
     if (!isInputError(e)) throw e;
     timingsMs.total = since(t0);
+    const reason = safeText(e.message);
     const message: StageMessage = {
-      ...base, status: 'FAILED', error: { code: e.code, reason: e.message }, meta: decoded?.meta,
-      patientKey: decoded ? pseudonymise(deps.pseudonymKey, 'patient', decoded.identifiers.patientId) : undefined,
-      acquiredAt: decoded?.meta.acquiredAt,
+      ...base, status: 'FAILED', error: { code: e.code, reason },
+      ...(decoded ? { meta: storedMeta(decoded.meta), ...identify(decoded) } : {}),
     };
     await sink.send(message);
-    log.warn('image rejected', { imageId, code: e.code, reason: e.message });
+    log.warn('image rejected', { imageId, code: e.code, reason });
     return message;
   }
 }
