@@ -1,6 +1,7 @@
 -- name: opacity_trend_per_patient
 -- Opacity trend per patient: each scored image of every known (pseudonymised) patient in time order,
 -- with its position in the series and the change in total opacity % since the patient's previous image.
+-- taken_at is the patient's shifted study day (order and days between studies exact, not a calendar date).
 -- Same text on Athena and DuckDB (runs over the `results` view).
 SELECT
   patient_key,

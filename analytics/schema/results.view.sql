@@ -1,18 +1,22 @@
 -- View `results`: one typed row per image, flattened from the DynamoDB JSON of `results_export`.
 -- The same text runs on Athena (Trino) and DuckDB: both dereference struct fields with dots,
 -- case-insensitively, and both read a missing attribute or a {"NULL": true} value as SQL NULL.
--- `taken_at` orders a patient's images: the acquisition time when the image has one (DICOM), else the
--- time the pipeline recorded the result (as the table's sortKey does).
+-- `study_date` is the patient's shifted study day (YYYY-MM-DD): every study of one patient is moved back by
+-- the same secret number of days (src/core/date-shift.ts), so order and intervals within a patient are
+-- exact, but it is not a calendar date and does not line up across patients. No real study date is stored.
+-- `taken_at` orders a patient's images: the shifted study day when the image has one (DICOM with a
+-- patient), else the time the pipeline recorded the result (as the table's sortKey does).
+-- `processed_day` is the day the result was recorded: the calendar axis for counts across patients.
 CREATE OR REPLACE VIEW results AS
 SELECT
   item.imageId.S AS image_id,
   item.status.S AS status,
   item.patientKey.S AS patient_key,
   item.studyKey.S AS study_key,
-  item.acquiredAt.S AS acquired_at,
+  item.studyDate.S AS study_date,
   item.createdAt.S AS created_at,
-  COALESCE(item.acquiredAt.S, item.createdAt.S) AS taken_at,
-  SUBSTR(COALESCE(item.acquiredAt.S, item.createdAt.S), 1, 10) AS taken_day,
+  COALESCE(item.studyDate.S, item.createdAt.S) AS taken_at,
+  SUBSTR(item.createdAt.S, 1, 10) AS processed_day,
   item.path.S AS processing_path,
   item.errorCode.S AS error_code,
   item.errorReason.S AS error_reason,

@@ -11,7 +11,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS results_export (
     patientKey: struct<s: string>,
     studyKey: struct<s: string>,
     sortKey: struct<s: string>,
-    acquiredAt: struct<s: string>,
+    studyDate: struct<s: string>,
     createdAt: struct<s: string>,
     path: struct<s: string>,
     errorCode: struct<s: string>,

@@ -16,7 +16,7 @@ FROM read_json(
       patientKey STRUCT(S VARCHAR),
       studyKey STRUCT(S VARCHAR),
       sortKey STRUCT(S VARCHAR),
-      acquiredAt STRUCT(S VARCHAR),
+      studyDate STRUCT(S VARCHAR),
       createdAt STRUCT(S VARCHAR),
       path STRUCT(S VARCHAR),
       errorCode STRUCT(S VARCHAR),

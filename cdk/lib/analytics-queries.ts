@@ -21,14 +21,15 @@ export interface NamedQuery {
 export const NAMED_QUERIES: NamedQuery[] = [
   {
     name: 'opacity-trend-per-patient',
-    description: 'Opacity % of every scored image of each patient in acquisition order, with the change since the previous image',
+    description: 'Opacity % of every scored image of each patient in study order (shifted study days), with the change since the previous image',
     sql: `-- Opacity trend per patient (newest export). Add: AND patient_key = '<pseudonym>' to follow one patient.
 WITH ${LATEST},
 ${ROWS},
 scored AS (
   SELECT item.patientKey.s AS patient_key,
          item.sortKey.s AS sort_key,
-         coalesce(item.acquiredAt.s, item.createdAt.s) AS acquired_at,
+         -- The patient's shifted study day: order and days between studies exact, not a calendar date.
+         coalesce(item.studyDate.s, item.createdAt.s) AS study_date,
          item.imageId.s AS image_id,
          item.studyKey.s AS study_key,
          CAST(item.opacityPctTotal.n AS double) AS opacity_pct_total,
@@ -39,7 +40,7 @@ scored AS (
   FROM rows
   WHERE item.status.s = 'SCORED'
 )
-SELECT patient_key, acquired_at, image_id, study_key, opacity_pct_total, opacity_pct_right, opacity_pct_left,
+SELECT patient_key, study_date, image_id, study_key, opacity_pct_total, opacity_pct_right, opacity_pct_left,
        geographic_extent, grade,
        opacity_pct_total - lag(opacity_pct_total) OVER (PARTITION BY patient_key ORDER BY sort_key) AS change_pct_points,
        row_number() OVER (PARTITION BY patient_key ORDER BY sort_key) AS image_number
@@ -48,11 +49,12 @@ ORDER BY patient_key, sort_key;`,
   },
   {
     name: 'severe-share-per-day',
-    description: 'Per acquisition day: scored images, and the number and share graded severe or critical',
+    description: 'Per processing day: scored images, and the number and share graded severe or critical',
     sql: `-- Share of severe images per day (newest export); grades from models/severity.json (severe: >= 30%, critical: >= 50%).
+-- Days are processing days: study dates are shifted per patient and do not line up across patients.
 WITH ${LATEST},
 ${ROWS}
-SELECT substr(coalesce(item.acquiredAt.s, item.createdAt.s), 1, 10) AS day,
+SELECT substr(item.createdAt.s, 1, 10) AS day,
        count(*) AS scored_images,
        count_if(item.grade.s IN ('severe', 'critical')) AS severe_images,
        round(CAST(count_if(item.grade.s IN ('severe', 'critical')) AS double) / count(*), 4) AS severe_share,

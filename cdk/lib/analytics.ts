@@ -30,7 +30,7 @@ const PROJECTION_START = `2025-01-01T0${EXPORT_HOUR_UTC}:00:00Z`;
 const S = 'struct<s:string>';
 const N = 'struct<n:string>';
 export const ITEM_TYPE = `struct<${[
-  ...['imageId', 'patientKey', 'studyKey', 'sortKey', 'status', 'errorCode', 'errorReason', 'acquiredAt', 'createdAt',
+  ...['imageId', 'patientKey', 'studyKey', 'sortKey', 'status', 'errorCode', 'errorReason', 'studyDate', 'createdAt',
     'grade', 'modelVersion', 'severityVersion', 'path'].map((a) => `${a}:${S}`),
   ...['opacityPctTotal', 'opacityPctRight', 'opacityPctLeft', 'geographicExtent', 'zoneScore', 'riskIcu', 'riskMortality']
     .map((a) => `${a}:${N}`),

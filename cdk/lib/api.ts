@@ -52,6 +52,8 @@ export interface ApiConstructProps {
   readonly key: kms.IKey;
   readonly throttle?: ApiThrottle;
   readonly logRetention?: logs.RetentionDays;
+  /** KEEP_SOURCE_KEYS: upload keys keep the file name and results show it (config keepSourceKeys; default false). */
+  readonly keepSourceKeys?: boolean;
   /** The analyze function's image (default: functions/segment/Dockerfile, CMD api.handler). */
   readonly analyzeCode?: lambda.DockerImageCode;
   /** Reserved concurrency of the analyze function (default 4). */
@@ -134,6 +136,7 @@ export class ApiConstruct extends Construct {
         UPLOADS_BUCKET: uploadsBucket.bucketName,
         RESULTS_BUCKET: resultsBucket.bucketName,
         RESULTS_TABLE: resultsTable.tableName,
+        KEEP_SOURCE_KEYS: String(props.keepSourceKeys ?? false),
         POWERTOOLS_SERVICE_NAME: 'cxr-opacity-api',
         POWERTOOLS_LOG_LEVEL: 'INFO',
         NODE_OPTIONS: '--enable-source-maps',

@@ -81,6 +81,8 @@ export interface BatchInferenceProps {
   readonly batchResultConcurrency?: number;
   /** Log retention of the two functions (default one year). */
   readonly logRetention?: logs.RetentionDays;
+  /** KEEP_SOURCE_KEYS for the router and the serving container (config keepSourceKeys; default false). */
+  readonly keepSourceKeys?: boolean;
 }
 
 export class BatchInferenceConstruct extends Construct {
@@ -208,6 +210,7 @@ export class BatchInferenceConstruct extends Construct {
           RESULTS_BUCKET: resultsBucket.bucketName,
           SOURCE_BUCKETS: uploadsBucket.bucketName,
           PSEUDONYM_SECRET_ARN: pseudonymSecret.secretArn,
+          KEEP_SOURCE_KEYS: String(props.keepSourceKeys ?? false),
           MODEL_MANIFEST: props.modelManifest ?? '/app/models/cxr-unet-r18.json',
           USE_CUDA: gpu ? '1' : '0',
           MAX_CONCURRENT: String(maxConcurrent),
@@ -334,6 +337,12 @@ export class BatchInferenceConstruct extends Construct {
         actions: ['sagemaker:InvokeEndpointAsync'],
         resources: [this.endpoint.ref], // Ref of AWS::SageMaker::Endpoint is its ARN
       }),
+      new iam.PolicyStatement({
+        // Manifest patient/study ids are pseudonymised before the router writes or sends anything.
+        sid: 'ReadPseudonymKey',
+        actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+        resources: [pseudonymSecret.secretArn],
+      }),
       toDlq(), useKeys(), xray(),
     ]);
     this.routerRole = router.role;
@@ -349,6 +358,8 @@ export class BatchInferenceConstruct extends Construct {
         INGEST_QUEUE_URL: ingestQueue.queueUrl,
         ENDPOINT_NAME: this.endpointName,
         WORK_BUCKET: resultsBucket.bucketName,
+        PSEUDONYM_SECRET_ARN: pseudonymSecret.secretArn,
+        KEEP_SOURCE_KEYS: String(props.keepSourceKeys ?? false),
         IMAGE_PREFIXES: imagePrefixes.join(','),
         BATCH_THRESHOLD: String(props.batchThreshold ?? 50),
         BACKLOG_THRESHOLD: String(props.backlogThreshold ?? 500),

@@ -21,6 +21,12 @@ export interface CxrOpacityConfig {
   readonly exportRetentionDays: number;
   /** Deploy the GPU SageMaker batch path (needs ml.g4dn quota for async endpoints); `-c batch=false` leaves it out. */
   readonly batch: boolean;
+  /**
+   * Keep upload keys (file names) in result items, result.json, the API and the analytics export.
+   * Default false: results name the upload only by a keyed pseudonym, because file names often carry
+   * patient names or MRNs. Turn on (`-c keepSourceKeys=true`) only for data that is already de-identified.
+   */
+  readonly keepSourceKeys: boolean;
   /** Optional e-mail address subscribed to the alarm topic. */
   readonly alarmEmail?: string;
 }
@@ -34,6 +40,7 @@ export const DEFAULT_CONFIG: CxrOpacityConfig = {
   noncurrentVersionExpirationDays: 90,
   exportRetentionDays: 30,
   batch: true,
+  keepSourceKeys: false,
 };
 
 function intContext(scope: Construct, key: string, fallback: number, min: number, max: number): number {
@@ -67,6 +74,7 @@ export function configFromContext(scope: Construct, overrides: Partial<CxrOpacit
     logRetentionDays: intContext(scope, 'logRetentionDays', d.logRetentionDays, 1, 3653),
     noncurrentVersionExpirationDays: intContext(scope, 'noncurrentVersionExpirationDays', d.noncurrentVersionExpirationDays, 1, 3653),
     batch: boolContext(scope, 'batch', d.batch),
+    keepSourceKeys: boolContext(scope, 'keepSourceKeys', d.keepSourceKeys),
     exportRetentionDays: intContext(scope, 'exportRetentionDays', d.exportRetentionDays, 1, 3653),
     ...(typeof email === 'string' && email !== '' ? { alarmEmail: email } : {}),
   };

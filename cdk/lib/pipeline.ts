@@ -190,6 +190,7 @@ export class Pipeline extends Construct {
         SCORE_QUEUE_URL: this.scoreQueue.queueUrl,
         IDEMPOTENCY_TABLE: storage.idempotencyTable.tableName,
         PSEUDONYM_SECRET_ARN: storage.pseudonymSecret.secretArn,
+        KEEP_SOURCE_KEYS: String(config.keepSourceKeys),
         MODEL_MANIFEST: '/var/task/models/cxr-unet-r18.json',
         POWERTOOLS_SERVICE_NAME: 'cxr-opacity-segment',
         POWERTOOLS_METRICS_NAMESPACE: 'CxrOpacity',

@@ -44,6 +44,7 @@ export class CxrOpacityStack extends Stack {
       resultsTable: this.storage.resultsTable,
       key,
       logRetention: retentionFor(this.config.logRetentionDays),
+      keepSourceKeys: this.config.keepSourceKeys,
     });
     if (this.config.batch) this.batch = new BatchInferenceConstruct(this, 'Batch', {
       uploadsBucket: this.storage.uploadsBucket,
@@ -54,6 +55,7 @@ export class CxrOpacityStack extends Stack {
       scoreQueue: this.pipeline.scoreQueue,
       pseudonymSecret: this.storage.pseudonymSecret,
       logRetention: retentionFor(this.config.logRetentionDays),
+      keepSourceKeys: this.config.keepSourceKeys,
     });
     this.analytics = new Analytics(this, 'Analytics', {
       key,
