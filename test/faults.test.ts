@@ -98,6 +98,7 @@ describe('load and faults (local pipeline)', () => {
     await withPipeline({
       maxReceiveCount: 10, retryDelayMs: 200, timeoutMs: { segment: 1500, score: 5000 },
       wrapObjects: (store) => ({
+        head: (b, k) => store.head(b, k),
         get: (b, k) => store.get(b, k),
         put: async (b, k, body, ct) => {
           if (k.endsWith('overlay.png') && hung < 2) {

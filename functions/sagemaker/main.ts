@@ -14,6 +14,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { loadModel } from '../../layers/onnx/session';
 import { S3Objects } from '../../src/aws/s3-objects';
+import { maxInputBytes } from '../../src/limits';
 import type { StageLogger } from '../../src/pipeline/ports';
 import { chooseExecutionProviders } from './providers';
 import { createInferenceServer } from './server';
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
       maxConcurrent: int('MAX_CONCURRENT', 4),
       maxQueued: int('MAX_QUEUED', 64),
       maxBatch: int('MAX_BATCH', providers.executionProviders[0] === 'cuda' ? 8 : 1),
+      maxInputBytes: maxInputBytes(),
     },
   });
   const port = int('SAGEMAKER_BIND_TO_PORT', int('PORT', 8080));

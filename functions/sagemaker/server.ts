@@ -30,6 +30,8 @@ export interface ServerLimits {
   maxJsonBytes?: number;
   /** Largest raw image body (default 64 MiB). */
   maxImageBytes?: number;
+  /** Largest S3 object a JSON request may name (src/limits.ts MAX_INPUT_BYTES); larger ones fail TOO_LARGE unread. */
+  maxInputBytes?: number;
   /** Requests worked on at once (decode, storage, inference); others wait (default 4). */
   maxConcurrent?: number;
   /** Requests allowed to wait; more get 503 (default 64). */
@@ -170,6 +172,7 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
     }
     // Ids the submitter gave in the batch manifest act as the upload's metadata (DICOM tags still win).
     const objects: ObjectStore = {
+      head: (bucket, key) => deps.objects.head(bucket, key),
       get: async (bucket, key) => {
         const o = await deps.objects.get(bucket, key);
         if (bucket !== req.source.bucket || key !== req.source.key) return o;
@@ -183,7 +186,7 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
     try {
       const message = await runSegmentStage(req.source, {
         objects, model: m, sink: { send: async () => undefined }, pseudonymKey: deps.pseudonymKey,
-        resultsBucket: deps.resultsBucket, log: deps.log, path: 'sagemaker', now: deps.now,
+        resultsBucket: deps.resultsBucket, log: deps.log, path: 'sagemaker', now: deps.now, maxInputBytes: lim.maxInputBytes,
       });
       return { status: 200, body: message };
     } catch (e) {

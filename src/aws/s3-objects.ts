@@ -1,9 +1,14 @@
 /** ObjectStore over Amazon S3 (AWS SDK v3). */
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { ObjectStore, StoredObject } from '../pipeline/ports';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { ObjectInfo, ObjectStore, StoredObject } from '../pipeline/ports';
 
 export class S3Objects implements ObjectStore {
   constructor(private readonly s3: S3Client) {}
+
+  async head(bucket: string, key: string): Promise<ObjectInfo> {
+    const res = await this.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return { size: res.ContentLength ?? 0, etag: res.ETag?.replace(/"/g, '') };
+  }
 
   async get(bucket: string, key: string): Promise<StoredObject> {
     const res = await this.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));

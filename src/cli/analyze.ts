@@ -4,13 +4,14 @@
  * service, over in-memory storage, writing lung.png, opacity.png, overlay.png and result.json (plus
  * the per-side lung masks) to DIR/<input name>/.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../../layers/onnx/session';
 import { loadSeverityConfig } from '../core';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
-import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
+import { FileBackedObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
+import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
 import { outputFiles } from '../pipeline/messages';
 import { runScoreStage } from '../pipeline/score-stage';
 import { runSegmentStage } from '../pipeline/segment-stage';
@@ -19,7 +20,11 @@ import { collectInputs } from './inputs';
 
 const USAGE = `usage: cxr-opacity analyze <files or folders...> [--out DIR] [--format table|json|csv] [--model MANIFEST]
   Accepts DICOM (.dcm or no extension), PNG and JPEG frontal chest X-rays.
-  Writes DIR/<input name>/{lung.png,opacity.png,overlay.png,result.json} (DIR defaults to ./out).`;
+  Writes DIR/<input name>/{lung.png,opacity.png,overlay.png,result.json} (DIR defaults to ./out).
+  Files over ${formatBytes(maxInputBytes({}))} fail TOO_LARGE without being read (set ${MAX_INPUT_BYTES_ENV}=<bytes> to change).`;
+
+/** The bucket name under which the stage reads input files from disk (the key is the path). */
+const INPUT_FILES = 'files';
 
 export async function analyzeMain(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -40,32 +45,45 @@ export async function analyzeMain(argv: string[]): Promise<number> {
     console.error('no image files found in the paths given (looked for .dcm, .png, .jpg, .jpeg and files without extension)');
     return 2;
   }
+  const limit = maxInputBytes();
   const model = await loadModel(values.model ?? DEFAULT_MODEL_MANIFEST);
   const severity = loadSeverityConfig();
-  const objects = new MemoryObjects();
+  // Inputs are read from disk by the segment stage itself, after it has checked their size on stat.
+  const objects = new FileBackedObjects(INPUT_FILES);
   const results = new MemoryResults();
   const rows: ResultRow[] = [];
   try {
     for (const [i, input] of inputs.entries()) {
-      const sink = new MemorySink();
-      await objects.put('local', input.path, readFileSync(input.path), 'application/octet-stream');
-      const msg = await runSegmentStage(
-        { bucket: 'local', key: input.path },
-        { objects, sink, model, pseudonymKey: process.env.PSEUDONYM_KEY ?? 'cxr-opacity-local-cli-key', resultsBucket: 'local', log: silentLogger, path: 'local' },
-      );
-      const { item } = await runScoreStage(msg, { objects, results, severity, resultsBucket: 'local', log: silentLogger });
-      const dir = join(values.out ?? 'out', input.name);
-      mkdirSync(dir, { recursive: true });
-      if (item.keys) {
-        for (const [file, key] of Object.entries(outputFiles(item.keys))) {
-          // result.json is written below, with the input path added.
-          if (file !== 'result.json') writeFileSync(join(dir, file), (await objects.get('local', key)).body);
+      let row: ResultRow;
+      try {
+        const sink = new MemorySink();
+        const msg = await runSegmentStage(
+          { bucket: INPUT_FILES, key: input.path },
+          {
+            objects, sink, model, pseudonymKey: process.env.PSEUDONYM_KEY ?? 'cxr-opacity-local-cli-key', resultsBucket: 'local',
+            log: silentLogger, path: 'local', maxInputBytes: limit,
+          },
+        );
+        const { item } = await runScoreStage(msg, { objects, results, severity, resultsBucket: 'local', log: silentLogger });
+        const dir = join(values.out ?? 'out', input.name);
+        mkdirSync(dir, { recursive: true });
+        if (item.keys) {
+          for (const [file, key] of Object.entries(outputFiles(item.keys))) {
+            // result.json is written below, with the input path added.
+            if (file !== 'result.json') writeFileSync(join(dir, file), (await objects.get('local', key)).body);
+          }
         }
+        writeFileSync(join(dir, 'result.json'), JSON.stringify({ input: input.path, ...item }, null, 2));
+        row = { input: input.name, item };
+      } catch (e) {
+        // One input that cannot even be read (permissions, vanished, a full disk for its outputs) is
+        // reported in its row; the others still run.
+        row = { input: input.name, lostReason: `not analysed: ${(e as Error).message}` };
+      } finally {
+        objects.objects.clear();
       }
-      writeFileSync(join(dir, 'result.json'), JSON.stringify({ input: input.path, ...item }, null, 2));
-      objects.objects.clear();
-      rows.push({ input: input.name, item });
-      if (format === 'table') process.stderr.write(`[${i + 1}/${inputs.length}] ${input.name}: ${item.status}\n`);
+      rows.push(row);
+      if (format === 'table') process.stderr.write(`[${i + 1}/${inputs.length}] ${input.name}: ${row.item?.status ?? 'LOST'}\n`);
     }
   } finally {
     await model.release();

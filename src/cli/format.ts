@@ -6,6 +6,8 @@ export interface ResultRow {
   item?: ResultItem;
   /** When the pipeline gave up (dead-lettered) without a result item. */
   lostReason?: string;
+  /** When the input was refused before it entered the pipeline (e.g. over the size cap, as the upload API would). */
+  refused?: { code: string; reason: string };
 }
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toFixed(1));
@@ -15,6 +17,7 @@ export const COLUMNS = ['input', 'status', 'opacity%', 'right%', 'left%', 'exten
 
 export function rowValues(r: ResultRow): string[] {
   const it = r.item;
+  if (!it && r.refused) return [r.input, 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-', `${r.refused.code}: ${r.refused.reason}`];
   if (!it) return [r.input, 'LOST', '-', '-', '-', '-', '-', '-', '-', '-', r.lostReason ?? 'no result'];
   if (it.status === 'FAILED') return [r.input, 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-', `${it.errorCode}: ${it.errorReason}`];
   return [
@@ -36,5 +39,7 @@ export function formatCsv(rows: ResultRow[]): string {
 }
 
 export function formatJson(rows: ResultRow[]): string {
-  return rows.map((r) => JSON.stringify({ input: r.input, ...(r.item ?? { status: 'LOST', reason: r.lostReason }) })).join('\n');
+  const body = (r: ResultRow) => r.item
+    ?? (r.refused ? { status: 'FAILED', errorCode: r.refused.code, errorReason: r.refused.reason } : { status: 'LOST', reason: r.lostReason });
+  return rows.map((r) => JSON.stringify({ input: r.input, ...body(r) })).join('\n');
 }

@@ -1,4 +1,5 @@
 /** Expands the paths given on the command line into the image files to analyse. */
+import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, relative } from 'node:path';
 
@@ -33,10 +34,26 @@ export function collectInputs(paths: string[]): InputFile[] {
   }
   const seen = new Map<string, number>();
   return files.map((f) => {
-    let name = f.rel.replace(/[\\/]/g, '__');
-    const n = seen.get(name) ?? 0;
-    seen.set(name, n + 1);
-    if (n > 0) name = `${name}_${n}`;
-    return { path: f.path, name };
+    const flat = f.rel.replace(/[\\/]/g, '__');
+    const n = seen.get(flat) ?? 0;
+    seen.set(flat, n + 1);
+    return { path: f.path, name: outputName(n > 0 ? `${flat}_${n}` : flat) };
   });
+}
+
+/**
+ * Output folders are named after the input, but a file-system name is at most 255 bytes and a
+ * flattened relative path can be longer: such names keep their first 200 bytes plus a hash of the
+ * whole, so every input still gets its own folder (and `uploads/<name>` stays far below S3's key limit).
+ */
+export const MAX_OUTPUT_NAME_BYTES = 255;
+
+export function outputName(name: string): string {
+  if (Buffer.byteLength(name, 'utf8') <= MAX_OUTPUT_NAME_BYTES) return name;
+  let head = '';
+  for (const ch of name) {
+    if (Buffer.byteLength(head + ch, 'utf8') > 200) break;
+    head += ch;
+  }
+  return `${head}~${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
 }

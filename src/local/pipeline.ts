@@ -19,6 +19,7 @@ import { loadModel } from '../../layers/onnx/session';
 import { DynamoResults } from '../aws/results-table';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
+import { maxInputBytes } from '../limits';
 import { imageIdFor, type StageMessage } from '../pipeline/messages';
 import type { ObjectStore } from '../pipeline/ports';
 import { LocalQueue } from './queue';
@@ -38,6 +39,8 @@ export interface LocalPipelineOptions {
   maxReceiveCount?: number;
   /** Handler timeout, as the Lambda functions' (segment 120 s, score 60 s). */
   timeoutMs?: { segment: number; score: number };
+  /** Largest input the segment stage reads (default: MAX_INPUT_BYTES from the environment, else 256 MiB; src/limits.ts). */
+  maxInputBytes?: number;
   /** Wraps the object store the handlers use (fault-injection tests). */
   wrapObjects?: (store: ObjectStore) => ObjectStore;
   /** Powertools log level for the handlers (default WARN, so the console shows progress, not JSON). */
@@ -129,6 +132,7 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
     sink: { send: async (m: StageMessage) => scoring.send(JSON.stringify(m)) },
     model,
     pseudonymKey: localPseudonymKey(stack.dataDir),
+    maxInputBytes: opts.maxInputBytes ?? maxInputBytes(),
     resultsBucket: LOCAL_NAMES.resultsBucket,
     path: 'local',
     idempotencyStore: new DynamoDBPersistenceLayer({ tableName: LOCAL_NAMES.idempotencyTable, awsSdkV3Client: stack.ddb }),

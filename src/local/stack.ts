@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { createTable, idempotencyTableDefinition, resultsTableDefinition } from '../aws/results-table';
+import { installLongKeySupport } from './long-keys';
 
 // Neither package ships type declarations.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -57,6 +58,8 @@ export interface LocalStackOptions {
 }
 
 export async function startLocalStack(opts: LocalStackOptions = {}): Promise<LocalStack> {
+  // Keys up to S3's 1024 bytes, whatever their segment lengths (src/local/long-keys.ts).
+  installLongKeySupport();
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'cxr-opacity-'));
   mkdirSync(join(dataDir, 's3'), { recursive: true });
   const listeners: ((n: S3NotificationLike) => void)[] = [];

@@ -3,13 +3,14 @@
  * Starts the embedded S3 and DynamoDB stand-ins, uploads the inputs, lets the object-created events
  * drive the same segment and score handlers as on AWS, and prints the results.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { encodeS3Key } from '../../functions/common';
 import { formatTable, type ResultRow } from '../cli/format';
 import { collectInputs } from '../cli/inputs';
+import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV, tooLargeReason } from '../limits';
 import { outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
 import { LOCAL_NAMES } from './stack';
@@ -23,6 +24,7 @@ function usage(): string {
     'Runs the cxr-opacity pipeline on this machine: embedded S3 (s3rver) and DynamoDB (dynalite) on 127.0.0.1,',
     'the same segment and score handlers as the AWS deployment. Give it frontal chest X-rays: DICOM, PNG or JPEG.',
     'Results are printed and written to DIR/<input name>/ (default ./out).',
+    `Files over ${formatBytes(maxInputBytes({}))} are refused unread (TOO_LARGE); set ${MAX_INPUT_BYTES_ENV}=<bytes> to change the limit.`,
   ];
   if (existsSync(SHARED_DATA)) {
     lines.push('', `Example data is here: try   npm start -- ${join(SHARED_DATA, 'external22', 'images')}`);
@@ -47,20 +49,36 @@ export async function startMain(argv: string[]): Promise<number> {
     console.error('no image files found in the paths given (looked for .dcm, .png, .jpg, .jpeg and files without extension)');
     return 2;
   }
+  const limit = maxInputBytes();
   const dataDir = values['data-dir'];
   if (dataDir) mkdirSync(dataDir, { recursive: true });
   const started = Date.now();
   const pipeline = await startLocalPipeline({
-    dataDir, model: values.model ?? DEFAULT_MODEL_MANIFEST, concurrency: Math.max(1, Number(values.concurrency) || 1),
+    dataDir, model: values.model ?? DEFAULT_MODEL_MANIFEST, concurrency: Math.max(1, Number(values.concurrency) || 1), maxInputBytes: limit,
   });
   console.log(`local S3 at ${pipeline.stack.s3Endpoint}, DynamoDB at ${pipeline.stack.ddbEndpoint}, data in ${pipeline.stack.dataDir}`);
   console.log(`model ${pipeline.model.manifest.name}@${pipeline.model.manifest.version}; ${inputs.length} image(s) to analyse\n`);
   const t0 = Date.now();
   const pendingIds = new Map<string, string>();
+  // Inputs that never reach the pipeline, by name: over the size cap (refused before reading, as the
+  // upload API refuses to sign an upload over it) or not uploadable at all.
+  const refused = new Map<string, { code: string; reason: string }>();
+  const uploadFailed = new Map<string, string>();
   try {
     for (const input of inputs) {
       const key = `${UPLOAD_PREFIX}${input.name}`;
-      pendingIds.set(input.name, await pipeline.upload(key, readFileSync(input.path)));
+      try {
+        const size = statSync(input.path).size;
+        if (size > limit) {
+          refused.set(input.name, { code: 'TOO_LARGE', reason: tooLargeReason(size, limit) });
+          console.log(`[-] ${input.name}  FAILED  TOO_LARGE: ${tooLargeReason(size, limit)}`);
+          continue;
+        }
+        pendingIds.set(input.name, await pipeline.upload(key, readFileSync(input.path)));
+      } catch (e) {
+        // One file that cannot be read or stored must not stop the others.
+        uploadFailed.set(input.name, `not uploaded: ${(e as Error).message}`);
+      }
     }
     const done = new Map<string, ResultItem>();
     const poll = setInterval(() => void report(), 250);
@@ -85,8 +103,17 @@ export async function startMain(argv: string[]): Promise<number> {
       const key = `${UPLOAD_PREFIX}${input.name}`;
       const lost = [...pipeline.ingest.deadLetters, ...pipeline.scoring.deadLetters]
         .find((d) => d.body.includes(encodeS3Key(key)) || d.body.includes(JSON.stringify(key)));
-      rows.push({ input: input.name, item, lostReason: lost ? `dead-lettered after ${lost.receiveCount} tries: ${lost.lastError ?? 'handler failure'}` : undefined });
-      if (item) await downloadOutputs(pipeline.stack.s3, item, join(values.out ?? 'out', input.name));
+      const gone = refused.get(input.name);
+      const lostReason = uploadFailed.get(input.name)
+        ?? (lost ? `dead-lettered after ${lost.receiveCount} tries: ${lost.lastError ?? 'handler failure'}` : undefined);
+      rows.push({ input: input.name, item, lostReason, refused: gone });
+      const dir = join(values.out ?? 'out', input.name);
+      try {
+        if (item) await downloadOutputs(pipeline.stack.s3, item, dir);
+        else if (gone) writeRefusal(dir, gone);
+      } catch (e) {
+        console.error(`${input.name}: outputs not written: ${(e as Error).message}`);
+      }
     }
     console.log(`\n${formatTable(rows)}\n`);
     console.log(`${inputs.length} image(s) in ${elapsed.toFixed(1)} s (${(elapsed / inputs.length).toFixed(2)} s per image; start-up ${((t0 - started) / 1000).toFixed(1)} s)`);
@@ -95,6 +122,12 @@ export async function startMain(argv: string[]): Promise<number> {
   } finally {
     await pipeline.stop();
   }
+}
+
+/** result.json of an input refused before upload, in the shape of a FAILED result. */
+function writeRefusal(dir: string, r: { code: string; reason: string }): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'result.json'), JSON.stringify({ status: 'FAILED', errorCode: r.code, errorReason: r.reason, uploaded: false }, null, 2));
 }
 
 async function downloadOutputs(s3: S3Client, item: ResultItem, dir: string): Promise<void> {

@@ -12,7 +12,16 @@ export interface StoredObject {
   etag?: string;
 }
 
+/** What a HEAD request tells about an object, without reading it. */
+export interface ObjectInfo {
+  /** Content length in bytes. */
+  size: number;
+  etag?: string;
+}
+
 export interface ObjectStore {
+  /** Size and ETag of an object, without reading its body (the size cap is checked on this). */
+  head(bucket: string, key: string): Promise<ObjectInfo>;
   get(bucket: string, key: string): Promise<StoredObject>;
   put(bucket: string, key: string, body: Uint8Array | string, contentType: string): Promise<void>;
 }
