@@ -13,7 +13,7 @@
  *    external22 and gb_covid_seg with their manual masks: the ceiling of the method. Nothing is fitted there.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FEATURE_TRANSFORMS, validateSeverityConfig, type FeatureTransform, type SeverityConfig } from '../../src/core/severity';
 import { readCsv, scoreSet, type ScoredImage } from './data';
@@ -233,7 +233,19 @@ function validationStats(rows: ValRow[]) {
 
 export interface AnalysisResult { json: string; md: string; config: SeverityConfig }
 
+/** The model-mask scale levels fitted by fit-scales.ts (committed input; absent = the fixed bins). */
+interface Scales {
+  model: string;
+  geographicExtent: { levels: { minInvolvedPct: number; cutsPct: number[] }; [k: string]: unknown };
+  zones: { levels: { minInvolvedPct: number; cutsPct: number[] }; [k: string]: unknown };
+  opacityPctBias: Record<string, unknown>;
+}
+const SCALES_FILE = path.join(__dirname, 'scales.json');
+const levelText = (lv: { minInvolvedPct: number; cutsPct: number[] }): string =>
+  `${lv.minInvolvedPct}% (a smaller share is not involvement), 1 above it` + lv.cutsPct.map((c, i) => `, ${i + 2} from ${c}%`).join('');
+
 export async function runAnalysis(dataDir: string): Promise<AnalysisResult> {
+  const scales = existsSync(SCALES_FILE) ? (JSON.parse(readFileSync(SCALES_FILE, 'utf8')) as Scales) : undefined;
   const ruralDir = path.join(dataDir, 'covid_rural_ar');
   const rural = await loadRural(ruralDir);
   const P = rural.rows;
@@ -350,12 +362,19 @@ export async function runAnalysis(dataDir: string): Promise<AnalysisResult> {
       youdenCutoffBootstrap: { grid: '5, 10, ..., 50 %', value: youdenBoot.value, ci95: youdenBoot.ci95 },
     },
     geographicExtent: {
-      description: 'per lung 0-4 by the share of its area that is opaque: 0 none (exactly 0%), 1 (0, 25%), 2 [25, 50%), 3 [50, 75%), 4 [75, 100%]; total 0-8 (Wong et al. 2020 / Cohen et al. 2020 scale, computed from masks)',
+      description: scales
+        ? `per lung 0-4 by the share of its area that is opaque, on levels fitted to radiologists (models/severity/scales.json): 0 up to ${levelText(scales.geographicExtent.levels)}; total 0-8 (Wong et al. 2020 / Cohen et al. 2020 scale, computed from masks)`
+        : 'per lung 0-4 by the share of its area that is opaque: 0 none (exactly 0%), 1 (0, 25%), 2 [25, 50%), 3 [50, 75%), 4 [75, 100%]; total 0-8 (Wong et al. 2020 / Cohen et al. 2020 scale, computed from masks)',
+      ...(scales ? { levels: scales.geographicExtent.levels, modelFit: { ...scales.geographicExtent, levels: undefined } } : {}),
       validation,
     },
     zones: {
-      description: 'each lung split into upper, middle and lower thirds of its own height (rows from its top-most to its bottom-most pixel); per zone 0-3 by the share of the zone\'s lung area that is opaque: 0 none, 1 (0, 1/3), 2 [1/3, 2/3), 3 [2/3, 1]; total 0-18 (six zones as in the Brixia score, but levels by area, not by lesion type)',
+      description: scales
+        ? `each lung split into upper, middle and lower thirds of its own height (rows from its top-most to its bottom-most pixel); per zone 0-3 by the share of the zone's lung area that is opaque, on levels fitted to a radiologist's Brixia scores (models/severity/scales.json): 0 up to ${levelText(scales.zones.levels)}; total 0-18 (six zones as in the Brixia score, but levels by area, not by lesion type)`
+        : 'each lung split into upper, middle and lower thirds of its own height (rows from its top-most to its bottom-most pixel); per zone 0-3 by the share of the zone\'s lung area that is opaque: 0 none, 1 (0, 1/3), 2 [1/3, 2/3), 3 [2/3, 1]; total 0-18 (six zones as in the Brixia score, but levels by area, not by lesion type)',
+      ...(scales ? { levels: scales.zones.levels, modelFit: { ...scales.zones, levels: undefined } } : {}),
     },
+    ...(scales ? { opacityPctBias: scales.opacityPctBias, scalesModel: scales.model } : {}),
     discrimination,
     risk: { icu: icuModel, mortality: mortModel },
   };
@@ -391,8 +410,43 @@ function renderMarkdown(c: Cfg): string {
   p('  they are equal-width bins over the same range as the zone score and make the zone total roughly proportional to');
   p('  involved area; Brixia zones are anatomical and its levels describe lesion type, which masks cannot give.');
   p('- **Grade**: cut-offs on total opacity % (below). **Risk**: logistic models of ICU admission and death on total opacity %.');
-  p('- Bin boundaries are lower-inclusive and computed with integer pixel counts (exact at 25%, 1/3, ...).');
+  p('- Bin boundaries are lower-inclusive and computed with integer pixel counts (exact at 25%, 1/3, ...) for the fixed');
+  p('  bins that the calibration below uses on manual masks; production uses the fitted levels of the next section.');
   p();
+  if (c.geographicExtent.modelFit) {
+    const ge = c.geographicExtent.modelFit;
+    const zo = c.zones.modelFit;
+    const row = (name: string, a: Cfg) => p(`| ${name} | ${a.n} | ${a.refused} | ${f(a.mae, 2)} | ${f(a.spearman, 2)} | ${a.meanPredicted.toFixed(2)} / ${a.meanRadiologist.toFixed(2)} |`);
+    p(`## Radiologist scales for the model's masks (${c.scalesModel}; models/severity/scales.json)`);
+    p();
+    p('The model draws opacity differently from a radiologist\'s eye, so the levels that turn involved shares into the');
+    p('0-4 extent and 0-3 zone scores were fitted to radiologists\' scores of the model\'s masks on images of patients');
+    p('who are not external22 patients (`npx tsx models/severity/fit-scales.ts`), then reported on external22. The minimum');
+    p('involved share is searched from 1% up: a speck is not involvement.');
+    p();
+    p(`- Extent levels: ${JSON.stringify(c.geographicExtent.levels)}; fitted on ${ge.fittedOn}.`);
+    p(`- Zone levels: ${JSON.stringify(c.zones.levels)}; fitted on ${zo.fittedOn}.`);
+    p();
+    p('| scale, set, levels | n | refused | MAE | Spearman | mean model / radiologist |');
+    p('|---|---|---|---|---|---|');
+    row('extent 0-8, fit set, fixed quartiles', ge.fit.fixedQuartiles);
+    row('extent 0-8, fit set, fitted', ge.fit.fitted);
+    row('extent 0-8, **external22**, fixed quartiles', ge.external22.fixedQuartiles);
+    row('extent 0-8, **external22**, fitted', ge.external22.fitted);
+    row('zones 0-18, fit set, fixed thirds', zo.fit.fixedThirds);
+    row('zones 0-18, fit set, fitted', zo.fit.fitted);
+    row('zones 0-18, **external22** (Brixia-scored images), fixed thirds', zo.external22.fixedThirds);
+    row('zones 0-18, **external22** (Brixia-scored images), fitted', zo.external22.fitted);
+    p();
+    const b = c.opacityPctBias;
+    p(`Model opacity % against manual opacity % on the ${b.set} (n = ${b.n}): mean difference (model - manual)`);
+    p(`${f(b.meanDifferenceModelMinusManual, 2)} points, MAE ${f(b.mae, 2)}, Spearman ${f(b.spearman, 2)}.`);
+    const [lo, hi] = b.meanDifferenceModelMinusManual.ci95;
+    p(lo <= 0 && hi >= 0
+      ? 'The 95% CI of the mean difference includes 0, so no correction is applied before the grades and risks (which were fitted on manual masks); the MAE is the per-image uncertainty a reader should keep in mind.'
+      : `The 95% CI of the mean difference excludes 0: the model ${lo > 0 ? 'over' : 'under'}estimates opacity % on these films. No correction is applied yet (a ${b.n}-image set cannot fit one reliably); grades and risks inherit this bias.`);
+    p();
+  }
   p('## Calibration data');
   p();
   p(`${d.calibration}: ${d.studies} studies of ${d.patientsWithStudies} patients. Analysed: **${d.patientsAnalysed} patients,`);
