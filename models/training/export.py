@@ -25,7 +25,8 @@ ap.add_argument('--splits', default=os.path.join(HERE, 'splits.json'))
 ap.add_argument('--log', default=os.path.join(HERE, 'train_log.csv'))
 ap.add_argument('--out-dir', default=os.path.join(REPO, 'models'))
 ap.add_argument('--name', default='cxr-unet-r18')
-ap.add_argument('--version', default='1.0.0')
+ap.add_argument('--version', default='2.0.0')
+ap.add_argument('--guard', default='cxr-guard.json', help='guard manifest the model manifest names ("" for none)')
 a = ap.parse_args()
 torch.set_num_threads(1)
 cfg = json.load(open(a.config))
@@ -35,6 +36,8 @@ S = cfg['resolution']; MEAN = cfg['normalization']['mean']; STD = cfg['normaliza
 ck = torch.load(a.ckpt, map_location='cpu')
 net = UNetR18(tuple(cfg['decoder_channels']))
 sd = {k: (v.half().float() if v.is_floating_point() else v) for k, v in ck['model'].items()}
+# the training head may carry a 4th channel (coarse covidqu-style opacity, training only): export the first three
+sd = {k: (v[:3] if k.startswith('head.') else v) for k, v in sd.items()}
 net.load_state_dict(sd)
 model = WithSigmoid(net).eval()
 
@@ -79,12 +82,12 @@ size_mb = os.path.getsize(onnx_path) / 1e6
 print(f'wrote {onnx_path} ({size_mb:.1f} MB), {len(casts)} fp16 initializers, sha256 {sha}')
 
 # ---------------- validation metrics + opacity threshold (val split only) ----------------
-recs, excluded = usable_records(a.data)
+recs, excluded = usable_records(a.data, tuple(cfg['sources']))
 by_key = {r['source'] + '/' + r['id']: r for r in recs}
 splits = json.load(open(a.splits))
 val = [by_key[k] for k in splits['val']]
 tr = [by_key[k] for k in splits['train']]
-IMG, TGT, VALID, IGN = build_cache(tr + val, S, os.path.join(HERE, 'checkpoints', f'cache_{S}.npz'))
+IMG, TGT, VALID, IGN = build_cache(tr + val, S, os.path.join(HERE, 'checkpoints', f'cache_{"_".join(s[:2] for s in cfg["sources"])}_{S}.npz'))
 IMG, TGT, VALID, IGN = IMG[len(tr):], TGT[len(tr):], VALID[len(tr):], IGN[len(tr):]
 with torch.no_grad():
     P = np.concatenate([model((torch.from_numpy(IMG[i:i + 8]).float().unsqueeze(1) / 255.0 - MEAN) / STD).numpy()
@@ -97,7 +100,8 @@ def dice(x, y):
 
 
 gbi = [i for i, r in enumerate(val) if r['source'] == 'gb_covid_seg']
-v7i = [i for i, r in enumerate(val) if r['source'] != 'gb_covid_seg']
+qui = [i for i, r in enumerate(val) if r['source'] == 'covidqu_infection']
+mci = [i for i, r in enumerate(val) if r['source'] == 'mcsz']
 lung = lambda i: (P[i, 0] >= 0.5) | (P[i, 1] >= 0.5)
 keep = lambda i: IGN[i] == 0
 lu = {i: dice(lung(i) & keep(i), (TGT[i, 3] > 0) & keep(i)) for i in range(len(val))}
@@ -112,9 +116,11 @@ for t in [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6]:
 t_cand = max(sweep, key=lambda t: sweep[t][0])
 t_best = t_cand if sweep[t_cand][0] >= sweep[0.5][0] + 0.01 else 0.5
 metrics = {
-    'lung_dice_union_all_val': round(float(np.mean(list(lu.values()))), 4),
-    'lung_dice_union_gb_val (gb definition, no retrocardiac)': round(float(np.mean([lu[i] for i in gbi])), 4),
-    'lung_dice_union_v7labs_val (v7labs definition, incl. retrocardiac)': round(float(np.mean([lu[i] for i in v7i])), 4),
+    'lung_dice_union_covidqu_val (visible lung fields)': round(float(np.mean([lu[i] for i in qui])), 4),
+    'lung_dice_union_mcsz_val (visible lung fields)': round(float(np.mean([lu[i] for i in mci])), 4),
+    'lung_dice_union_gb_val (gb definition: not supervised in v2)': round(float(np.mean([lu[i] for i in gbi])), 4),
+    'lung_right_dice_covidqu_val': round(float(np.mean([dice(P[i, 0] >= 0.5, TGT[i, 0] > 0) for i in qui])), 4),
+    'lung_left_dice_covidqu_val': round(float(np.mean([dice(P[i, 1] >= 0.5, TGT[i, 1] > 0) for i in qui])), 4),
     'lung_right_dice_gb_val': round(float(np.mean([dice(P[i, 0] >= 0.5, TGT[i, 0] > 0) for i in gbi if VALID[i, 0]])), 4),
     'lung_left_dice_gb_val': round(float(np.mean([dice(P[i, 1] >= 0.5, TGT[i, 1] > 0) for i in gbi if VALID[i, 1]])), 4),
     'opacity_dice_pooled_gb_val@0.5': round(float(sweep[0.5][0]), 4),
@@ -137,26 +143,32 @@ manifest = {
     'input': {'name': 'image', 'size': S, 'resize': 'stretch', 'normalization': {'mean': MEAN, 'std': STD}},
     'output': {'name': 'probabilities', 'channels': ['lung_right', 'lung_left', 'opacity'], 'activation': 'sigmoid'},
     'thresholds': {'lung_right': 0.5, 'lung_left': 0.5, 'opacity': float(t_best)},
+    **({'guard': a.guard} if a.guard else {}),
     'training': {
-        'architecture': 'U-Net, torchvision ResNet18 encoder (1-channel conv1, random init, no pretrained weights), '
-                        f'decoder {cfg["decoder_channels"]}, nearest upsampling; weights stored fp16 + Cast to fp32',
+        'architecture': 'U-Net, torchvision ResNet18 encoder (1-channel conv1, no pretrained weights: v1 trained from '
+                        f'random init, v2 fine-tuned from v1), decoder {cfg["decoder_channels"]}, nearest upsampling; '
+                        'weights stored fp16 + Cast to fp32; training head has a 4th (coarse covidqu opacity) channel, '
+                        'not exported',
         'framework': f'PyTorch {torch.__version__}, ONNX opset 13',
         'datasets': {
             s: {'images_used': sum(r['source'] == s for r in used),
                 'train': sum(r['source'] == s for r in tr), 'val': sum(r['source'] == s for r in val),
                 'patients': len({r['patient_id'] for r in used if r['source'] == s}),
-                'labels_used': ('lung_right, lung_left, opacity' if s == 'gb_covid_seg'
-                                else 'lung union only (incl. retrocardiac), ignore mask; no opacity supervision'),
+                'labels_used': {'gb_covid_seg': 'opacity (exported channel); lungs not supervised (other definition)',
+                                'covidqu_infection': 'lung_right, lung_left; opacity on the coarse training channel; '
+                                                     'Normal images also as true negatives of the exported channel',
+                                'mcsz': 'lung_right, lung_left'}[s],
                 'licences': dict(lic[s])}
-            for s in ('gb_covid_seg', 'v7labs_lungs')},
+            for s in cfg['sources']},
+        'initialised_from': cfg.get('init_from_onnx'),
         'non_commercial_licence_images': nc,
         'licence_note': 'per-image licences from the manifests; images with NC licences restrict commercial use of '
                         'the data (see models/MODEL_CARD.md); blank = no per-image licence given in the manifest',
         'excluded': {**excluded,
                      'external22': 'all 22 images: external test set, never trained or tuned on',
                      'covid_rural_ar': 'no images (masks only): not usable for training',
-                     'reason': 'patients of external22 removed from gb_covid_seg and v7labs_lungs; v7labs images whose '
-                               'source_file is also in gb_covid_seg dropped (gb copy kept)'},
+                     'reason': 'patients of external22 removed; covidqu images flagged as possible duplicates of '
+                               'gb_covid_seg / v7labs_lungs radiographs dropped; v7labs_lungs not a v2 source'},
         'split_file': 'models/training/splits.json (patient-level, seed %d)' % cfg['split']['seed'],
         'config': 'models/training/config.json',
         'seed': cfg['seed'],
