@@ -14,7 +14,8 @@ import { loadModel } from '../layers/onnx/session';
 import { loadSeverityConfig } from '../src/core';
 import { SqsSink } from '../src/aws/sqs-sink';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/local/memory';
-import { imageIdFor, type StageMessage } from '../src/pipeline/messages';
+import { imageIdFor, storedSource, type StageMessage } from '../src/pipeline/messages';
+import { pseudonymise } from '../src/core/pseudonym';
 import { parseStageMessage } from '../src/pipeline/message-schema';
 import { runScoreStage } from '../src/pipeline/score-stage';
 import { runSegmentStage } from '../src/pipeline/segment-stage';
@@ -64,7 +65,10 @@ describe('batch-result: SageMaker async notifications to the score queue', () =>
     });
     await model.release();
     const { key } = parseS3Uri(requestUri);
-    await objects.put(RESULTS, key, JSON.stringify({ source, batchId: 'b1' }), 'application/json');
+    // As the router writes it: pseudonyms only, and the source as results may keep it.
+    await objects.put(RESULTS, key, JSON.stringify({
+      source, patientKey: pseudonymise(KEY, 'patient', 'P-1'), stored: storedSource(KEY, source), batchId: 'b1',
+    }), 'application/json');
     await objects.put(RESULTS, 'batches/outputs/i-1.out', JSON.stringify(segmented), 'application/json');
   });
 
@@ -84,7 +88,7 @@ describe('batch-result: SageMaker async notifications to the score queue', () =>
 
   test('error topic: a FAILED message with code INTERNAL and the reasons, for the image of the request', async () => {
     const sink = new MemorySink();
-    await objects.put(RESULTS, 'batches/failures/i-2.out', JSON.stringify({ error: 'SOURCE_NOT_FOUND', message: 'the source object batch-images/a.png does not exist' }), 'application/json');
+    await objects.put(RESULTS, 'batches/failures/i-2.out', JSON.stringify({ error: 'SOURCE_NOT_FOUND', message: 'the source object does not exist in bucket up\r\nFORGED' }), 'application/json');
     const msg = await handleAsyncNotification(JSON.stringify(failure(requestUri, 'ClientError: Received client error (404) from primary', `s3://${RESULTS}/batches/failures/i-2.out`)), { objects, sink, log: silentLogger });
     assert.equal(msg.status, 'FAILED');
     assert.equal(msg.imageId, imageIdFor(source));
@@ -92,6 +96,10 @@ describe('batch-result: SageMaker async notifications to the score queue', () =>
     if (msg.status !== 'FAILED') return;
     assert.equal(msg.error.code, 'INTERNAL');
     assert.match(msg.error.reason, /Received client error \(404\).*SOURCE_NOT_FOUND: the source object/);
+    assert.doesNotMatch(msg.error.reason, /[\r\n]/, 'control characters of the container body are stripped');
+    assert.equal(msg.patientKey, pseudonymise(KEY, 'patient', 'P-1'), 'the patient pseudonym of the request is kept');
+    assert.deepEqual(msg.source, storedSource(KEY, source));
+    assert.ok(!JSON.stringify(msg).includes('batch-images/a.png'), 'the FAILED message holds no upload key');
     assert.deepEqual(parseStageMessage(JSON.stringify(sink.messages[0])), msg, 'a valid stage message');
     const { item } = await runScoreStage(msg, { objects, results: new MemoryResults(), severity: loadSeverityConfig(), resultsBucket: RESULTS, log: silentLogger });
     assert.equal(item.status, 'FAILED');

@@ -40,9 +40,9 @@ const N = (n: number) => ({ n: String(n) });
 const ROWS: [string, Record<string, unknown> | null][] = [
   // An older export: must not be counted.
   ['2025-03-01T02:00:00Z', { imageId: S('old'), patientKey: S('p1'), status: S('SCORED'), sortKey: S('2025-02-28#old'), createdAt: S('2025-02-28T00:00:00Z'), opacityPctTotal: N(99), grade: S('critical') }],
-  ['2025-03-02T02:00:00Z', { imageId: S('a'), patientKey: S('p1'), studyKey: S('s1'), status: S('SCORED'), sortKey: S('2025-03-01T10:00:00Z#a'), acquiredAt: S('2025-03-01T10:00:00Z'), createdAt: S('2025-03-01T10:05:00Z'), opacityPctTotal: N(10), grade: S('mild') }],
-  ['2025-03-02T02:00:00Z', { imageId: S('b'), patientKey: S('p1'), studyKey: S('s2'), status: S('SCORED'), sortKey: S('2025-03-02T09:00:00Z#b'), acquiredAt: S('2025-03-02T09:00:00Z'), createdAt: S('2025-03-02T09:01:00Z'), opacityPctTotal: N(35.5), grade: S('severe') }],
-  ['2025-03-02T02:00:00Z', { imageId: S('d'), patientKey: S('p2'), status: S('SCORED'), sortKey: S('2025-03-02T11:00:00Z#d'), acquiredAt: S('2025-03-02T11:00:00Z'), createdAt: S('2025-03-02T11:01:00Z'), opacityPctTotal: N(0.5), grade: S('none') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('a'), patientKey: S('p1'), studyKey: S('s1'), status: S('SCORED'), sortKey: S('2022-01-10#a'), studyDate: S('2022-01-10'), createdAt: S('2025-03-01T10:05:00Z'), opacityPctTotal: N(10), grade: S('mild') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('b'), patientKey: S('p1'), studyKey: S('s2'), status: S('SCORED'), sortKey: S('2022-01-11#b'), studyDate: S('2022-01-11'), createdAt: S('2025-03-02T09:01:00Z'), opacityPctTotal: N(35.5), grade: S('severe') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('d'), patientKey: S('p2'), status: S('SCORED'), sortKey: S('2023-07-30#d'), studyDate: S('2023-07-30'), createdAt: S('2025-03-02T11:01:00Z'), opacityPctTotal: N(0.5), grade: S('none') }],
   ['2025-03-02T02:00:00Z', { imageId: S('c'), patientKey: S('UNKNOWN'), status: S('FAILED'), sortKey: S('2025-03-02T12:00:00Z#c'), createdAt: S('2025-03-02T12:00:00Z'), errorCode: S('LATERAL_VIEW'), errorReason: S('lateral view: only frontal (PA/AP) views are measured') }],
   ['2025-03-02T02:00:00Z', { imageId: S('e'), patientKey: S('UNKNOWN'), status: S('FAILED'), sortKey: S('2025-03-02T12:30:00Z#e'), createdAt: S('2025-03-02T12:30:00Z'), errorCode: S('LATERAL_VIEW'), errorReason: S('lateral view: only frontal (PA/AP) views are measured') }],
   // A manifest file parsed by the JSON SerDe with ignore.malformed.json: a row with a null item.
@@ -67,12 +67,12 @@ before(async () => {
 describe('Athena named queries (run on DuckDB)', () => {
   test('opacity trend per patient: scored images in time order with the change since the previous one', async () => {
     const rows = await run('opacity-trend-per-patient');
-    assert.deepEqual(rows.map((r) => [r.patient_key, r.image_id, r.opacity_pct_total, r.change_pct_points]), [
-      ['p1', 'a', 10, null], ['p1', 'b', 35.5, 25.5], ['p2', 'd', 0.5, null],
+    assert.deepEqual(rows.map((r) => [r.patient_key, r.image_id, r.study_date, r.opacity_pct_total, r.change_pct_points]), [
+      ['p1', 'a', '2022-01-10', 10, null], ['p1', 'b', '2022-01-11', 35.5, 25.5], ['p2', 'd', '2023-07-30', 0.5, null],
     ]);
   });
 
-  test('severe share per day', async () => {
+  test('severe share per (processing) day: shifted study days do not line up across patients', async () => {
     const rows = await run('severe-share-per-day');
     assert.deepEqual(rows.map((r) => [r.day, Number(r.scored_images), Number(r.severe_images), r.severe_share]), [
       ['2025-03-01', 1, 0, 0], ['2025-03-02', 2, 1, 0.5],

@@ -20,13 +20,16 @@ import type { ResultItem } from '../src/pipeline/messages';
 const id = (n: number) => createHash('sha256').update(String(n)).digest('hex').slice(0, 32);
 const GRADE = (pct: number) => (pct >= 50 ? 'critical' : pct >= 30 ? 'severe' : pct >= 15 ? 'moderate' : pct >= 1 ? 'mild' : 'none');
 
-function scored(n: number, patientKey: string, pct: number, when: { acquiredAt?: string; createdAt: string }, right: number | null = pct * 2): ResultItem {
+const keyPseudonym = (n: number) => `src_${createHash('sha256').update(`k${n}`).digest('base64url').slice(0, 22)}`;
+
+/** `studyDate`: the patient's shifted study day, as the pipeline stores it (never the real date). */
+function scored(n: number, patientKey: string, pct: number, when: { studyDate?: string; createdAt: string }, right: number | null = pct * 2): ResultItem {
   const imageId = id(n);
-  const at = when.acquiredAt ?? when.createdAt;
+  const at = when.studyDate ?? when.createdAt;
   return {
     imageId, status: 'SCORED', patientKey, studyKey: 'st_x', sortKey: `${at}#${imageId}`,
-    ...(when.acquiredAt ? { acquiredAt: when.acquiredAt } : {}), createdAt: when.createdAt,
-    source: { bucket: 'cxr-uploads', key: `uploads/${n}.png`, etag: 'abc', size: 1234 }, path: 'lambda',
+    ...(when.studyDate ? { studyDate: when.studyDate } : {}), createdAt: when.createdAt,
+    source: { bucket: 'cxr-uploads', keyPseudonym: keyPseudonym(n), etag: 'abc', size: 1234 }, path: 'lambda',
     meta: { format: 'png' }, model: { name: 'cxr-unet-r18', version: '1.0.0' },
     opacityPctTotal: pct, opacityPctRight: right, opacityPctLeft: 0.125, geographicExtent: 3, zoneScore: 5,
     grade: GRADE(pct), riskIcu: 0.25, riskMortality: null, modelVersion: 'cxr-unet-r18@1.0.0', severityVersion: '0.1.0',
@@ -38,14 +41,15 @@ function failed(n: number, code: string, reason: string, createdAt: string): Res
   const imageId = id(n);
   return {
     imageId, status: 'FAILED', patientKey: 'UNKNOWN', studyKey: 'UNKNOWN', sortKey: `${createdAt}#${imageId}`, createdAt,
-    source: { bucket: 'cxr-uploads', key: `uploads/${n}.bin` }, path: 'local', errorCode: code, errorReason: reason, timingsMs: { total: 2 },
+    source: { bucket: 'cxr-uploads', keyPseudonym: keyPseudonym(n) }, path: 'local', errorCode: code, errorReason: reason, timingsMs: { total: 2 },
   };
 }
 
 const ITEMS: ResultItem[] = [
-  scored(1, 'pt_a', 10, { acquiredAt: '2024-03-01T09:00:00.000Z', createdAt: '2024-03-10T10:00:00.000Z' }),
-  scored(2, 'pt_a', 35, { acquiredAt: '2024-03-03T09:00:00.000Z', createdAt: '2024-03-10T10:00:01.000Z' }, null),
-  scored(3, 'pt_a', 55.5, { acquiredAt: '2024-03-05T09:00:00.000Z', createdAt: '2024-03-10T10:00:02.000Z' }),
+  // Recorded on the days they were taken; their study days are shifted back (here by 1124 days).
+  scored(1, 'pt_a', 10, { studyDate: '2021-02-01', createdAt: '2024-03-01T10:00:00.000Z' }),
+  scored(2, 'pt_a', 35, { studyDate: '2021-02-03', createdAt: '2024-03-03T10:00:01.000Z' }, null),
+  scored(3, 'pt_a', 55.5, { studyDate: '2021-02-05', createdAt: '2024-03-05T10:00:02.000Z' }),
   scored(4, 'pt_b', 5, { createdAt: '2024-03-03T12:00:00.000Z' }),
   scored(5, 'UNKNOWN', 40, { createdAt: '2024-03-01T15:00:00.000Z' }),
   failed(6, 'UNRECOGNISED_FORMAT', 'not a PNG, JPEG or DICOM file', '2024-03-02T08:00:00.000Z'),
@@ -132,11 +136,11 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
       ['pt_a', 3, id(3), 55.5, 'critical', 20.5],
       ['pt_b', 1, id(4), 5, 'mild', null],
     ]);
-    assert.equal(rows[0].taken_at, '2024-03-01T09:00:00.000Z', 'acquisition time first');
+    assert.equal(rows[0].taken_at, '2021-02-01', 'the shifted study day first');
     assert.equal(rows[3].taken_at, '2024-03-03T12:00:00.000Z', 'else the processing time');
   });
 
-  test('severe_share_per_day: severe and critical over scored images, per day', async () => {
+  test('severe_share_per_day: severe and critical over scored images, per processing day', async () => {
     const rows = await db.run('severe_share_per_day');
     assert.deepEqual(rows, [
       { day: '2024-03-01', scored_images: 2, severe_images: 1, severe_share: 0.5 },

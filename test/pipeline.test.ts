@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -15,6 +15,7 @@ import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
 import { imageIdFor, type ResultItem } from '../src/pipeline/messages';
 import { s3Notification } from '../functions/router/router-handler';
+import { pseudonymise } from '../src/core/pseudonym';
 import { writeTinyModel } from './helpers/tiny-model';
 import { chestJpeg, chestPng } from './helpers/synthetic';
 
@@ -22,9 +23,10 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
   let p: LocalPipeline;
   const logs: string[] = [];
   const ids = new Map<string, string>();
+  let dir: string;
 
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cxr-pipe-'));
+    dir = mkdtempSync(join(tmpdir(), 'cxr-pipe-'));
     p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: dir, retryDelayMs: 50, logLevel: 'INFO', logSink: (l) => logs.push(l) });
   });
   after(async () => p?.stop());
@@ -48,7 +50,8 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
     const h = byId.get(ids.get('half 16bit ü.png')!)!;
     assert.equal(h.status, 'SCORED', 'a key with spaces and unicode is decoded from the S3 notification');
     assert.ok(Math.abs(h.opacityPctRight! - 50) < 3, `got ${h.opacityPctRight}`);
-    assert.equal(h.source.key, 'uploads/half 16bit ü.png');
+    assert.equal(h.source.key, undefined, 'no file name in the result by default');
+    assert.match(h.source.keyPseudonym, /^src_[A-Za-z0-9_-]{22}$/);
     const c = byId.get(ids.get('clear.jpg')!)!;
     assert.ok(c.opacityPctTotal! < 1);
     assert.match(c.patientKey, /^pt_/, 'patient id from upload metadata is pseudonymised');
@@ -104,13 +107,15 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
     assert.equal(p.ingest.deadLetters[0].receiveCount, 3);
   });
 
-  test('identifiers that a batch manifest attaches to a notification are pseudonymised like upload metadata', async () => {
+  test('pseudonyms that the batch router attaches to a notification are taken as given, equal to those of upload metadata', async () => {
     const viaMetadata = await p.upload('uploads/meta.png', await chestPng({ rightOpacity: 0.1 }), { 'patient-id': 'PAT-0009' });
     const body = await chestPng({ rightOpacity: 0.2 });
     await p.stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: 'batch-images/b.png', Body: body }));
     const head = await p.stack.s3.send(new HeadObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: 'batch-images/b.png' }));
     const src = { bucket: LOCAL_NAMES.uploadsBucket, key: 'batch-images/b.png', etag: head.ETag!.replace(/"/g, ''), size: body.length };
-    p.ingest.send(s3Notification(src, 'us-east-1', new Date().toISOString(), { patientId: 'PAT-0009' }));
+    // The router hashes the manifest's id with the same key before it sends anything.
+    const key = readFileSync(join(dir, 'pseudonym.key'), 'utf8').trim();
+    p.ingest.send(s3Notification(src, 'us-east-1', new Date().toISOString(), { patientKey: pseudonymise(key, 'patient', 'PAT-0009') }));
     await p.drain();
     const a = await p.results.get(viaMetadata);
     const b = await p.results.get(imageIdFor(src));

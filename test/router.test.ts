@@ -18,6 +18,9 @@ import {
 } from '../functions/router/router-handler';
 import { asyncRequestSchema } from '../functions/sagemaker/server';
 import { imageIdFor } from '../src/pipeline/messages';
+import { pseudonymise } from '../src/core/pseudonym';
+
+const KEY = 'router-test-pseudonym-key-0123456789';
 
 const cfg: RouteConfig = { batchThreshold: 50, backlogThreshold: 500, endpointConfigured: true };
 
@@ -125,7 +128,7 @@ describe('router handler (aws-sdk-client-mock)', () => {
     workBucket: WORK, maxImages: 10_000, imagePrefixes: ['batch-images/'],
   };
   const handlerWith = (c: Partial<RouterConfig> = {}) => {
-    const deps: RouterDeps = { s3, sqs, sagemaker: sm, config: { ...config, ...c } };
+    const deps: RouterDeps = { s3, sqs, sagemaker: sm, config: { ...config, ...c }, pseudonymKey: KEY };
     return createRouterHandler(() => deps, obs);
   };
   const s3Event = (key: string): S3Event => ({
@@ -151,7 +154,9 @@ describe('router handler (aws-sdk-client-mock)', () => {
     assert.equal(sent.length, 3);
     const notified = sent.flatMap((e) => objectsInS3Notification(e.MessageBody!));
     const srcs = notified.map((n) => n.source);
-    assert.deepEqual(notified.map((n) => n.ids.patientId).sort(), keys.map((k) => `P${k.length}`).sort(), 'manifest patient ids travel with the notification');
+    assert.deepEqual(notified.map((n) => n.ids.patientKey).sort(), keys.map((k) => pseudonymise(KEY, 'patient', `P${k.length}`)).sort(),
+      'the pseudonyms of the manifest patient ids travel with the notification');
+    for (const e of sent) assert.doesNotMatch(e.MessageBody!, /"P\d+"|patientId/, 'no raw patient id in the queue message');
     assert.deepEqual(srcs.map((s) => s.key).sort(), [...keys].sort(), 'keys with spaces survive the notification encoding');
     for (const s of srcs) assert.equal(s.etag, etagOf(bucket.get(`${UPLOADS}/${s.key}`)!));
     const status = statusOf(out.batches[0]!.batchId);
@@ -182,9 +187,13 @@ describe('router handler (aws-sdk-client-mock)', () => {
       assert.equal(req.batchId, batchId);
       assert.equal(imageIdFor(req.source), c.InferenceId, 'the request names the same object version as the imageId');
     }
-    const first = JSON.parse(bucket.get(`${WORK}/batches/requests/${batchId}/${calls.find((c) => c.InputLocation!.includes(imageIdFor({ bucket: UPLOADS, key: keys[0]!, etag: etagOf(Buffer.from('png-0')) })))!.InferenceId}.json`)!.toString());
-    assert.equal(first.patientId, 'P0');
-    assert.equal(first.studyId, 'S1');
+    const firstText = bucket.get(`${WORK}/batches/requests/${batchId}/${calls.find((c) => c.InputLocation!.includes(imageIdFor({ bucket: UPLOADS, key: keys[0]!, etag: etagOf(Buffer.from('png-0')) })))!.InferenceId}.json`)!.toString();
+    const first = JSON.parse(firstText);
+    assert.equal(first.patientKey, pseudonymise(KEY, 'patient', 'P0'), 'the request holds the pseudonym, as the Lambda route does');
+    assert.equal(first.studyKey, pseudonymise(KEY, 'study', 'S1'));
+    assert.doesNotMatch(firstText, /"P0"|"S1"|patientId|studyId/, 'no raw id in the stored request');
+    assert.equal(first.stored.keyPseudonym, pseudonymise(KEY, 'source', keys[0]!));
+    assert.equal(first.stored.key, undefined, 'the stored source keeps no key by default');
     const status = statusOf(batchId);
     assert.equal(status.state, 'SUBMITTED');
     assert.equal(status.counts.submitted, 60);

@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
 import { S3Objects } from '../src/aws/s3-objects';
 import { silentLogger } from '../src/local/memory';
+import { pseudonymise } from '../src/core/pseudonym';
 import { LOCAL_NAMES, startLocalStack, type LocalStack } from '../src/local/stack';
 import { imageIdFor } from '../src/pipeline/messages';
 import { parseStageMessage } from '../src/pipeline/message-schema';
@@ -76,14 +77,19 @@ describe('SageMaker serving container (loopback, CPU, tiny model, s3rver)', () =
   test('JSON form: reads the upload, writes masks and overlay to the results bucket, returns the StageMessage', async () => {
     const key = 'batch-images/quarter opacity.png';
     const etag = await upload(key, await chestPng({ rightOpacity: 0.25 }));
-    const res = await invoke(JSON.stringify({ source: { bucket: LOCAL_NAMES.uploadsBucket, key, etag }, patientId: 'PAT-7', batchId: 'b1' }), 'application/json');
+    // The router hands over the pseudonym (never the raw id); the container takes it as given.
+    const patientKey = pseudonymise('test-pseudonym-key-0123456789', 'patient', 'PAT-7')!;
+    const refused = await invoke(JSON.stringify({ source: { bucket: LOCAL_NAMES.uploadsBucket, key, etag }, patientId: 'PAT-7' }), 'application/json');
+    assert.equal(refused.status, 400, 'a raw patientId is not accepted');
+    const res = await invoke(JSON.stringify({ source: { bucket: LOCAL_NAMES.uploadsBucket, key, etag }, patientKey, batchId: 'b1' }), 'application/json');
     assert.equal(res.status, 200, logs.join('\n'));
     const msg = parseStageMessage(await res.text());
     assert.equal(msg.status, 'SEGMENTED');
     assert.equal(msg.path, 'sagemaker');
     assert.equal(msg.imageId, imageIdFor({ bucket: LOCAL_NAMES.uploadsBucket, key, etag }), 'same imageId as the Lambda path for the same upload');
-    assert.match(msg.patientKey ?? '', /^pt_/, 'patientId of the request is pseudonymised');
+    assert.equal(msg.patientKey, patientKey, 'the pseudonym of the request, not re-hashed: the same as on the Lambda route');
     assert.ok(!JSON.stringify(msg).includes('PAT-7'), 'the raw patient id never leaves');
+    assert.ok(!JSON.stringify(msg).includes('quarter opacity'), 'nor the upload key');
     if (msg.status !== 'SEGMENTED') return;
     for (const k of [msg.keys.lung, msg.keys.lungRight, msg.keys.lungLeft, msg.keys.opacity, msg.keys.overlay]) {
       const meta = await sharp(await getResult(k)).metadata();

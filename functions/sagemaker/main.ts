@@ -5,6 +5,7 @@
  *   RESULTS_BUCKET            where masks and overlays are written
  *   PSEUDONYM_SECRET_ARN      Secrets Manager secret holding the HMAC key (or PSEUDONYM_KEY, local only)
  *   SOURCE_BUCKETS            comma-separated buckets requests may name (optional)
+ *   KEEP_SOURCE_KEYS          "true" keeps upload keys (file names) in results: only for de-identified data
  *   SAGEMAKER_BIND_TO_PORT / PORT (default 8080), HOST (default 0.0.0.0)
  *   USE_CUDA                  1 forces CUDA, 0 forces CPU, unset: detect
  *   ORT_THREADS               intra-op threads (default: CPUs), MAX_CONCURRENT, MAX_QUEUED, MAX_BATCH
@@ -14,6 +15,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { loadModel } from '../../layers/onnx/session';
 import { S3Objects } from '../../src/aws/s3-objects';
+import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
 import { maxInputBytes } from '../../src/limits';
 import type { StageLogger } from '../../src/pipeline/ports';
 import { chooseExecutionProviders } from './providers';
@@ -52,6 +54,7 @@ async function main(): Promise<void> {
     objects: new S3Objects(new S3Client({})),
     model,
     pseudonymKey: await pseudonymKey(),
+    keepSourceKeys: keepSourceKeysFromEnv(process.env),
     resultsBucket: env('RESULTS_BUCKET'),
     log: logger,
     allowedSourceBuckets: process.env.SOURCE_BUCKETS ? process.env.SOURCE_BUCKETS.split(',').map((s) => s.trim()).filter(Boolean) : undefined,

@@ -3,7 +3,8 @@
  * (`GET /ping`, `POST /invocations`, port 8080) over the same core as the segment Lambda.
  *
  * POST /invocations takes either
- *  - `application/json` `{ "source": {bucket, key, etag?}, "patientId"?, "studyId"? }`: the async path.
+ *  - `application/json` `{ "source": {bucket, key, etag?}, "patientKey"?, "studyKey"?, "stored"?, "batchId"? }`:
+ *    the async path (patientKey/studyKey: pseudonyms the router made of the manifest's ids).
  *    SageMaker hands us the small JSON request object the router wrote; we run `runSegmentStage` exactly
  *    as the Lambda does (reads the upload, writes the masks and overlay to the results bucket, path
  *    'sagemaker') and answer with the StageMessage, which SageMaker writes to the async output location
@@ -21,7 +22,7 @@ import {
   decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, type SegmentationModel,
 } from '../../src/core';
 import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
-import { PATIENT_METADATA, runSegmentStage, STUDY_METADATA } from '../../src/pipeline/segment-stage';
+import { runSegmentStage } from '../../src/pipeline/segment-stage';
 import type { StageMessage } from '../../src/pipeline/messages';
 import { queuedModel, QueueFullError, type QueuedModel } from './model-queue';
 
@@ -45,6 +46,8 @@ export interface InferenceServerDeps {
   /** The model, or its loading: /ping says 503 until it is loaded. */
   model: SegmentationModel | Promise<SegmentationModel>;
   pseudonymKey: string;
+  /** KEEP_SOURCE_KEYS: results keep the upload's key (only for data already de-identified). */
+  keepSourceKeys?: boolean;
   resultsBucket: string;
   log: StageLogger;
   /** When set, JSON requests may only name these buckets (403 otherwise). */
@@ -69,8 +72,14 @@ export const asyncRequestSchema = z.object({
     key: z.string().min(1).max(1024),
     etag: z.string().max(200).optional(),
   }).strict(),
-  patientId: z.string().min(1).max(256).optional(),
-  studyId: z.string().min(1).max(256).optional(),
+  /** Pseudonyms of the manifest's ids (the router hashes them before writing the request). */
+  patientKey: z.string().regex(/^pt_[A-Za-z0-9_-]{22}$/).optional(),
+  studyKey: z.string().regex(/^st_[A-Za-z0-9_-]{22}$/).optional(),
+  /** What a FAILED result keeps of the source when the endpoint gives no output (batch-result). */
+  stored: z.object({
+    bucket: z.string().min(3).max(63), keyPseudonym: z.string().regex(/^src_[A-Za-z0-9_-]{22}$/),
+    key: z.string().min(1).max(1024).optional(), etag: z.string().max(200).optional(), size: z.number().optional(),
+  }).strict().optional(),
   /** Set by the router, for tracing only. */
   batchId: z.string().max(128).optional(),
 }).strict();
@@ -164,35 +173,24 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
     const r = asyncRequestSchema.safeParse(parsed);
     if (!r.success) {
       const why = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-      throw new HttpError(400, 'INVALID_REQUEST', `the request does not match {source:{bucket,key,etag?},patientId?,studyId?}: ${why}`);
+      throw new HttpError(400, 'INVALID_REQUEST', `the request does not match {source:{bucket,key,etag?},patientKey?,studyKey?,stored?,batchId?}: ${why}`);
     }
     const req = r.data;
     if (deps.allowedSourceBuckets && !deps.allowedSourceBuckets.includes(req.source.bucket)) {
       throw new HttpError(403, 'BUCKET_NOT_ALLOWED', `this endpoint does not read from bucket ${req.source.bucket}`);
     }
-    // Ids the submitter gave in the batch manifest act as the upload's metadata (DICOM tags still win).
-    const objects: ObjectStore = {
-      head: (bucket, key) => deps.objects.head(bucket, key),
-      get: async (bucket, key) => {
-        const o = await deps.objects.get(bucket, key);
-        if (bucket !== req.source.bucket || key !== req.source.key) return o;
-        const metadata = { ...o.metadata };
-        if (req.patientId) metadata[PATIENT_METADATA] = req.patientId;
-        if (req.studyId) metadata[STUDY_METADATA] = req.studyId;
-        return { ...o, metadata };
-      },
-      put: (bucket, key, b, contentType) => deps.objects.put(bucket, key, b, contentType),
-    };
     try {
+      // The manifest's pseudonyms go in as on the Lambda route (DICOM tags still win).
       const message = await runSegmentStage(req.source, {
-        objects, model: m, sink: { send: async () => undefined }, pseudonymKey: deps.pseudonymKey,
-        resultsBucket: deps.resultsBucket, log: deps.log, path: 'sagemaker', now: deps.now, maxInputBytes: lim.maxInputBytes,
-      });
+        objects: deps.objects, model: m, sink: { send: async () => undefined }, pseudonymKey: deps.pseudonymKey,
+        keepSourceKeys: deps.keepSourceKeys, resultsBucket: deps.resultsBucket, log: deps.log, path: 'sagemaker', now: deps.now,
+        maxInputBytes: lim.maxInputBytes,
+      }, { patientKey: req.patientKey, studyKey: req.studyKey });
       return { status: 200, body: message };
     } catch (e) {
       const name = errorName(e);
       if (name === 'NoSuchKey' || name === 'NotFound' || httpStatusOf(e) === 404) {
-        throw new HttpError(404, 'SOURCE_NOT_FOUND', `the source object ${req.source.key} does not exist in bucket ${req.source.bucket}`);
+        throw new HttpError(404, 'SOURCE_NOT_FOUND', `the source object does not exist in bucket ${req.source.bucket}`);
       }
       if (name === 'AccessDenied' || httpStatusOf(e) === 403) {
         throw new HttpError(403, 'SOURCE_ACCESS_DENIED', `this endpoint may not read bucket ${req.source.bucket}`);

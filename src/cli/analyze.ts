@@ -12,7 +12,8 @@ import { loadSeverityConfig } from '../core';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { FileBackedObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
-import { outputFiles } from '../pipeline/messages';
+import { keepSourceKeysFromEnv, outputFiles } from '../pipeline/messages';
+import { mappingEntry, writeSourceMapping, type SourceMappingEntry } from '../local/source-mapping';
 import { runScoreStage } from '../pipeline/score-stage';
 import { runSegmentStage } from '../pipeline/segment-stage';
 import { formatCsv, formatJson, formatTable, type ResultRow } from './format';
@@ -52,6 +53,8 @@ export async function analyzeMain(argv: string[]): Promise<number> {
   const objects = new FileBackedObjects(INPUT_FILES);
   const results = new MemoryResults();
   const rows: ResultRow[] = [];
+  const mapping: SourceMappingEntry[] = [];
+  const keepSourceKeys = keepSourceKeysFromEnv(process.env);
   try {
     for (const [i, input] of inputs.entries()) {
       let row: ResultRow;
@@ -61,7 +64,7 @@ export async function analyzeMain(argv: string[]): Promise<number> {
           { bucket: INPUT_FILES, key: input.path },
           {
             objects, sink, model, pseudonymKey: process.env.PSEUDONYM_KEY ?? 'cxr-opacity-local-cli-key', resultsBucket: 'local',
-            log: silentLogger, path: 'local', maxInputBytes: limit,
+            log: silentLogger, path: 'local', maxInputBytes: limit, keepSourceKeys,
           },
         );
         const { item } = await runScoreStage(msg, { objects, results, severity, resultsBucket: 'local', log: silentLogger });
@@ -69,11 +72,12 @@ export async function analyzeMain(argv: string[]): Promise<number> {
         mkdirSync(dir, { recursive: true });
         if (item.keys) {
           for (const [file, key] of Object.entries(outputFiles(item.keys))) {
-            // result.json is written below, with the input path added.
+            // result.json is written below.
             if (file !== 'result.json') writeFileSync(join(dir, file), (await objects.get('local', key)).body);
           }
         }
-        writeFileSync(join(dir, 'result.json'), JSON.stringify({ input: input.path, ...item }, null, 2));
+        // The input path only where file names are kept (KEEP_SOURCE_KEYS=true); else source-mapping.json has it.
+        writeFileSync(join(dir, 'result.json'), JSON.stringify(keepSourceKeys ? { input: input.path, ...item } : item, null, 2));
         row = { input: input.name, item };
       } catch (e) {
         // One input that cannot even be read (permissions, vanished, a full disk for its outputs) is
@@ -83,10 +87,12 @@ export async function analyzeMain(argv: string[]): Promise<number> {
         objects.objects.clear();
       }
       rows.push(row);
+      mapping.push(mappingEntry(input.path, input.name, row.item));
       if (format === 'table') process.stderr.write(`[${i + 1}/${inputs.length}] ${input.name}: ${row.item?.status ?? 'LOST'}\n`);
     }
   } finally {
     await model.release();
+    writeSourceMapping(values.out ?? 'out', mapping);
   }
   console.log(format === 'json' ? formatJson(rows) : format === 'csv' ? formatCsv(rows) : formatTable(rows));
   if (format === 'table') console.log(`\noutputs in ${values.out}/<input name>/ (overlay.png: orange = opacity, cyan = patient's right lung, magenta = left lung)`);

@@ -20,7 +20,7 @@ import { DynamoResults } from '../aws/results-table';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
 import { maxInputBytes } from '../limits';
-import { imageIdFor, type StageMessage } from '../pipeline/messages';
+import { imageIdFor, keepSourceKeysFromEnv, type StageMessage } from '../pipeline/messages';
 import type { ObjectStore } from '../pipeline/ports';
 import { LocalQueue } from './queue';
 import { LOCAL_NAMES, startLocalStack, type LocalStack, type S3NotificationLike } from './stack';
@@ -47,6 +47,8 @@ export interface LocalPipelineOptions {
   logLevel?: 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' | 'SILENT';
   /** Receives every structured log line (tests use it to check for leaks). */
   logSink?: (line: string) => void;
+  /** Keep upload keys (file names) in results (default: KEEP_SOURCE_KEYS=true in the environment, else no). */
+  keepSourceKeys?: boolean;
 }
 
 export interface LocalPipeline {
@@ -132,6 +134,7 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
     sink: { send: async (m: StageMessage) => scoring.send(JSON.stringify(m)) },
     model,
     pseudonymKey: localPseudonymKey(stack.dataDir),
+    keepSourceKeys: opts.keepSourceKeys ?? keepSourceKeysFromEnv(process.env),
     maxInputBytes: opts.maxInputBytes ?? maxInputBytes(),
     resultsBucket: LOCAL_NAMES.resultsBucket,
     path: 'local',

@@ -3,15 +3,18 @@
  * Starts the embedded S3 and DynamoDB stand-ins, uploads the inputs, lets the object-created events
  * drive the same segment and score handlers as on AWS, and prints the results.
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { uploadKeyFor } from '../../functions/api/app';
 import { encodeS3Key } from '../../functions/common';
 import { formatTable, type ResultRow } from '../cli/format';
 import { collectInputs } from '../cli/inputs';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV, tooLargeReason } from '../limits';
-import { outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
+import { keepSourceKeysFromEnv, outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
+import { mappingEntry, writeSourceMapping } from './source-mapping';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
 import { LOCAL_NAMES } from './stack';
 
@@ -60,13 +63,17 @@ export async function startMain(argv: string[]): Promise<number> {
   console.log(`model ${pipeline.model.manifest.name}@${pipeline.model.manifest.version}; ${inputs.length} image(s) to analyse\n`);
   const t0 = Date.now();
   const pendingIds = new Map<string, string>();
+  // Uploaded as the API does it: under a random upload id, without the file name (which often names the
+  // patient), unless KEEP_SOURCE_KEYS=true. The file -> imageId mapping stays in the output folder.
+  const keep = keepSourceKeysFromEnv(process.env);
+  const keys = new Map(inputs.map((i) => [i.name, keep ? `${UPLOAD_PREFIX}${i.name}` : uploadKeyFor(randomUUID(), i.name)]));
   // Inputs that never reach the pipeline, by name: over the size cap (refused before reading, as the
   // upload API refuses to sign an upload over it) or not uploadable at all.
   const refused = new Map<string, { code: string; reason: string }>();
   const uploadFailed = new Map<string, string>();
   try {
     for (const input of inputs) {
-      const key = `${UPLOAD_PREFIX}${input.name}`;
+      const key = keys.get(input.name)!;
       try {
         const size = statSync(input.path).size;
         if (size > limit) {
@@ -100,9 +107,10 @@ export async function startMain(argv: string[]): Promise<number> {
     for (const input of inputs) {
       const item = done.get(input.name);
       // Ingest bodies carry the key as S3 encodes it in notifications, score bodies as JSON text.
-      const key = `${UPLOAD_PREFIX}${input.name}`;
-      const lost = [...pipeline.ingest.deadLetters, ...pipeline.scoring.deadLetters]
-        .find((d) => d.body.includes(encodeS3Key(key)) || d.body.includes(JSON.stringify(key)));
+      const key = keys.get(input.name)!;
+      const id = pendingIds.get(input.name);
+      const lost = pipeline.ingest.deadLetters.find((d) => d.body.includes(encodeS3Key(key)))
+        ?? (id ? pipeline.scoring.deadLetters.find((d) => d.body.includes(JSON.stringify(id))) : undefined);
       const gone = refused.get(input.name);
       const lostReason = uploadFailed.get(input.name)
         ?? (lost ? `dead-lettered after ${lost.receiveCount} tries: ${lost.lastError ?? 'handler failure'}` : undefined);
@@ -115,9 +123,11 @@ export async function startMain(argv: string[]): Promise<number> {
         console.error(`${input.name}: outputs not written: ${(e as Error).message}`);
       }
     }
+    const mappingFile = writeSourceMapping(values.out ?? 'out', inputs.map((i) => mappingEntry(i.path, i.name, done.get(i.name), pendingIds.get(i.name))));
     console.log(`\n${formatTable(rows)}\n`);
     console.log(`${inputs.length} image(s) in ${elapsed.toFixed(1)} s (${(elapsed / inputs.length).toFixed(2)} s per image; start-up ${((t0 - started) / 1000).toFixed(1)} s)`);
     console.log(`outputs in ${values.out}/<input name>/ (overlay.png: orange = opacity, cyan = patient's right lung, magenta = left lung)`);
+    console.log(`file name -> imageId mapping in ${mappingFile} (results themselves hold no file names)`);
     return rows.every((r) => r.item?.status === 'SCORED') ? 0 : 1;
   } finally {
     await pipeline.stop();
