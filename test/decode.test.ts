@@ -7,7 +7,7 @@ import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
 import sharp from 'sharp';
-import { decodeImage } from '../src/core/decode';
+import { decodeImage as decodeAtLeast128 } from '../src/core/decode';
 import { voiFunction } from '../src/core/decode/pixels';
 import { InputError } from '../src/core/errors';
 import type { DecodedImage } from '../src/core/types';
@@ -15,6 +15,12 @@ import {
   DEFAULT_IDENTIFIERS, UID, VARIANTS, bareDataset, chestPattern, compressedVariant, dcm2pnm16, hasTool,
   hostileInputs, htj2kVariant, makeDicom, makeJpeg, makePng, pngHeaderOnly, toStored, withTransferSyntax, type DicomSpec, type Variant,
 } from './helpers/fixtures';
+
+/**
+ * These tests check pixel arithmetic and parsing on images a few pixels wide, below the 128-pixel floor
+ * that decodeImage applies by default (TOO_SMALL); the floor itself is tested in hostile-decode.test.ts.
+ */
+const decodeImage: typeof decodeAtLeast128 = (bytes, opts = {}) => decodeAtLeast128(bytes, { minSide: 1, ...opts });
 
 async function expectCode(p: Promise<unknown>, code: string): Promise<InputError> {
   try {
@@ -387,16 +393,19 @@ describe('PNG and JPEG', () => {
     assert.equal(img.data[1], 1);
   });
 
-  test('RGB / RGBA / gray+alpha PNG -> luma (Rec. 601), alpha ignored', async () => {
+  test('RGB / opaque RGBA / opaque gray+alpha PNG -> luma (Rec. 601); transparency refused', async () => {
     const w = 4;
     const rgb = Uint8Array.from([255, 0, 0, 0, 255, 0, 0, 0, 255, 200, 200, 200]);
     const img = await decodeImage(await makePng({ width: w, height: 1, channels: 3, samples: rgb }));
     const expect = [0.299, 0.587, 0.114, 200 / 255];
     expect.forEach((e, i) => assert.ok(Math.abs(img.data[i] - e) < 1e-3, `${i}: ${img.data[i]} vs ${e}`));
-    const rgba = await decodeImage(await makePng({ width: w, height: 1, channels: 4, samples: Uint8Array.from([255, 0, 0, 10, 0, 255, 0, 20, 0, 0, 255, 30, 200, 200, 200, 0]) }));
+    const rgba = await decodeImage(await makePng({ width: w, height: 1, channels: 4, samples: Uint8Array.from([255, 0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 255, 200, 200, 200, 255]) }));
     assert.deepEqual(Array.from(rgba.data), Array.from(img.data));
-    const ga = await decodeImage(await makePng({ width: 2, height: 1, channels: 2, samples: Uint8Array.from([100, 0, 200, 255]) }));
+    const ga = await decodeImage(await makePng({ width: 2, height: 1, channels: 2, samples: Uint8Array.from([100, 255, 200, 255]) }));
     assert.ok(Math.abs(ga.data[0] - 100 / 255) < 1e-6 && Math.abs(ga.data[1] - 200 / 255) < 1e-6);
+    // Issue 10: transparency used to be dropped (the transparent half scored as white lung); now refused.
+    await expectCode(decodeImage(await makePng({ width: w, height: 1, channels: 4, samples: Uint8Array.from([255, 0, 0, 10, 0, 255, 0, 20, 0, 0, 255, 30, 200, 200, 200, 0]) })), 'UNSUPPORTED_IMAGE');
+    await expectCode(decodeImage(await makePng({ width: 2, height: 1, channels: 2, samples: Uint8Array.from([100, 0, 200, 255]) })), 'UNSUPPORTED_IMAGE');
     const rgb16 = await decodeImage(await makePng({ width: 2, height: 1, channels: 3, bits: 16, samples: Uint16Array.from([30000, 30000, 30000, 30001, 30001, 30001]) }));
     assert.ok(rgb16.data[1] > rgb16.data[0], '16-bit colour keeps precision');
     assert.ok(Math.abs(rgb16.data[0] - 30000 / 65535) < 1e-6);

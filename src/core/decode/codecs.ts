@@ -6,6 +6,7 @@
  */
 import { Context, NativeCodecs, log as codecsLog } from 'dcmjs-codecs';
 import { InputError } from '../errors';
+import { safeText } from './vocabulary';
 
 export const TS = {
   implicitLE: '1.2.840.10008.1.2',
@@ -149,6 +150,10 @@ export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGe
   if (!decoded || decoded.byteLength < expected) {
     throw new InputError('CORRUPT', `The ${syntax.name} compressed pixel data decoded to ${decoded?.byteLength ?? 0} bytes, but Rows x Columns x BitsAllocated needs ${expected}; the file is damaged or its header does not match its pixels.`);
   }
+  if (decoded.byteLength > expected) {
+    // The codestream is larger than Rows x Columns: reading its first part would measure the wrong image.
+    throw new InputError('INVALID_HEADER', `The ${syntax.name} compressed pixel data decoded to ${decoded.byteLength} bytes, more than the ${expected} that Rows x Columns x BitsAllocated (${g.cols} x ${g.rows} x ${g.bitsAllocated}) need: the header does not describe the pixels. Re-export the image from the modality or PACS.`);
+  }
   // Keep our own copy when the view may point into the codec module's memory.
   if (decoded.byteOffset === 0 && decoded.buffer.byteLength === decoded.byteLength) return decoded;
   const copy = new Uint8Array(expected);
@@ -157,6 +162,5 @@ export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGe
 }
 
 function shortReason(e: unknown): string {
-  const m = e instanceof Error ? e.message : String(e);
-  return m.replace(/\s+/g, ' ').slice(0, 120) || 'unknown codec error';
+  return safeText(e instanceof Error ? e.message : String(e)) || 'unknown codec error';
 }

@@ -9,6 +9,16 @@ import { InputError } from '../errors';
 import type { DecodedImage, ImageMeta, RawIdentifiers } from '../types';
 import { ENCAPSULATED, NATIVE, TS, decodeFrame, supportedSyntaxList } from './codecs';
 import { storedToDisplay, type VoiFunction, type VoiLut } from './pixels';
+import { prescanDicom } from './prescan';
+import { tooSmall } from './limits';
+import { OTHER, SAMPLES_FOR_PHOTOMETRIC, modalityTerm, photometricTerm, termForMessage, viewPositionTerm } from './vocabulary';
+
+/** What decodeDicom refuses by size (see DecodeOptions in index.ts). */
+export interface SizeLimits {
+  maxPixels: number;
+  /** Smallest accepted short side, in pixels. */
+  minSide: number;
+}
 
 const { DicomDict, DicomMessage, DicomMetaDictionary } = dcmjsData;
 
@@ -22,6 +32,17 @@ const KNOWN_UNSUPPORTED: Record<string, string> = {
   '1.2.840.10008.1.2.4.52': 'JPEG Extended (Process 3 & 5, retired)',
   '1.2.840.10008.1.2.4.53': 'JPEG Spectral Selection (retired)',
   '1.2.840.10008.1.2.4.55': 'JPEG Full Progression (retired)',
+  '1.2.840.10008.1.2.4.54': 'JPEG Extended, non-hierarchical (retired)',
+  '1.2.840.10008.1.2.4.56': 'JPEG Full Progression, non-hierarchical (retired)',
+  '1.2.840.10008.1.2.4.58': 'JPEG Lossless, non-hierarchical (retired)',
+  '1.2.840.10008.1.2.4.59': 'JPEG Extended, hierarchical (retired)',
+  '1.2.840.10008.1.2.4.60': 'JPEG Extended, hierarchical (retired)',
+  '1.2.840.10008.1.2.4.61': 'JPEG Spectral Selection, hierarchical (retired)',
+  '1.2.840.10008.1.2.4.62': 'JPEG Spectral Selection, hierarchical (retired)',
+  '1.2.840.10008.1.2.4.63': 'JPEG Full Progression, hierarchical (retired)',
+  '1.2.840.10008.1.2.4.64': 'JPEG Full Progression, hierarchical (retired)',
+  '1.2.840.10008.1.2.4.65': 'JPEG Lossless, hierarchical (retired)',
+  '1.2.840.10008.1.2.4.66': 'JPEG Lossless, hierarchical (retired)',
   '1.2.840.10008.1.2.4.100': 'MPEG2 Main Profile / Main Level',
   '1.2.840.10008.1.2.4.101': 'MPEG2 Main Profile / High Level',
   '1.2.840.10008.1.2.4.102': 'MPEG-4 AVC/H.264 High Profile',
@@ -130,7 +151,8 @@ function readMetaGroup(b: Uint8Array): MetaGroup {
   return { transferSyntaxUid: tsUid, datasetOffset: off };
 }
 
-export async function decodeDicom(input: Uint8Array, maxPixels: number): Promise<DecodedImage> {
+export async function decodeDicom(input: Uint8Array, limits: SizeLimits): Promise<DecodedImage> {
+  const { maxPixels } = limits;
   let bytes = input;
   if (!isDicom(bytes)) {
     const kind = sniffBareDataset(bytes);
@@ -150,9 +172,10 @@ export async function decodeDicom(input: Uint8Array, maxPixels: number): Promise
     bytes = toPart10(bytes.subarray(datasetOffset), guess);
   }
   if (!NATIVE[tsUid] && !ENCAPSULATED[tsUid]) {
+    // Named only when it is one we know: the UID is file content and is never echoed otherwise.
     const name = KNOWN_UNSUPPORTED[tsUid];
     throw new InputError('UNSUPPORTED_TRANSFER_SYNTAX',
-      `The DICOM transfer syntax ${tsUid}${name ? ` (${name})` : ''} is not supported; re-export the image with one of: ${supportedSyntaxList()}.`);
+      `The DICOM transfer syntax ${name ? `${tsUid} (${name})` : '(unrecognised value: not a standard DICOM transfer syntax)'} is not supported; re-export the image with one of: ${supportedSyntaxList()}.`);
   }
   if (tsUid === TS.deflatedLE) bytes = inflateDataset(bytes, datasetOffset, maxPixels);
   else if (tsUid === TS.explicitLE || tsUid === TS.implicitLE) {
@@ -164,9 +187,26 @@ export async function decodeDicom(input: Uint8Array, maxPixels: number): Promise
     }
   }
 
+  // Bound depth and element count before dcmjs recurses into the dataset (see prescan.ts).
+  prescanDicom(bytes, 132, dcmjsDatasetOffset(bytes), {
+    explicitVr: tsUid !== TS.implicitLE,
+    littleEndian: tsUid !== TS.explicitBE,
+  });
   const { dict, vrOf } = parse(bytes);
   const ds = naturalize(dict);
-  return toImage(ds, vrOf, tsUid, maxPixels);
+  return toImage(ds, vrOf, tsUid, limits);
+}
+
+/**
+ * Where dcmjs starts the dataset: after the File Meta Information Group Length's count of bytes when the
+ * group starts with it (dcmjs trusts it), else after the group 0002 elements.
+ */
+function dcmjsDatasetOffset(b: Uint8Array): number {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length >= 144 && dv.getUint16(132, true) === 0x0002 && dv.getUint16(134, true) === 0x0000 && b[136] === 0x55 && b[137] === 0x4c) {
+    return Math.min(b.length, 144 + dv.getUint32(140, true));
+  }
+  return readMetaGroup(b).datasetOffset;
 }
 
 /** Inflates a Deflated Explicit VR LE dataset under a cap, and re-labels it explicit VR LE for dcmjs. */
@@ -269,15 +309,17 @@ function pair(v: unknown): [number, number] | undefined {
   return a !== undefined && b !== undefined && a > 0 && b > 0 ? [a, b] : undefined;
 }
 
-async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => string | undefined, tsUid: string, maxPixels: number): Promise<DecodedImage> {
-  const photometric = str(ds.PhotometricInterpretation)?.toUpperCase();
-  const viewPosition = str(ds.ViewPosition)?.toUpperCase();
+async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => string | undefined, tsUid: string, limits: SizeLimits): Promise<DecodedImage> {
+  const { maxPixels, minSide } = limits;
+  // Enumerated tags only as a value DICOM defines (else OTHER): raw tag text never reaches meta or a message.
+  const photometric = photometricTerm(str(ds.PhotometricInterpretation));
+  const viewPosition = viewPositionTerm(str(ds.ViewPosition));
   const bitsAllocated = num(ds.BitsAllocated);
   const declaredBitsStored = num(ds.BitsStored);
   const meta: ImageMeta = {
     format: 'dicom',
     transferSyntaxUid: tsUid,
-    modality: str(ds.Modality)?.toUpperCase(),
+    modality: modalityTerm(str(ds.Modality)),
     viewPosition,
     photometricInterpretation: photometric,
     bitsStored: declaredBitsStored,
@@ -310,9 +352,14 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
   }
   const frames = num(ds.NumberOfFrames) ?? 1;
   if (frames > 1) throw new InputError('UNSUPPORTED_IMAGE', `The DICOM file holds ${frames} frames; only single-frame radiographs are analysed.`);
-  const spp = num(ds.SamplesPerPixel) ?? 1;
+  const spp = samplesPerPixel(ds.SamplesPerPixel);
+  if (photometric !== undefined && photometric !== OTHER && spp !== SAMPLES_FOR_PHOTOMETRIC[photometric]) {
+    const need = SAMPLES_FOR_PHOTOMETRIC[photometric];
+    throw new InputError('INVALID_HEADER', `The DICOM header contradicts itself: PhotometricInterpretation ${photometric} has ${need} sample${need > 1 ? 's' : ''} per pixel but SamplesPerPixel is ${spp ?? 'not a valid number'}, so its pixels would be read wrongly (e.g. colour read as gray, with the sides mixed up); re-export the image from the modality or PACS.`);
+  }
+  if (spp === undefined) throw new InputError('INVALID_HEADER', 'The DICOM SamplesPerPixel is not 1, 3 or 4, so its pixels cannot be read; re-export the image from the modality or PACS.');
   if (spp !== 1 || (photometric !== undefined && photometric !== 'MONOCHROME1' && photometric !== 'MONOCHROME2')) {
-    throw new InputError('UNSUPPORTED_IMAGE', `The DICOM image is colour (PhotometricInterpretation ${photometric ?? '?'}, ${spp} samples per pixel); only grayscale (MONOCHROME1/MONOCHROME2) radiographs are analysed.`);
+    throw new InputError('UNSUPPORTED_IMAGE', `The DICOM image is colour (PhotometricInterpretation ${termForMessage(photometric)}, ${spp} samples per pixel); only grayscale (MONOCHROME1/MONOCHROME2) radiographs are analysed.`);
   }
   const rows = num(ds.Rows);
   const cols = num(ds.Columns);
@@ -330,17 +377,22 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
   const hb = num(ds.HighBit);
   const highBit = hb !== undefined && hb >= bitsStored - 1 && hb < bitsAllocated ? hb : bitsStored - 1;
   const pixelRepresentation = num(ds.PixelRepresentation) === 1 ? 1 : 0;
+  const slope = rescaleValue(ds.RescaleSlope, 'RescaleSlope', MAX_RESCALE_SLOPE);
+  const intercept = rescaleValue(ds.RescaleIntercept, 'RescaleIntercept', MAX_RESCALE_INTERCEPT);
+  if (slope !== undefined && slope !== 0 && Math.abs(slope) < MIN_RESCALE_SLOPE) {
+    throw new InputError('INVALID_HEADER', `The DICOM RescaleSlope is ${slope.toPrecision(3)}, so close to 0 that every pixel maps to nearly the same value; the image cannot be measured. Re-export it from the modality or PACS.`);
+  }
 
   const count = rows * cols;
-  const samples = await pixelSamples(pixelData, vrOf('7FE00010'), tsUid, {
-    rows, cols, bitsAllocated, bitsStored, pixelRepresentation, photometric: photometric ?? 'MONOCHROME2',
-  }, count);
+  const geometry = { rows, cols, bitsAllocated, bitsStored, pixelRepresentation, photometric: photometric ?? 'MONOCHROME2' };
+  // Length and frame checks first (cheap, and they name what is wrong), then the size floor, then decoding.
+  const encoded = pixelBytes(pixelData, tsUid, geometry, frames, ds.NumberOfFrames !== undefined);
+  if (Math.min(rows, cols) < minSide) throw tooSmall('DICOM', cols, rows, minSide);
+  const samples = await pixelSamples(encoded, vrOf('7FE00010'), tsUid, geometry, count);
 
   const wc = num(ds.WindowCenter);
   const ww = num(ds.WindowWidth);
   const fn = str(ds.VOILUTFunction)?.toUpperCase();
-  const slope = num(ds.RescaleSlope);
-  const intercept = num(ds.RescaleIntercept);
   const padding = num(ds.PixelPaddingValue);
   const { data, window } = storedToDisplay(samples, count, {
     bitsStored,
@@ -408,29 +460,78 @@ function isLateralByViewCode(seq: unknown): boolean {
     || ['R-10206', 'R-10232', '399173006', '399198007'].includes(code);
 }
 
-/** The pixel samples of the single frame, as native little-endian 8- or 16-bit values. */
-async function pixelSamples(
-  pixelData: unknown, vr: string | undefined, tsUid: string,
-  g: { rows: number; cols: number; bitsAllocated: number; bitsStored: number; pixelRepresentation: number; photometric: string },
-  count: number,
-): Promise<Uint8Array | Uint16Array> {
+type Geometry = { rows: number; cols: number; bitsAllocated: number; bitsStored: number; pixelRepresentation: number; photometric: string };
+
+/**
+ * The bytes of the pixel data element (native samples, or the compressed frame), after checking that they
+ * describe exactly one frame of the declared geometry: native data must be Rows x Columns x BitsAllocated/8
+ * bytes plus at most the one padding byte DICOM adds to an odd length (longer data used to be read
+ * silently, e.g. the top half of an image whose Rows was halved); a whole multiple of that is a multi-frame
+ * image whatever NumberOfFrames says; compressed data must hold one frame (a second fragment that starts a
+ * new codestream means a second frame).
+ */
+function pixelBytes(pixelData: unknown, tsUid: string, g: Geometry, declaredFrames: number, framesTagPresent: boolean): Uint8Array {
   const parts = (Array.isArray(pixelData) ? pixelData : [pixelData]).filter((p): p is ArrayBuffer | ArrayBufferView =>
     p instanceof ArrayBuffer || ArrayBuffer.isView(p));
   if (parts.length === 0) throw new InputError('CORRUPT', 'The DICOM pixel data element is empty or unreadable; the file is damaged.');
-  let bytes = concat(parts);
-  let bytesPerSample = g.bitsAllocated / 8;
+  const framesSaid = framesTagPresent ? `NumberOfFrames says ${declaredFrames}` : 'NumberOfFrames is missing';
+  const encapsulated = ENCAPSULATED[tsUid];
+  if (encapsulated) {
+    // dcmjs returns one buffer per frame when there is an offset table, else one per fragment.
+    const starts = parts.filter((p) => startsCodestream(encapsulated.decoder, asBytes(p))).length;
+    if (starts > 1) {
+      throw new InputError('UNSUPPORTED_IMAGE', `The DICOM pixel data holds ${starts} compressed frames (${framesSaid}); only single-frame radiographs are analysed. Export the single radiograph frame.`);
+    }
+    return concat(parts);
+  }
+  const bytes = concat(parts);
+  const frameBytes = g.rows * g.cols * (g.bitsAllocated / 8);
+  const len = bytes.byteLength;
+  if (len < frameBytes) {
+    throw new InputError('TRUNCATED', `The DICOM pixel data has ${len} bytes but ${g.cols} x ${g.rows} pixels at ${g.bitsAllocated} bits need ${frameBytes}; the file is truncated.`);
+  }
+  const padded = (n: number) => n + (n % 2);
+  if (len === frameBytes || len === padded(frameBytes)) return bytes;
+  const k = Math.floor(len / frameBytes);
+  if (k >= 2 && (len === k * frameBytes || len === padded(k * frameBytes))) {
+    const colour = k === 3 ? ', or colour (RGB) samples labelled as grayscale' : '';
+    throw new InputError('UNSUPPORTED_IMAGE', `The DICOM pixel data holds ${k} times the bytes of one ${g.cols} x ${g.rows} ${g.bitsAllocated}-bit image (${framesSaid}): it is a multi-frame image (or its Rows/Columns are wrong${colour}); only single-frame radiographs are analysed. Export the single radiograph frame.`);
+  }
+  throw new InputError('INVALID_HEADER', `The DICOM pixel data has ${len} bytes, but ${g.cols} x ${g.rows} pixels at ${g.bitsAllocated} bits need ${frameBytes}${frameBytes % 2 ? ` (${frameBytes + 1} padded)` : ''}: the header does not describe the pixels, so the image would be read wrongly. Re-export it from the modality or PACS.`);
+}
 
+/** Whether a compressed frame (or its first fragment) starts here: the codestream's start marker / header. */
+function startsCodestream(decoder: string, b: Uint8Array): boolean {
+  if (decoder === 'jpeg' || decoder === 'jpegls') return b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff; // SOI
+  if (decoder === 'j2k' || decoder === 'htj2k') {
+    return (b.length >= 4 && b[0] === 0xff && b[1] === 0x4f && b[2] === 0xff && b[3] === 0x51) // SOC + SIZ
+      || (b.length >= 8 && b[3] === 0x0c && b[4] === 0x6a && b[5] === 0x50 && b[6] === 0x20 && b[7] === 0x20); // JP2 signature box
+  }
+  if (decoder === 'rle') {
+    // RLE header (PS3.5 G.5): segment count 1-15, first segment at offset 64.
+    if (b.length < 64) return false;
+    const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const n = dv.getUint32(0, true);
+    return n >= 1 && n <= 15 && dv.getUint32(4, true) === 64;
+  }
+  return false;
+}
+
+function asBytes(p: ArrayBuffer | ArrayBufferView): Uint8Array {
+  return p instanceof ArrayBuffer ? new Uint8Array(p) : new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+}
+
+/** The pixel samples of the single frame, as native little-endian 8- or 16-bit values. */
+async function pixelSamples(encoded: Uint8Array, vr: string | undefined, tsUid: string, g: Geometry, count: number): Promise<Uint8Array | Uint16Array> {
+  let bytes = encoded;
+  let bytesPerSample = g.bitsAllocated / 8;
   if (ENCAPSULATED[tsUid]) {
     const decoded = await decodeFrame(tsUid, bytes, g);
     // An 8-bit JPEG inside a dataset that says BitsAllocated 16 decodes to one byte per sample.
     if (bytesPerSample === 2 && decoded.byteLength < count * 2 && decoded.byteLength >= count) bytesPerSample = 1;
     bytes = decoded;
-  } else {
-    const need = count * bytesPerSample;
-    if (bytes.byteLength < need) {
-      throw new InputError('TRUNCATED', `The DICOM pixel data has ${bytes.byteLength} bytes but ${g.cols} x ${g.rows} pixels at ${g.bitsAllocated} bits need ${need}; the file is truncated.`);
-    }
-    if (tsUid === TS.explicitBE && (vr === 'OW' || bytesPerSample === 2)) bytes = swap16(bytes, need);
+  } else if (tsUid === TS.explicitBE && (vr === 'OW' || bytesPerSample === 2)) {
+    bytes = swap16(bytes, count * bytesPerSample);
   }
   if (bytesPerSample === 1) return bytes.subarray(0, count);
   if (bytes.byteOffset % 2 !== 0) {
@@ -439,6 +540,37 @@ async function pixelSamples(
     bytes = aligned;
   }
   return new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+}
+
+/** SamplesPerPixel: 1 when absent (as dcmtk assumes), the value when it is 1, 3 or 4, else undefined (invalid). */
+function samplesPerPixel(v: unknown): number | undefined {
+  if (isAbsent(v)) return 1;
+  const n = num(v);
+  return n === 1 || n === 3 || n === 4 ? n : undefined;
+}
+
+/** Rescale values beyond these cannot come from a radiograph's detector (1e308 used to be scored). */
+const MAX_RESCALE_SLOPE = 1e6;
+const MIN_RESCALE_SLOPE = 1e-6;
+const MAX_RESCALE_INTERCEPT = 1e6;
+
+/** A RescaleSlope/Intercept value: undefined when absent; refused when present but not a finite number within `max`. */
+function rescaleValue(v: unknown, name: string, max: number): number | undefined {
+  if (isAbsent(v)) return undefined;
+  const x = first(v);
+  const n = typeof x === 'number' ? x : Number(String(x).replace(/\0/g, '').trim());
+  if (!Number.isFinite(n)) {
+    throw new InputError('INVALID_HEADER', `The DICOM ${name} is not a finite number, so pixel values cannot be converted to X-ray density; re-export the image from the modality or PACS.`);
+  }
+  if (Math.abs(n) > max) {
+    throw new InputError('INVALID_HEADER', `The DICOM ${name} is ${n.toPrecision(3)}, far outside what an X-ray detector produces (at most ${max.toExponential(0)} in magnitude), so the image cannot be measured; re-export it from the modality or PACS.`);
+  }
+  return n;
+}
+
+function isAbsent(v: unknown): boolean {
+  const x = first(v);
+  return x === undefined || x === null || (typeof x === 'string' && x.replace(/\0/g, '').trim() === '');
 }
 
 function concat(parts: (ArrayBuffer | ArrayBufferView)[]): Uint8Array {

@@ -10,13 +10,20 @@ import { InputError, isInputError } from '../errors';
 import type { DecodedImage, InputFormat } from '../types';
 import { CodecInitError } from './codecs';
 import { decodeDicom, isDicom, sniffBareDataset } from './dicom';
+import { MIN_IMAGE_SIDE } from './limits';
 import { decodeRaster } from './raster';
 
-export { CodecInitError };
+export { CodecInitError, MIN_IMAGE_SIDE };
+export { MAX_ELEMENTS, MAX_SEQUENCE_DEPTH } from './prescan';
 
 export interface DecodeOptions {
   /** Refuse images with more pixels than this, before allocating them (decompression bombs). */
   maxPixels?: number;
+  /**
+   * Refuse images whose short side has fewer pixels than this (TOO_SMALL); default MIN_IMAGE_SIDE (128),
+   * below which a chest film cannot be measured. Tests of pixel arithmetic on tiny images lower it.
+   */
+  minSide?: number;
 }
 
 export const DEFAULT_MAX_PIXELS = 100e6;
@@ -33,13 +40,14 @@ export function sniffFormat(b: Uint8Array): InputFormat | undefined {
 
 export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<DecodedImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const minSide = opts.minSide ?? MIN_IMAGE_SIDE;
   if (!bytes || bytes.byteLength === 0) throw new InputError('EMPTY', `The file is empty (0 bytes); upload a ${ACCEPTED} chest X-ray.`);
   const format = sniffFormat(bytes);
   if (!format) {
     throw new InputError('UNRECOGNISED_FORMAT', `The file is not a recognised image${describe(bytes)}; accepted formats are ${ACCEPTED}.`);
   }
   try {
-    return format === 'dicom' ? await decodeDicom(bytes, maxPixels) : await decodeRaster(bytes, format, maxPixels);
+    return format === 'dicom' ? await decodeDicom(bytes, { maxPixels, minSide }) : await decodeRaster(bytes, format, { maxPixels, minSide });
   } catch (e) {
     if (isInputError(e)) throw e;
     // A parser or codec failed in a way we did not anticipate: the bytes are at fault, not the system.

@@ -1,15 +1,22 @@
 /**
- * PNG and JPEG through sharp (libvips): 8- or 16-bit, gray or colour, EXIF orientation applied.
+ * PNG and JPEG through sharp (libvips): 8- or 16-bit, gray or colour, EXIF orientation applied (sharp's
+ * autoOrient: a JPEG or PNG with orientation 2-8 is analysed as it is displayed, mirrored or rotated).
  * Colour is reduced to luma here (Rec. 601 weights on the encoded values, as PIL's convert('L') does,
  * which is how most public CXR sets were turned to gray), so 16-bit colour keeps its precision.
+ * An alpha channel is accepted only when every pixel is fully opaque: a transparent area has no X-ray
+ * density, and dropping the alpha would measure whatever colour the transparent pixels happen to hold
+ * (white lung, typically), so such images are refused rather than composited onto a guessed background.
  */
 import sharp from 'sharp';
 import { InputError } from '../errors';
 import type { DecodedImage } from '../types';
+import { tooSmall } from './limits';
+import { safeText } from './vocabulary';
 
 const LUMA = [0.299, 0.587, 0.114] as const;
 
-export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', maxPixels: number): Promise<DecodedImage> {
+export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', limits: { maxPixels: number; minSide: number }): Promise<DecodedImage> {
+  const { maxPixels, minSide } = limits;
   const label = format === 'png' ? 'PNG' : 'JPEG';
   if (format === 'png') checkPngStructure(bytes);
 
@@ -29,7 +36,8 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', ma
   if (width * height > maxPixels) throw tooLarge(label, width, height, maxPixels);
 
   const sixteen = meta.depth === 'ushort';
-  const colour = (meta.channels ?? 1) - (meta.hasAlpha ? 1 : 0) > 1 || meta.space === 'cmyk';
+  const alpha = meta.hasAlpha === true;
+  const colour = (meta.channels ?? 1) - (alpha ? 1 : 0) > 1 || meta.space === 'cmyk';
   let raw: { data: Buffer; info: sharp.OutputInfo };
   try {
     raw = await sharp(input, options)
@@ -47,6 +55,15 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', ma
     ? (buf.byteOffset % 2 === 0 ? new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength >> 1) : new Uint16Array(Uint8Array.from(buf).buffer))
     : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   if (samples.length < n * ch) throw new InputError('CORRUPT', `The ${label} decoded to fewer pixels than its header declares; the file is damaged.`);
+  // After decoding (so that a truncated file is reported as such) and orientation (the displayed size).
+  if (Math.min(info.width, info.height) < minSide) throw tooSmall(label, info.width, info.height, minSide);
+  if (alpha) {
+    const transparent = await countTransparent(input, options, sixteen, label);
+    if (transparent > 0) {
+      const pct = (100 * transparent) / n;
+      throw new InputError('UNSUPPORTED_IMAGE', `The ${label} has transparent pixels (${pct < 0.1 ? '<0.1' : pct.toFixed(1)}% of the image is not fully opaque): a transparent area has no X-ray density and would be measured as whatever colour it hides. Upload the image without transparency (flatten it when exporting, or upload the DICOM).`);
+    }
+  }
   const scale = 1 / (sixteen ? 65535 : 255);
   const data = new Float32Array(n);
   if (ch === 1) {
@@ -71,6 +88,21 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', ma
   };
 }
 
+/** Pixels whose alpha (read on its own: colourspace conversion drops or composites it) is not fully opaque. */
+async function countTransparent(input: Buffer, options: sharp.SharpOptions, sixteen: boolean, label: string): Promise<number> {
+  let alpha: Buffer;
+  try {
+    alpha = await sharp(input, options).extractChannel('alpha').raw({ depth: sixteen ? 'ushort' : 'uchar' }).toBuffer();
+  } catch (e) {
+    throw classify(e, label);
+  }
+  const values = sixteen ? new Uint16Array(Uint8Array.from(alpha).buffer) : alpha;
+  const opaque = sixteen ? 65535 : 255;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] !== opaque) n++;
+  return n;
+}
+
 function tooLarge(label: string, w: number, h: number, maxPixels: number): InputError {
   return new InputError('TOO_LARGE', `The ${label} declares ${w} x ${h} pixels (${(w * h / 1e6).toFixed(0)} megapixels), over the limit of ${(maxPixels / 1e6).toFixed(0)} megapixels; downscale the image before uploading.`);
 }
@@ -82,7 +114,7 @@ function classify(e: unknown, label: string): InputError {
   if (/premature end|truncat|unexpected end|end of (file|data|stream)|not enough data/i.test(msg)) {
     return new InputError('TRUNCATED', `The ${label} file is truncated (it ends before the image data does); upload the complete file.`, { cause: e });
   }
-  return new InputError('CORRUPT', `The ${label} file could not be decoded (${msg.split('\n')[0].slice(0, 120)}); the file is damaged.`, { cause: e });
+  return new InputError('CORRUPT', `The ${label} file could not be decoded (${safeText(msg.split('\n')[0])}); the file is damaged.`, { cause: e });
 }
 
 /**
