@@ -112,9 +112,10 @@ describe('BatchInferenceConstruct', () => {
     assert.ok(subsToFn.every(([, r]) => r.Properties.RedrivePolicy), 'subscriptions have a dead-letter queue');
     const router = resources[lid(batch.routerFunction as never)]!;
     assert.deepEqual(Object.keys(router.Properties.Environment.Variables).sort(), [
-      'BACKLOG_THRESHOLD', 'BATCH_THRESHOLD', 'ENDPOINT_NAME', 'IMAGE_PREFIXES', 'INGEST_QUEUE_URL', 'NODE_OPTIONS',
-      'POWERTOOLS_LOG_LEVEL', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', 'WORK_BUCKET',
+      'BACKLOG_THRESHOLD', 'BATCH_THRESHOLD', 'ENDPOINT_NAME', 'IMAGE_PREFIXES', 'INGEST_QUEUE_URL', 'KEEP_SOURCE_KEYS', 'NODE_OPTIONS',
+      'POWERTOOLS_LOG_LEVEL', 'POWERTOOLS_METRICS_NAMESPACE', 'POWERTOOLS_SERVICE_NAME', 'PSEUDONYM_SECRET_ARN', 'WORK_BUCKET',
     ]);
+    assert.equal(router.Properties.Environment.Variables.KEEP_SOURCE_KEYS, 'false', 'file names are not kept by default');
     assert.equal(router.Properties.Environment.Variables.BATCH_THRESHOLD, '50');
     assert.ok(router.Properties.DeadLetterConfig, 'failed asynchronous invocations (S3 events) are kept');
   });
@@ -124,6 +125,8 @@ describe('BatchInferenceConstruct', () => {
     assert.deepEqual(bySid(router, 'InvokeEndpointAsync').Resource, { Ref: lid(batch.endpoint as never) });
     assert.deepEqual(asArray(bySid(router, 'IngestQueue').Action).sort(), ['sqs:GetQueueAttributes', 'sqs:SendMessage']);
     assert.match(JSON.stringify(bySid(router, 'ReadManifestsAndImages').Resource), /\/batches\/\*.*\/batch-images\/\*/);
+    // Manifest patient ids are pseudonymised by the router itself, before it stores or sends anything.
+    assert.deepEqual(asArray(bySid(router, 'ReadPseudonymKey').Action).sort(), ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']);
     const result = statementsOf(batch.batchResultPolicy);
     assert.equal(bySid(result, 'SendToScoreQueue').Action, 'sqs:SendMessage');
     assert.equal(bySid(result, 'ReadAsyncOutputs').Action, 's3:GetObject');

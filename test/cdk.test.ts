@@ -280,6 +280,7 @@ describe('functions', () => {
     assert.deepEqual(env.IDEMPOTENCY_TABLE, { Ref: lid(stack.storage.idempotencyTable) });
     assert.deepEqual(env.PSEUDONYM_SECRET_ARN, { Ref: lid(stack.storage.pseudonymSecret) });
     assert.equal(env.MODEL_MANIFEST, '/var/task/models/cxr-unet-r18.json');
+    assert.equal(env.KEEP_SOURCE_KEYS, 'false', 'results keep no file names unless the deployer sets keepSourceKeys');
     assert.equal(env.POWERTOOLS_SERVICE_NAME, 'cxr-opacity-segment');
     assert.equal(env.POWERTOOLS_METRICS_NAMESPACE, 'CxrOpacity');
     assert.equal(env.POWERTOOLS_LOG_LEVEL, 'INFO');
