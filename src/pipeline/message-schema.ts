@@ -26,8 +26,18 @@ const keys = z.object({
   lung: z.string(), lungRight: z.string(), lungLeft: z.string(), opacity: z.string(), overlay: z.string(), result: z.string(),
 });
 
+const count = z.number().int().nonnegative();
+const side = z.object({ lung: count, opacity: count, zoneLung: z.tuple([count, count, count]), zoneOpacity: z.tuple([count, count, count]) });
+const counts = z.object({ width: count, height: count, lung: count, opacity: count, right: side, left: side });
+const quality = z.object({
+  guard: z.object({ frontal: z.number(), mirrored: z.number(), notChest: z.number() }).optional(),
+  warnings: z.array(z.object({
+    code: z.enum(['ASYMMETRIC_LUNGS', 'LUNGS_CUT_OFF', 'POSSIBLY_MIRRORED', 'ATYPICAL_IMAGE']), message: z.string().max(400),
+  })).max(8),
+});
+
 export const stageMessageSchema = z.discriminatedUnion('status', [
-  z.object({ ...base, status: z.literal('SEGMENTED'), meta, model: z.object({ name: z.string(), version: z.string() }), keys }),
+  z.object({ ...base, status: z.literal('SEGMENTED'), meta, model: z.object({ name: z.string(), version: z.string() }), keys, counts, quality }),
   z.object({ ...base, status: z.literal('FAILED'), error: z.object({ code: z.string(), reason: z.string() }), meta: meta.optional() }),
 ]);
 

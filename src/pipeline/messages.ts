@@ -5,7 +5,7 @@
  * study date only as the patient's shifted day (src/core/date-shift.ts).
  */
 import { createHash } from 'node:crypto';
-import type { ImageMeta, InputErrorCode, OpacityScore } from '../core';
+import type { ImageMeta, InputErrorCode, MaskCounts, OpacityScore, QualityReport } from '../core';
 // Not from '../core': its index loads the imaging natives, which the API and router functions do not ship.
 import { pseudonymise } from '../core/pseudonym';
 
@@ -109,6 +109,10 @@ export interface SegmentedMessage extends StageMessageBase {
   meta: ImageMeta;
   model: { name: string; version: string };
   keys: OutputKeys;
+  /** Pixel counts of the masks per lung and zone (core/score.ts countMasks): all the score stage needs. */
+  counts: MaskCounts;
+  /** What the refusal checks saw (guard probabilities, warnings about a usable but unusual image). */
+  quality: QualityReport;
 }
 
 export interface FailedMessage extends StageMessageBase {
@@ -139,6 +143,10 @@ export interface ResultItem {
   meta?: ImageMeta;
   model?: { name: string; version: string };
   score?: OpacityScore;
+  /** Scored images: the refusal checks' report; `quality.warnings` lists what a reader should check. */
+  quality?: QualityReport;
+  /** Flattened warning codes, space-separated ('' when none), for analysts' queries. */
+  qualityWarnings?: string;
   /** Flattened for analysts' queries (Athena over the table export). */
   opacityPctTotal?: number | null;
   opacityPctRight?: number | null;

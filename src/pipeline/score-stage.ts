@@ -1,9 +1,11 @@
 /**
- * Stage 2, for one message of the segment stage: read the masks back, score them, and write
+ * Stage 2, for one message of the segment stage: score the pixel counts the message carries, and write
  * result.json and the results-table item. Writing is conditional on the imageId, so a message
- * delivered twice leaves exactly one item.
+ * delivered twice leaves exactly one item. It reads no object and imports no imaging or DICOM code
+ * (core/score and core/severity only, not the core barrel), so the score function's bundle stays small.
  */
-import { pngToMask, scoreMasks, type SeverityConfig } from '../core';
+import { scoreCounts } from '../core/score';
+import type { SeverityConfig } from '../core/severity';
 import { outputKeysFor, safeText, storedMeta, type ResultItem, type StageMessage } from './messages';
 import type { ObjectStore, ResultStore, StageLogger } from './ports';
 
@@ -49,17 +51,15 @@ export async function runScoreStage(msg: StageMessage, deps: ScoreStageDeps): Pr
     item = { ...common, status: 'FAILED', errorCode: msg.error.code, errorReason: safeText(msg.error.reason, 1000), timingsMs: msg.timingsMs };
   } else {
     const t0 = process.hrtime.bigint();
-    const bucket = deps.resultsBucket;
-    const [lungRight, lungLeft, opacity] = await Promise.all(
-      [msg.keys.lungRight, msg.keys.lungLeft, msg.keys.opacity].map(async (k) => pngToMask((await objects.get(bucket, k)).body)),
-    );
-    const score = scoreMasks({ lungRight, lungLeft, opacity }, deps.severity, msg.meta.pixelSpacingMm);
+    const score = scoreCounts(msg.counts, deps.severity, msg.meta.pixelSpacingMm);
     const timingsMs = { ...msg.timingsMs, score: Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10 };
     item = {
       ...common,
       status: 'SCORED',
       model: msg.model,
       score,
+      quality: msg.quality,
+      qualityWarnings: msg.quality.warnings.map((w) => w.code).join(' '),
       opacityPctTotal: score.opacityPct.total,
       opacityPctRight: score.opacityPct.right,
       opacityPctLeft: score.opacityPct.left,

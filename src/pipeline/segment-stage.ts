@@ -5,7 +5,7 @@
  * after the last try, dead-letters it.
  */
 import {
-  decodeImage, isInputError, isPseudonym, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, shiftedStudyDate,
+  countMasks, decodeImage, isInputError, isPseudonym, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, shiftedStudyDate,
   type DecodedImage, type SegmentationModel,
 } from '../core';
 import {
@@ -77,7 +77,9 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     decoded = img;
     timingsMs.decode = since(t);
     const who = identify(img);
-    const { masks, timings } = await segmentImage(img, model);
+    const { masks, timings, quality } = await segmentImage(img, model);
+    // Everything the score needs, as counts: the score stage reads no mask back.
+    const counts = countMasks(masks);
     timingsMs.preprocess = round(timings.preprocessMs);
     timingsMs.inference = round(timings.inferenceMs);
     timingsMs.postprocess = round(timings.postprocessMs);
@@ -103,6 +105,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     const message: StageMessage = {
       ...base, status: 'SEGMENTED', ...who,
       meta: storedMeta(img.meta), model: { name: model.manifest.name, version: model.manifest.version }, keys,
+      counts, quality,
     };
     await sink.send(message);
     log.info('image segmented', { imageId, timingsMs });
