@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import sharp from 'sharp';
-import { createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, sanitiseFileName, STUDY_METADATA, type ApiHandler } from '../functions/api/app';
+import {
+  createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, sanitiseFileName, STUDY_METADATA, uploadKeyFor, type ApiHandler,
+} from '../functions/api/app';
 import * as segmentStage from '../src/pipeline/segment-stage';
 import { loadSeverityConfig } from '../src/core';
 import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
@@ -99,7 +101,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
   test('upload via presigned PUT → pipeline → GET /v1/images/{id} is SCORED with a downloadable overlay', async () => {
     const created = await post('/v1/uploads', { fileName: '../Chest X-ray 1.png', contentType: 'image/png', patientId: 'PAT-API-0001' });
     assert.equal(created.status, 201);
-    assert.match(created.body.key, /^uploads\/[0-9a-f-]{36}\/Chest_X-ray_1\.png$/);
+    assert.match(created.body.key, /^uploads\/[0-9a-f-]{36}\/image\.png$/, 'the file name is not part of the key, only its extension');
     assert.equal(created.body.method, 'PUT');
     assert.equal(created.body.headers['x-amz-meta-patient-id'], 'PAT-API-0001');
     assert.ok(!created.body.uploadUrl.includes('PAT-API-0001'), 'the patient id is a signed header, not in the URL');
@@ -129,6 +131,9 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.equal(got.body.imageId, imageId);
     assert.ok(Math.abs(got.body.opacityPctRight - 25) < 3, `right lung 25% opaque, got ${got.body.opacityPctRight}`);
     assert.match(got.body.patientKey, /^pt_/, 'the patient id is pseudonymised');
+    assert.match(got.body.source.keyPseudonym, /^src_[A-Za-z0-9_-]{22}$/, 'the upload key only as its pseudonym');
+    assert.equal(got.body.source.key, undefined);
+    assert.ok(!JSON.stringify(got.body).includes('Chest'), 'no file name in the result');
     assert.equal(got.body.keys, undefined);
     const overlay = await fetch(got.body.urls.overlay);
     assert.equal(overlay.status, 200);
@@ -255,6 +260,10 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
   test('file names are sanitised; logs hold no patient ids, file names or patient keys', async () => {
     assert.equal(sanitiseFileName('C:\\scans\\Ünïcode name.dcm'), 'Unicode_name.dcm');
     assert.equal(sanitiseFileName('...'), 'image');
+    const id = '3f0c2a4e-8d1b-4c55-9a7e-0b1c2d3e4f50';
+    assert.equal(uploadKeyFor(id, 'DOE^JOHN_MRN-998877.DCM'), `uploads/${id}/image.dcm`);
+    assert.equal(uploadKeyFor(id, 'DOE JOHN'), `uploads/${id}/image`);
+    assert.equal(uploadKeyFor(id, 'DOE JOHN.png', true), `uploads/${id}/DOE_JOHN.png`, 'keepSourceKeys: the sanitised name');
     assert.equal(PATIENT_METADATA, segmentStage.PATIENT_METADATA);
     assert.equal(STUDY_METADATA, segmentStage.STUDY_METADATA);
     const text = logs.join('\n');
