@@ -103,7 +103,7 @@ describe('ApiConstruct (API Gateway REST + Lambda)', () => {
     template.hasResourceProperties('AWS::ApiGateway::RequestValidator', { ValidateRequestBody: true, ValidateRequestParameters: true });
     template.hasResourceProperties('AWS::ApiGateway::Model', {
       ContentType: 'application/json',
-      Schema: Match.objectLike({ required: ['fileName'], additionalProperties: false }),
+      Schema: Match.objectLike({ required: ['fileName', 'size'], additionalProperties: false }),
     });
     template.hasResourceProperties('AWS::ApiGateway::Method', {
       HttpMethod: 'GET', RequestParameters: { 'method.request.path.imageId': true }, RequestValidatorId: Match.anyValue(),

@@ -15,6 +15,7 @@ import {
 } from '../functions/api/app';
 import * as segmentStage from '../src/pipeline/segment-stage';
 import { loadSeverityConfig } from '../src/core';
+import { DEFAULT_MAX_INPUT_BYTES } from '../src/limits';
 import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
 import { writeTinyModel } from './helpers/tiny-model';
@@ -73,7 +74,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
 
   /** POST /v1/uploads, then PUT the bytes to the presigned URL with the headers it asks for. */
   async function uploadThroughApi(fileName: string, bytes: Buffer, patientId?: string): Promise<string> {
-    const r = await post('/v1/uploads', { fileName, contentType: 'image/png', ...(patientId ? { patientId } : {}) });
+    const r = await post('/v1/uploads', { fileName, size: bytes.length, contentType: 'image/png', ...(patientId ? { patientId } : {}) });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const put = await fetch(r.body.uploadUrl, { method: 'PUT', headers: r.body.headers, body: bytes });
     assert.equal(put.status, 200, await put.text());
@@ -99,7 +100,8 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
   after(async () => p?.stop());
 
   test('upload via presigned PUT → pipeline → GET /v1/images/{id} is SCORED with a downloadable overlay', async () => {
-    const created = await post('/v1/uploads', { fileName: '../Chest X-ray 1.png', contentType: 'image/png', patientId: 'PAT-API-0001' });
+    const image = await chestPng({ rightOpacity: 0.25 });
+    const created = await post('/v1/uploads', { fileName: '../Chest X-ray 1.png', size: image.length, contentType: 'image/png', patientId: 'PAT-API-0001' });
     assert.equal(created.status, 201);
     assert.match(created.body.key, /^uploads\/[0-9a-f-]{36}\/image\.png$/, 'the file name is not part of the key, only its extension');
     assert.equal(created.body.method, 'PUT');
@@ -107,6 +109,10 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.ok(!created.body.uploadUrl.includes('PAT-API-0001'), 'the patient id is a signed header, not in the URL');
     const url = new URL(created.body.uploadUrl);
     assert.match(url.searchParams.get('X-Amz-SignedHeaders')!, /content-type.*x-amz-meta-patient-id/);
+    // The size is signed: S3 refuses a body of any other length, so the size cap holds for the upload itself.
+    assert.match(url.searchParams.get('X-Amz-SignedHeaders')!, /(^|;)content-length(;|$)/);
+    assert.equal(created.body.headers['content-length'], String(image.length));
+    assert.equal(created.body.maxBytes, DEFAULT_MAX_INPUT_BYTES);
     assert.equal(url.searchParams.get('X-Amz-Expires'), '900');
 
     const { uploadId } = created.body;
@@ -115,7 +121,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
 
     // s3rver does not verify V4 signatures, so that S3 refuses changed headers is asserted through the
     // signed-header list above rather than by sending a tampered request.
-    const put = await fetch(created.body.uploadUrl, { method: 'PUT', headers: created.body.headers, body: await chestPng({ rightOpacity: 0.25 }) });
+    const put = await fetch(created.body.uploadUrl, { method: 'PUT', headers: created.body.headers, body: image });
     assert.equal(put.status, 200, await put.text());
     await p.drain();
 
@@ -137,9 +143,9 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.equal(got.body.keys, undefined);
     const overlay = await fetch(got.body.urls.overlay);
     assert.equal(overlay.status, 200);
-    const png = Buffer.from(await overlay.arrayBuffer());
-    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-    assert.equal((await sharp(png).metadata()).width, 320);
+    const overlayPng = Buffer.from(await overlay.arrayBuffer());
+    assert.deepEqual([...overlayPng.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert.equal((await sharp(overlayPng).metadata()).width, 320);
     const resultJson = await (await fetch(got.body.urls.result)).json() as { imageId: string };
     assert.equal(resultJson.imageId, imageId);
     assert.equal(new URL(got.body.urls.overlay).searchParams.get('X-Amz-Expires'), '300');
@@ -209,6 +215,13 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.equal(noName.body.error.code, 'VALIDATION_FAILED');
     assert.match(noName.body.error.message, /fileName/);
 
+    const noSize = await post('/v1/uploads', { fileName: 'a.png' });
+    assert.equal(noSize.status, 400);
+    assert.match(noSize.body.error.message, /size/);
+    const tooLarge = await post('/v1/uploads', { fileName: 'a.dcm', size: DEFAULT_MAX_INPUT_BYTES + 1 });
+    assert.equal(tooLarge.status, 413);
+    assert.equal(tooLarge.body.error.code, 'TOO_LARGE');
+    assert.match(tooLarge.body.error.message, /256 MiB \(268435457 bytes\).*over the limit of 256 MiB \(268435456 bytes\)/);
     const badType = await post('/v1/uploads', { fileName: 'a.gif', contentType: 'image/gif' });
     assert.equal(badType.status, 400);
     const extra = await post('/v1/uploads', { fileName: 'a.png', patientName: 'Jane Doe' });

@@ -23,6 +23,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, type IConstruct } from 'constructs';
+import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const UPLOAD_PREFIX = 'uploads/';
@@ -54,6 +55,8 @@ export interface ApiConstructProps {
   readonly logRetention?: logs.RetentionDays;
   /** KEEP_SOURCE_KEYS: upload keys keep the file name and results show it (config keepSourceKeys; default false). */
   readonly keepSourceKeys?: boolean;
+  /** MAX_INPUT_BYTES of the functions: the largest upload they sign (config maxInputBytes; default src/limits.ts). */
+  readonly maxInputBytes?: number;
   /** The analyze function's image (default: functions/segment/Dockerfile, CMD api.handler). */
   readonly analyzeCode?: lambda.DockerImageCode;
   /** Reserved concurrency of the analyze function (default 4). */
@@ -65,6 +68,8 @@ export class ApiConstruct extends Construct {
   readonly apiFunction: nodejs.NodejsFunction;
   readonly analyzeFunction: lambda.DockerImageFunction;
   readonly accessLogs: logs.LogGroup;
+  /** API Gateway's execution log group (ERROR level), made here so it has a retention and the key. */
+  readonly executionLogs: logs.LogGroup;
   readonly apiRole: iam.Role;
   readonly analyzeRole: iam.Role;
   /** execute-api ARN of every method: grant `execute-api:Invoke` on it to the callers' roles. */
@@ -137,6 +142,7 @@ export class ApiConstruct extends Construct {
         RESULTS_BUCKET: resultsBucket.bucketName,
         RESULTS_TABLE: resultsTable.tableName,
         KEEP_SOURCE_KEYS: String(props.keepSourceKeys ?? false),
+        MAX_INPUT_BYTES: String(props.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES),
         POWERTOOLS_SERVICE_NAME: 'cxr-opacity-api',
         POWERTOOLS_LOG_LEVEL: 'INFO',
         NODE_OPTIONS: '--enable-source-maps',
@@ -255,10 +261,12 @@ export class ApiConstruct extends Construct {
       schema: {
         schema: apigw.JsonSchemaVersion.DRAFT4,
         type: apigw.JsonSchemaType.OBJECT,
-        required: ['fileName'],
+        required: ['fileName', 'size'],
         additionalProperties: false,
         properties: {
           fileName: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 255 },
+          // The deployment's cap is checked by the function, which answers 413 TOO_LARGE with the limit.
+          size: { type: apigw.JsonSchemaType.INTEGER, minimum: 1, maximum: S3_MAX_PUT_BYTES },
           contentType: { type: apigw.JsonSchemaType.STRING, enum: BINARY_MEDIA_TYPES },
           patientId: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 128 },
           studyId: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 128 },
@@ -284,6 +292,14 @@ export class ApiConstruct extends Construct {
     v1.addResource('patients').addResource('{patientKey}').addResource('images')
       .addMethod('GET', light, withParams(['patientKey'], ['limit', 'nextToken', 'order']));
     v1.addResource('analyze').addMethod('POST', heavy, { requestValidator: validator });
+
+    // API Gateway writes execution logs to API-Gateway-Execution-Logs_<restApiId>/<stage>, and creates that
+    // group itself (no retention, no key) unless it exists: create it first, with both.
+    this.executionLogs = new logs.LogGroup(this, 'ExecutionLogs', {
+      logGroupName: `API-Gateway-Execution-Logs_${this.api.restApiId}/${API_STAGE}`,
+      retention, encryptionKey: key, removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.api.deploymentStage.node.addDependency(this.executionLogs);
 
     /** For callers' IAM policies: `execute-api:Invoke` on this resource covers every method of the API. */
     this.invokeArn = this.api.arnForExecuteApi('*', '/v1/*', API_STAGE);

@@ -19,6 +19,7 @@ import { Aws, Duration, IgnoreMode, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -32,6 +33,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
+import { DEFAULT_MAX_INPUT_BYTES } from '../../src/limits';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -83,6 +85,10 @@ export interface BatchInferenceProps {
   readonly logRetention?: logs.RetentionDays;
   /** KEEP_SOURCE_KEYS for the router and the serving container (config keepSourceKeys; default false). */
   readonly keepSourceKeys?: boolean;
+  /** MAX_INPUT_BYTES of the serving container (config maxInputBytes; default src/limits.ts). */
+  readonly maxInputBytes?: number;
+  /** Bucket for the endpoint VPC's flow logs (the stack passes its access-logs bucket); without it they go to a log group. */
+  readonly flowLogsBucket?: s3.IBucket;
 }
 
 export class BatchInferenceConstruct extends Construct {
@@ -96,6 +102,9 @@ export class BatchInferenceConstruct extends Construct {
   readonly sagemakerPolicy: iam.ManagedPolicy;
   readonly image: ecrAssets.DockerImageAsset;
   readonly model: sagemaker.CfnModel;
+  /** The serving container's network: isolated subnets (no route out), S3 and Secrets Manager through VPC endpoints. */
+  readonly vpc: ec2.Vpc;
+  readonly endpointSecurityGroup: ec2.SecurityGroup;
   readonly endpointConfig: sagemaker.CfnEndpointConfig;
   readonly endpoint: sagemaker.CfnEndpoint;
   readonly endpointName: string;
@@ -194,6 +203,51 @@ export class BatchInferenceConstruct extends Construct {
         conditions: { StringEquals: { 'cloudwatch:namespace': ['/aws/sagemaker/Endpoints', 'AWS/SageMaker'] } },
       }),
     ];
+    // ---- the serving container's network ----
+    // Network isolation is not possible: the container itself reads the batch images and requests from S3,
+    // writes the masks to S3 and reads the pseudonym secret. So it runs in a VPC whose isolated subnets have
+    // no route out at all (no internet or NAT gateway): S3 through a gateway endpoint, Secrets Manager
+    // through an interface endpoint, nothing else. SageMaker pulls the image and moves the async
+    // requests, outputs and notifications through its own channel.
+    this.vpc = new ec2.Vpc(this, 'EndpointVpc', {
+      ipAddresses: ec2.IpAddresses.cidr('10.80.0.0/24'),
+      maxAzs: 2,
+      natGateways: 0,
+      subnetConfiguration: [{ name: 'endpoint', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 26 }],
+      gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
+      // Nothing is attached to the default security group; closing it needs a custom-resource Lambda.
+      restrictDefaultSecurityGroup: false,
+    });
+    this.vpc.addFlowLog('FlowLogs', {
+      trafficType: ec2.FlowLogTrafficType.ALL,
+      destination: props.flowLogsBucket
+        ? ec2.FlowLogDestination.toS3(props.flowLogsBucket, 'vpc-flow-logs/')
+        : ec2.FlowLogDestination.toCloudWatchLogs(new logs.LogGroup(this, 'FlowLogGroup', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR, encryptionKey: key })),
+    });
+    this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
+      vpc: this.vpc, allowAllOutbound: false,
+      description: 'cxr-opacity serving container: HTTPS to the VPC endpoints only',
+    });
+    // The subnets have no route but to the VPC endpoints, so HTTPS "anywhere" reaches S3 and Secrets Manager only.
+    this.endpointSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to the S3 gateway endpoint and the Secrets Manager endpoint');
+    const secretsEndpoint = this.vpc.addInterfaceEndpoint('SecretsManagerEndpoint', {
+      service: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+      privateDnsEnabled: true,
+      subnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      // Not the whole VPC CIDR: only the serving container's security group may reach it (below).
+      open: false,
+    });
+    secretsEndpoint.connections.allowFrom(this.endpointSecurityGroup, ec2.Port.tcp(443), 'HTTPS from the serving container');
+    sagemakerStatements.push(new iam.PolicyStatement({
+      sid: 'VpcNetworkInterfaces',
+      actions: [
+        'ec2:CreateNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:DeleteNetworkInterface',
+        'ec2:DeleteNetworkInterfacePermission', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeVpcs',
+        'ec2:DescribeDhcpOptions', 'ec2:DescribeSubnets', 'ec2:DescribeSecurityGroups',
+      ],
+      resources: ['*'],
+    }));
+
     this.sagemakerRole = new iam.Role(this, 'EndpointRole', {
       assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com'),
       description: 'cxr-opacity batch inference endpoint (serving container and async notifications)',
@@ -204,6 +258,10 @@ export class BatchInferenceConstruct extends Construct {
 
     this.model = new sagemaker.CfnModel(this, 'Model', {
       executionRoleArn: this.sagemakerRole.roleArn,
+      vpcConfig: {
+        securityGroupIds: [this.endpointSecurityGroup.securityGroupId],
+        subnets: this.vpc.isolatedSubnets.map((s) => s.subnetId),
+      },
       primaryContainer: {
         image: this.image.imageUri,
         environment: {
@@ -211,6 +269,7 @@ export class BatchInferenceConstruct extends Construct {
           SOURCE_BUCKETS: uploadsBucket.bucketName,
           PSEUDONYM_SECRET_ARN: pseudonymSecret.secretArn,
           KEEP_SOURCE_KEYS: String(props.keepSourceKeys ?? false),
+          MAX_INPUT_BYTES: String(props.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES),
           MODEL_MANIFEST: props.modelManifest ?? '/app/models/cxr-unet-r18.json',
           USE_CUDA: gpu ? '1' : '0',
           MAX_CONCURRENT: String(maxConcurrent),
@@ -221,6 +280,7 @@ export class BatchInferenceConstruct extends Construct {
     });
     // SageMaker pulls the image with the role when it creates the model.
     this.model.node.addDependency(this.sagemakerPolicy);
+    this.model.node.addDependency(secretsEndpoint);
 
     this.endpointConfig = new sagemaker.CfnEndpointConfig(this, 'EndpointConfig', {
       productionVariants: [{
@@ -425,7 +485,7 @@ export function batchNagAcknowledgements(b: BatchInferenceConstruct, resultsBuck
     ack(p, 'AwsSolutions-IAM5[Resource::*]', 'xray:PutTraceSegments and xray:PutTelemetryRecords support no resource-level permissions; the statement holds only these two actions.');
   }
   ack(b.sagemakerPolicy, 'AwsSolutions-IAM5[Resource::*]',
-    'ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level permissions; PutMetricData is limited to the SageMaker namespaces by condition.');
+    'ecr:GetAuthorizationToken, cloudwatch:PutMetricData and the ec2 network-interface actions SageMaker needs for VpcConfig support no resource-level permissions; PutMetricData is limited to the SageMaker namespaces by condition.');
   ack(b.sagemakerPolicy, `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/Endpoints/*]`,
     'SageMaker names the endpoint log group after the endpoint, which CloudFormation names at deploy time.');
   const objectKeys = 'Object keys hold ids known only at run time (batch id, image id, uploader-chosen names); access is limited to these prefixes and actions.';
@@ -440,8 +500,8 @@ export function batchNagAcknowledgements(b: BatchInferenceConstruct, resultsBuck
     ack(fn, 'HIPAA.Security-LambdaInsideVPC',
       'The function reaches only AWS APIs (S3, SQS, SageMaker runtime, X-Ray) over TLS with IAM auth and exposes no network endpoint.');
   }
-  ack(b.model, 'AwsSolutions-SM1',
-    'The serving container reaches only S3 and Secrets Manager over TLS with its execution role and exposes no endpoint outside SageMaker; a VPC would need NAT or interface endpoints without a network boundary to protect. Add VpcConfig where policy requires.');
+  ack(b.vpc, 'HIPAA.Security-VPCDefaultSecurityGroupClosed',
+    'Nothing in the endpoint VPC uses its default security group (the serving container has its own, HTTPS to the VPC endpoints only), and the subnets have no route out; closing it would add a custom-resource Lambda.');
   ack(b.endpointConfig, 'AwsSolutions-SM2',
     'GPU instances with local NVMe storage (ml.g4dn, ml.g5) refuse a volume KMS key; their instance storage is hardware-encrypted. Async outputs are KMS-encrypted (OutputConfig.KmsKeyId).');
   ack(b.endpointConfig, 'HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured',

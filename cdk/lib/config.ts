@@ -3,6 +3,7 @@
  * CDK context (`npx cdk deploy -c segmentConcurrency=20`) or in `cdk.json`.
  */
 import type { Construct } from 'constructs';
+import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
 
 export interface CxrOpacityConfig {
   /** Reserved concurrency of the segment function, also the SQS event source's maximum concurrency. */
@@ -17,6 +18,19 @@ export interface CxrOpacityConfig {
   readonly logRetentionDays: number;
   /** Days after which non-current object versions (overwritten or deleted uploads/results) expire. */
   readonly noncurrentVersionExpirationDays: number;
+  /**
+   * Days an upload (the raw DICOM/PNG/JPEG, with every identifier it carries) is kept in the uploads bucket,
+   * batch manifests included. Processing takes minutes; keep it above the dead-letter queues' 14 days so a
+   * redrive still finds its image.
+   */
+  readonly uploadRetentionDays: number;
+  /** Days the masks, overlays and result.json (and batch requests/outputs) are kept in the results bucket. */
+  readonly resultRetentionDays: number;
+  /**
+   * Largest input file, in bytes (src/limits.ts, default 256 MiB): the presigned upload refuses larger ones
+   * and the segment stage fails them TOO_LARGE without reading them. Passed to the functions as MAX_INPUT_BYTES.
+   */
+  readonly maxInputBytes: number;
   /** Days a daily results-table export (and an Athena query result) is kept in the analytics bucket. */
   readonly exportRetentionDays: number;
   /** Deploy the GPU SageMaker batch path (needs ml.g4dn quota for async endpoints); `-c batch=false` leaves it out. */
@@ -38,6 +52,9 @@ export const DEFAULT_CONFIG: CxrOpacityConfig = {
   scoreBatchSize: 10,
   logRetentionDays: 365,
   noncurrentVersionExpirationDays: 90,
+  uploadRetentionDays: 30,
+  resultRetentionDays: 365,
+  maxInputBytes: DEFAULT_MAX_INPUT_BYTES,
   exportRetentionDays: 30,
   batch: true,
   keepSourceKeys: false,
@@ -73,6 +90,9 @@ export function configFromContext(scope: Construct, overrides: Partial<CxrOpacit
     scoreBatchSize: intContext(scope, 'scoreBatchSize', d.scoreBatchSize, 1, 10),
     logRetentionDays: intContext(scope, 'logRetentionDays', d.logRetentionDays, 1, 3653),
     noncurrentVersionExpirationDays: intContext(scope, 'noncurrentVersionExpirationDays', d.noncurrentVersionExpirationDays, 1, 3653),
+    uploadRetentionDays: intContext(scope, 'uploadRetentionDays', d.uploadRetentionDays, 1, 3653),
+    resultRetentionDays: intContext(scope, 'resultRetentionDays', d.resultRetentionDays, 1, 3653),
+    maxInputBytes: intContext(scope, 'maxInputBytes', d.maxInputBytes, 1, S3_MAX_PUT_BYTES),
     batch: boolContext(scope, 'batch', d.batch),
     keepSourceKeys: boolContext(scope, 'keepSourceKeys', d.keepSourceKeys),
     exportRetentionDays: intContext(scope, 'exportRetentionDays', d.exportRetentionDays, 1, 3653),

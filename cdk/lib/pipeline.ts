@@ -4,7 +4,7 @@
  * permission is an explicit least-privilege statement on one resource (no wildcard actions).
  */
 import * as path from 'node:path';
-import { Duration, IgnoreMode, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, IgnoreMode, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -13,7 +13,6 @@ import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
-import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { BATCH_IMAGE_PREFIX } from './batch';
@@ -86,7 +85,7 @@ export class Pipeline extends Construct {
 
     storage.uploadsBucket.addEventNotification(
       s3.EventType.OBJECT_CREATED,
-      new s3n.SqsDestination(this.ingestQueue),
+      new ScopedSqsDestination(this.ingestQueue, messagingKey),
       { prefix: UPLOAD_PREFIX },
     );
 
@@ -191,6 +190,7 @@ export class Pipeline extends Construct {
         IDEMPOTENCY_TABLE: storage.idempotencyTable.tableName,
         PSEUDONYM_SECRET_ARN: storage.pseudonymSecret.secretArn,
         KEEP_SOURCE_KEYS: String(config.keepSourceKeys),
+        MAX_INPUT_BYTES: String(config.maxInputBytes),
         MODEL_MANIFEST: '/var/task/models/cxr-unet-r18.json',
         POWERTOOLS_SERVICE_NAME: 'cxr-opacity-segment',
         POWERTOOLS_METRICS_NAMESPACE: 'CxrOpacity',
@@ -270,5 +270,34 @@ export class Pipeline extends Construct {
       maxConcurrency: config.scoreConcurrency,
     }));
     this.scoreFunction.node.addDependency(this.scorePolicy);
+  }
+}
+
+/**
+ * s3n.SqsDestination, with the KMS statement it adds scoped: CDK's grants s3.amazonaws.com Decrypt and
+ * GenerateDataKey on the queue's key for any bucket of any account. This one allows it only for
+ * notifications of the bucket being bound, in this account (aws:SourceArn, aws:SourceAccount).
+ */
+export class ScopedSqsDestination implements s3.IBucketNotificationDestination {
+  constructor(private readonly queue: sqs.IQueue, private readonly key: kms.IKey) {}
+
+  bind(_scope: Construct, bucket: s3.IBucket): s3.BucketNotificationDestinationConfig {
+    const conditions = { ArnLike: { 'aws:SourceArn': bucket.bucketArn }, StringEquals: { 'aws:SourceAccount': Stack.of(bucket).account } };
+    // Not queue.grantSendMessages: on an encrypted queue it adds a second key statement of its own.
+    this.queue.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AllowS3NotificationsOfUploadsBucket',
+      principals: [new iam.ServicePrincipal('s3.amazonaws.com')],
+      actions: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'],
+      resources: [this.queue.queueArn],
+      conditions,
+    }));
+    this.key.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AllowS3NotificationsOfUploadsBucket',
+      principals: [new iam.ServicePrincipal('s3.amazonaws.com')],
+      actions: ['kms:GenerateDataKey*', 'kms:Decrypt'],
+      resources: ['*'],
+      conditions,
+    }), true);
+    return { arn: this.queue.queueArn, type: s3.BucketNotificationDestinationType.QUEUE, dependencies: [this.queue] };
   }
 }

@@ -9,7 +9,7 @@ import { Encryption } from './encryption';
 import { Monitoring } from './monitoring';
 import { acknowledgeNagFindings } from './nag';
 import { Pipeline, retentionFor } from './pipeline';
-import { Storage } from './storage';
+import { notificationHandlerLogs, Storage } from './storage';
 
 export interface CxrOpacityStackProps extends StackProps {
   /** Overrides of the context-driven settings (tests use this). */
@@ -36,6 +36,8 @@ export class CxrOpacityStack extends Stack {
       key,
       logRetentionDays: this.config.logRetentionDays,
       noncurrentVersionExpirationDays: this.config.noncurrentVersionExpirationDays,
+      uploadRetentionDays: this.config.uploadRetentionDays,
+      resultRetentionDays: this.config.resultRetentionDays,
     });
     this.pipeline = new Pipeline(this, 'Pipeline', { key, messagingKey: this.encryption.messagingKey, storage: this.storage, config: this.config });
     this.api = new ApiConstruct(this, 'Api', {
@@ -45,6 +47,7 @@ export class CxrOpacityStack extends Stack {
       key,
       logRetention: retentionFor(this.config.logRetentionDays),
       keepSourceKeys: this.config.keepSourceKeys,
+      maxInputBytes: this.config.maxInputBytes,
     });
     if (this.config.batch) this.batch = new BatchInferenceConstruct(this, 'Batch', {
       uploadsBucket: this.storage.uploadsBucket,
@@ -56,6 +59,8 @@ export class CxrOpacityStack extends Stack {
       pseudonymSecret: this.storage.pseudonymSecret,
       logRetention: retentionFor(this.config.logRetentionDays),
       keepSourceKeys: this.config.keepSourceKeys,
+      maxInputBytes: this.config.maxInputBytes,
+      flowLogsBucket: this.storage.accessLogsBucket,
     });
     this.analytics = new Analytics(this, 'Analytics', {
       key,
@@ -97,6 +102,7 @@ export class CxrOpacityStack extends Stack {
     out('ApiUrl', this.api.api.url, 'HTTP API (IAM auth): POST /v1/uploads, GET /v1/images/{id}, GET /v1/patients/{patientKey}/images, POST /v1/analyze');
     out('AlarmTopicArn', this.monitoring.topic.topicArn, 'Subscribe to receive the alarms');
 
+    notificationHandlerLogs(this, key, retentionFor(this.config.logRetentionDays));
     acknowledgeNagFindings(this);
   }
 }

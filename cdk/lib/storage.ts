@@ -2,9 +2,10 @@
  * Where data lives: the uploads and results buckets (plus the bucket that receives their server access
  * logs), the results and idempotency tables, and the secret that keys the patient pseudonyms.
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, type CfnResource } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -16,6 +17,9 @@ export interface StorageProps {
   readonly key: kms.IKey;
   readonly logRetentionDays: number;
   readonly noncurrentVersionExpirationDays: number;
+  /** Days current objects are kept: raw uploads, and the results derived from them (cdk/lib/config.ts). */
+  readonly uploadRetentionDays: number;
+  readonly resultRetentionDays: number;
 }
 
 export class Storage extends Construct {
@@ -35,6 +39,8 @@ export class Storage extends Construct {
       encryption: s3.BucketEncryption.S3_MANAGED,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
+      // Denies requests over TLS older than 1.2, like the data buckets (log delivery uses TLS 1.2+).
+      minimumTLSVersion: 1.2,
       versioned: true,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       removalPolicy: RemovalPolicy.RETAIN,
@@ -47,7 +53,9 @@ export class Storage extends Construct {
       }],
     });
 
-    const dataBucket = (bucketId: string, logPrefix: string): s3.Bucket => new s3.Bucket(this, bucketId, {
+    // Current objects expire after the configured retention (raw uploads hold every identifier of the image),
+    // then their non-current versions after noncurrentVersionExpirationDays.
+    const dataBucket = (bucketId: string, logPrefix: string, retentionDays: number): s3.Bucket => new s3.Bucket(this, bucketId, {
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: key,
       bucketKeyEnabled: true, // one data key per bucket and period instead of one KMS call per object
@@ -61,13 +69,14 @@ export class Storage extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
       autoDeleteObjects: false,
       lifecycleRules: [{
-        id: 'expire-noncurrent-versions',
+        id: 'expire-objects',
+        expiration: Duration.days(retentionDays),
         noncurrentVersionExpiration: Duration.days(props.noncurrentVersionExpirationDays),
         abortIncompleteMultipartUploadAfter: Duration.days(7),
       }],
     });
-    this.uploadsBucket = dataBucket('UploadsBucket', 'uploads-bucket/');
-    this.resultsBucket = dataBucket('ResultsBucket', 'results-bucket/');
+    this.uploadsBucket = dataBucket('UploadsBucket', 'uploads-bucket/', props.uploadRetentionDays);
+    this.resultsBucket = dataBucket('ResultsBucket', 'results-bucket/', props.resultRetentionDays);
 
     // One item per image; an analyst lists a patient's or a study's images in time order through the GSIs
     // (sortKey = acquiredAt#imageId).
@@ -109,4 +118,21 @@ export class Storage extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
   }
+}
+
+/** Construct id of CDK's singleton Lambda that applies S3 bucket notifications at deploy time. */
+export const NOTIFICATIONS_HANDLER_ID = 'BucketNotificationsHandler050a0587b7544547bf325f094a3db834';
+
+/**
+ * CDK's BucketNotificationsHandler (a deploy-time custom resource) would log to a group Lambda creates on
+ * first run, kept forever and unencrypted. Point it at a log group of ours, with a retention and the key.
+ * Call once, after every addEventNotification of the stack. Returns the log group, if the handler exists.
+ */
+export function notificationHandlerLogs(stack: Stack, key: kms.IKey, retention: logs.RetentionDays): logs.LogGroup | undefined {
+  const handler = stack.node.tryFindChild(NOTIFICATIONS_HANDLER_ID);
+  const fn = handler?.node.tryFindChild('Resource') as CfnResource | undefined;
+  if (!fn) return undefined;
+  const logGroup = new logs.LogGroup(stack, 'BucketNotificationsHandlerLogs', { retention, encryptionKey: key, removalPolicy: RemovalPolicy.RETAIN });
+  fn.addPropertyOverride('LoggingConfig', { LogGroup: logGroup.logGroupName, LogFormat: 'Text' });
+  return logGroup;
 }

@@ -24,6 +24,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import { z } from 'zod';
 import { DynamoResults, RESULTS_TABLE_KEYS } from '../../src/aws/results-table';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
+import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../src/limits';
 import { imageIdFor, type ResultItem, type StoredSource } from '../../src/pipeline/messages';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
@@ -62,6 +63,8 @@ export interface ApiDeps {
   /** The model for /v1/analyze, or a loader called on first use (the other routes never load it). */
   model?: SegmentationModel | (() => Promise<SegmentationModel>);
   severity: SeverityConfig;
+  /** Largest upload accepted, in bytes (src/limits.ts; default DEFAULT_MAX_INPUT_BYTES). */
+  maxInputBytes?: number;
   /**
    * KEEP_SOURCE_KEYS (CDK context keepSourceKeys): upload keys keep the client's file name and results
    * show it. Only for data already de-identified; by default neither the key nor any result holds it.
@@ -93,6 +96,8 @@ const idText = z.string().trim().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'printa
 
 export const UploadRequest = z.object({
   fileName: z.string().trim().min(1).max(255),
+  /** Exact size of the file in bytes: signed into the URL as Content-Length, so S3 refuses any other size. */
+  size: z.number().int().min(1).max(S3_MAX_PUT_BYTES),
   contentType: z.enum(CONTENT_TYPES).optional(),
   patientId: idText.optional(),
   studyId: idText.optional(),
@@ -210,6 +215,11 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   // ---- POST /v1/uploads ----
   app.post('/v1/uploads', async ({ valid }) => {
     const body = valid.req.body;
+    const maxBytes = deps.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES;
+    if (body.size > maxBytes) {
+      log.info('upload refused', { code: 'TOO_LARGE' });
+      throw new ApiError(413, 'TOO_LARGE', `an upload of ${formatBytes(body.size)} (${body.size} bytes) is over the limit of ${formatBytes(maxBytes)} (${maxBytes} bytes) for one image; check that it is a single chest X-ray, or downscale it`);
+    }
     const uploadId = randomUUID();
     const key = uploadKeyFor(uploadId, body.fileName, deps.keepSourceKeys);
     const metadata: Record<string, string> = {};
@@ -217,20 +227,21 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     if (body.studyId) metadata[STUDY_METADATA] = body.studyId;
     const contentType = body.contentType ?? 'application/octet-stream';
     const metaHeaders = Object.keys(metadata).map((k) => `x-amz-meta-${k}`);
-    // Content-Type and the metadata are signed headers, not query parameters: the client must send
-    // them as they are, and identifiers never appear in a URL (URLs end up in logs).
+    // Content-Type, Content-Length and the metadata are signed headers, not query parameters: the client
+    // must send them as they are (S3 refuses a body of any other length, so the size cap holds), and
+    // identifiers never appear in a URL (URLs end up in logs).
     const uploadUrl = await getSignedUrl(
       deps.s3,
-      new PutObjectCommand({ Bucket: deps.uploadsBucket, Key: key, ContentType: contentType, Metadata: metadata }),
-      { expiresIn: UPLOAD_URL_TTL_S, signableHeaders: new Set(['content-type']), unhoistableHeaders: new Set(metaHeaders) },
+      new PutObjectCommand({ Bucket: deps.uploadsBucket, Key: key, ContentType: contentType, ContentLength: body.size, Metadata: metadata }),
+      { expiresIn: UPLOAD_URL_TTL_S, signableHeaders: new Set(['content-type', 'content-length']), unhoistableHeaders: new Set(metaHeaders) },
     );
-    const headers: Record<string, string> = { 'content-type': contentType };
+    const headers: Record<string, string> = { 'content-type': contentType, 'content-length': String(body.size) };
     for (const [k, v] of Object.entries(metadata)) headers[`x-amz-meta-${k}`] = v;
     log.info('upload URL issued', { withPatient: Boolean(body.patientId), withStudy: Boolean(body.studyId) });
     return json(201, {
       uploadId, key, uploadUrl, method: 'PUT', headers,
       expiresAt: new Date(now().getTime() + UPLOAD_URL_TTL_S * 1000).toISOString(),
-      maxBytes: 5 * 1024 ** 3,
+      maxBytes,
       statusUrl: `/v1/uploads/${uploadId}`,
     });
   }, { validation: { req: { body: UploadRequest } } });

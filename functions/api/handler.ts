@@ -11,6 +11,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import severityJson from '../../models/severity.json';
 import { validateSeverityConfig } from '../../src/core/severity';
+import { maxInputBytes } from '../../src/limits';
 import { observability } from '../common';
 import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
 import { createApiHandler } from './app';
@@ -30,6 +31,7 @@ const api = createApiHandler({
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   model: manifest ? () => (require('../../layers/onnx/session') as typeof import('../../layers/onnx/session')).loadModel(manifest) : undefined,
   severity: validateSeverityConfig(severityJson, 'models/severity.json'),
+  maxInputBytes: maxInputBytes(),
   logger: {
     info: (m, e) => logger.info(m, e ?? {}),
     warn: (m, e) => logger.warn(m, e ?? {}),
