@@ -221,7 +221,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     const tooLarge = await post('/v1/uploads', { fileName: 'a.dcm', size: DEFAULT_MAX_INPUT_BYTES + 1 });
     assert.equal(tooLarge.status, 413);
     assert.equal(tooLarge.body.error.code, 'TOO_LARGE');
-    assert.match(tooLarge.body.error.message, /256 MiB \(268435457 bytes\).*over the limit of 256 MiB \(268435456 bytes\)/);
+    assert.match(tooLarge.body.error.message, /256.0 MiB \(268435457 bytes\).*over the limit of 256 MiB \(268435456 bytes\)/);
     const badType = await post('/v1/uploads', { fileName: 'a.gif', contentType: 'image/gif' });
     assert.equal(badType.status, 400);
     const extra = await post('/v1/uploads', { fileName: 'a.png', patientName: 'Jane Doe' });
