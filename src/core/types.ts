@@ -9,11 +9,13 @@ export type InputFormat = 'dicom' | 'png' | 'jpeg';
 /** Non-identifying acquisition facts read from the input. Never holds names, IDs or dates of birth. */
 export interface ImageMeta {
   format: InputFormat;
-  /** DICOM Transfer Syntax UID, for DICOM inputs. */
+  /** DICOM Transfer Syntax UID, for DICOM inputs (always one of the supported syntaxes). */
   transferSyntaxUid?: string;
+  /** DICOM Modality defined term (CR, DX, ...), or 'OTHER' for any other text: tag text is never copied. */
   modality?: string;
-  /** DICOM ViewPosition (PA, AP, LL, ...) when present. */
+  /** DICOM ViewPosition defined term (PA, AP, LL, ...) when present, or 'OTHER' for any other text. */
   viewPosition?: string;
+  /** DICOM PhotometricInterpretation defined term (MONOCHROME2, RGB, ...), or 'OTHER'. */
   photometricInterpretation?: string;
   bitsStored?: number;
   /** Row and column spacing in mm (PixelSpacing, else ImagerPixelSpacing), when the DICOM gives it. */

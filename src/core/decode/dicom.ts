@@ -358,6 +358,9 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
     throw new InputError('INVALID_HEADER', `The DICOM header contradicts itself: PhotometricInterpretation ${photometric} has ${need} sample${need > 1 ? 's' : ''} per pixel but SamplesPerPixel is ${spp ?? 'not a valid number'}, so its pixels would be read wrongly (e.g. colour read as gray, with the sides mixed up); re-export the image from the modality or PACS.`);
   }
   if (spp === undefined) throw new InputError('INVALID_HEADER', 'The DICOM SamplesPerPixel is not 1, 3 or 4, so its pixels cannot be read; re-export the image from the modality or PACS.');
+  if (photometric === OTHER) {
+    throw new InputError('UNSUPPORTED_IMAGE', `The DICOM PhotometricInterpretation is ${termForMessage(photometric)}, not one DICOM defines, so its pixels cannot be interpreted; only grayscale (MONOCHROME1/MONOCHROME2) radiographs are analysed. Re-export the image from the modality or PACS.`);
+  }
   if (spp !== 1 || (photometric !== undefined && photometric !== 'MONOCHROME1' && photometric !== 'MONOCHROME2')) {
     throw new InputError('UNSUPPORTED_IMAGE', `The DICOM image is colour (PhotometricInterpretation ${termForMessage(photometric)}, ${spp} samples per pixel); only grayscale (MONOCHROME1/MONOCHROME2) radiographs are analysed.`);
   }

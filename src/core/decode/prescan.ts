@@ -146,7 +146,7 @@ function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, sta
       if (stack.length) fallback(off); // undefined-length containers left open at the end of the file
       return;
     }
-    if (off + 8 > bound) return stack.length ? fallback(off) : undefined; // a truncated header: dcmjs reports it
+    if (off + 8 > bound) return fallback(off); // a truncated header: dcmjs reports it
     const group = u16(off);
     const element = u16(off + 2);
 
@@ -194,7 +194,7 @@ function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, sta
       vr = VALID_VRS.has(bytesVr) ? bytesVr : 'UN'; // dcmjs reads an invalid VR as UN
       if (bytesVr === 'UN') reReadAs = dictionaryVr(group, element);
       if (LONG_VRS.has(vr)) {
-        if (off + 12 > bound) return stack.length ? fallback(off) : undefined;
+        if (off + 12 > bound) return fallback(off);
         len = u32(off + 8);
         header = 12;
       } else {
@@ -204,7 +204,11 @@ function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, sta
     } else {
       len = u32(off + 4);
       header = 8;
-      vr = dictionaryVr(group, element) ?? (len === UNDEFINED ? 'SQ' : 'UN');
+      // The dictionary (slow in dcmjs: ~2 us a miss) is asked only when the VR can matter: an undefined
+      // length, or a value that holds an item tag. A value without one cannot nest whatever its VR.
+      const start = off + header;
+      const mayNest = len === UNDEFINED || (len >= 8 && start + len <= bound && buf.subarray(start, start + len).indexOf(patterns.item[0]) >= 0);
+      vr = mayNest ? dictionaryVr(group, element) ?? (len === UNDEFINED ? 'SQ' : 'UN') : 'UN';
     }
     count();
     const valueStart = off + header;
@@ -221,8 +225,9 @@ function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, sta
       continue;
     }
     if (valueStart + len > bound) {
-      // At the top level dcmjs reads what is there as the value and stops; inside an item the structure is lost.
-      return stack.length ? fallback(off) : undefined;
+      // The value runs past its container or the file: dcmjs reads what is there (as bytes, or as a
+      // sequence if the dictionary says so), so what remains is bounded by its item tags.
+      return fallback(off);
     }
     if (reReadAs === 'SQ') {
       // dcmjs parses this UN value as a sequence; its items are bounded by their tags in the bytes.
