@@ -1,0 +1,63 @@
+/**
+ * How many real frontal chest films the refusal checks turn away (issue 9: at most 1%), and which warnings the
+ * accepted ones carry. Runs the production path (decodeImage -> segmentImage, guard and plausibility included) over
+ * every image of every set in ../shared/data and writes models/eval/refusals.json (counts, refused ids and codes).
+ *
+ *   npx tsx src/eval/refusals.ts [--data ../shared/data] [--model models/cxr-unet-r18.json] [--out models/eval]
+ */
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadModel } from '../../layers/onnx/session';
+import { decodeImage, isInputError, segmentImage } from '../core';
+import { parseCsv } from '../../models/severity/data';
+
+const SETS = ['external22', 'gb_covid_seg', 'v7labs_lungs', 'covidqu_infection', 'mcsz'];
+
+export async function measureRefusals(dataDir: string, manifest: string) {
+  const model = await loadModel(manifest, { threads: 2 });
+  const perSet: Record<string, { films: number; refused: number; warnings: Record<string, number> }> = {};
+  const refused: Array<{ image: string; code: string }> = [];
+  const notChest: number[] = [];
+  for (const set of SETS) {
+    const file = join(dataDir, set, 'manifest.csv');
+    if (!existsSync(file)) continue;
+    const s = (perSet[set] = { films: 0, refused: 0, warnings: {} as Record<string, number> });
+    for (const row of parseCsv(readFileSync(file, 'utf8'))) {
+      s.films++;
+      try {
+        const { quality } = await segmentImage(await decodeImage(readFileSync(join(dataDir, set, 'images', `${row.id}.png`))), model);
+        for (const w of quality.warnings) s.warnings[w.code] = (s.warnings[w.code] ?? 0) + 1;
+        if (quality.guard) notChest.push(quality.guard.notChest);
+      } catch (e) {
+        if (!isInputError(e)) throw e;
+        s.refused++;
+        refused.push({ image: `${set}/${row.id}`, code: e.code });
+      }
+    }
+  }
+  await model.release();
+  const films = Object.values(perSet).reduce((a, s) => a + s.films, 0);
+  notChest.sort((a, b) => a - b);
+  return {
+    model: `${model.manifest.name}@${model.manifest.version}`,
+    guard: model.guard ? `${model.guard.manifest.name}@${model.guard.manifest.version}` : null,
+    films,
+    refused: refused.length,
+    refusedShare: Number((refused.length / Math.max(1, films)).toFixed(4)),
+    perSet,
+    refusedImages: refused,
+    acceptedNotChestProbability: { p50: notChest[Math.floor(notChest.length * 0.5)], p99: notChest[Math.floor(notChest.length * 0.99)], max: notChest[notChest.length - 1] },
+  };
+}
+
+async function main(): Promise<void> {
+  const repo = resolve(__dirname, '..', '..');
+  const { values } = parseArgs({ options: { data: { type: 'string' }, model: { type: 'string' }, out: { type: 'string' } } });
+  const r = await measureRefusals(resolve(values.data ?? join(repo, '..', 'shared', 'data')), resolve(values.model ?? join(repo, 'models', 'cxr-unet-r18.json')));
+  const out = join(resolve(values.out ?? join(repo, 'models', 'eval')), 'refusals.json');
+  writeFileSync(out, JSON.stringify(r, null, 2) + '\n');
+  console.log(`${r.refused} of ${r.films} real frontal films refused (${(100 * r.refusedShare).toFixed(2)}%); wrote ${out}`);
+}
+
+if (require.main === module) main().catch((e) => { console.error(e); process.exit(1); });
