@@ -137,7 +137,7 @@ describe('BatchInferenceConstruct', () => {
     const all = [...router, ...result, ...sm];
     for (const s of all) {
       for (const a of asArray(s.Action as string | string[])) assert.ok(!a.endsWith(':*') && a !== '*', `no wildcard action: ${a}`);
-      if (s.Resource === '*') assert.ok(['XRayTraces', 'EcrAuth', 'EndpointMetrics'].includes(s.Sid), `Resource * only where no resource-level permission exists: ${s.Sid}`);
+      if (s.Resource === '*') assert.ok(['XRayTraces', 'EcrAuth', 'EndpointMetrics', 'VpcNetworkInterfaces'].includes(s.Sid), `Resource * only where no resource-level permission exists: ${s.Sid}`);
     }
     // No AWS managed policies, no inline policies on the construct's roles.
     for (const r of [batch.routerRole, batch.batchResultRole, batch.sagemakerRole]) {

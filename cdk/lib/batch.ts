@@ -218,12 +218,7 @@ export class BatchInferenceConstruct extends Construct {
       // Nothing is attached to the default security group; closing it needs a custom-resource Lambda.
       restrictDefaultSecurityGroup: false,
     });
-    this.vpc.addFlowLog('FlowLogs', {
-      trafficType: ec2.FlowLogTrafficType.ALL,
-      destination: props.flowLogsBucket
-        ? ec2.FlowLogDestination.toS3(props.flowLogsBucket, 'vpc-flow-logs/')
-        : ec2.FlowLogDestination.toCloudWatchLogs(new logs.LogGroup(this, 'FlowLogGroup', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR, encryptionKey: key })),
-    });
+    this.vpc.addFlowLog('FlowLogs', { trafficType: ec2.FlowLogTrafficType.ALL, destination: flowLogDestination(this, props, key) });
     this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
       vpc: this.vpc, allowAllOutbound: false,
       description: 'cxr-opacity serving container: HTTPS to the VPC endpoints only',
@@ -507,4 +502,22 @@ export function batchNagAcknowledgements(b: BatchInferenceConstruct, resultsBuck
   ack(b.endpointConfig, 'HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured',
     'GPU instances with local NVMe storage (ml.g4dn, ml.g5) refuse a volume KMS key; their instance storage is hardware-encrypted. Async outputs are KMS-encrypted (OutputConfig.KmsKeyId).');
   return acks;
+}
+
+/**
+ * Where the endpoint VPC's flow logs go: the given bucket (no role needed), else a log group of ours, written
+ * by a role with one customer-managed policy (CDK's default would be an inline policy).
+ */
+function flowLogDestination(scope: Construct, props: BatchInferenceProps, key: kms.IKey): ec2.FlowLogDestination {
+  if (props.flowLogsBucket) return ec2.FlowLogDestination.toS3(props.flowLogsBucket, 'vpc-flow-logs/');
+  const logGroup = new logs.LogGroup(scope, 'FlowLogGroup', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR, encryptionKey: key });
+  const role = new iam.Role(scope, 'FlowLogRole', { assumedBy: new iam.ServicePrincipal('vpc-flow-logs.amazonaws.com'), description: 'cxr-opacity endpoint VPC flow logs' });
+  new iam.ManagedPolicy(scope, 'FlowLogRolePolicy', {
+    description: 'cxr-opacity endpoint VPC flow logs: write to their log group',
+    roles: [role],
+    statements: [new iam.PolicyStatement({
+      sid: 'WriteFlowLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'], resources: [logGroup.logGroupArn],
+    })],
+  });
+  return ec2.FlowLogDestination.toCloudWatchLogs(logGroup, role.withoutPolicyUpdates() as iam.IRole);
 }
