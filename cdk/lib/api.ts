@@ -23,6 +23,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, type IConstruct } from 'constructs';
+import { NodeFunction } from './bundling';
 import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -122,14 +123,9 @@ export class ApiConstruct extends Construct {
     this.apiRole = api.role;
     this.apiPolicy = api.policy;
 
-    this.apiFunction = new nodejs.NodejsFunction(this, 'ApiFunction', {
+    this.apiFunction = new NodeFunction(this, 'ApiFunction', {
       description: 'cxr-opacity HTTP API: uploads, upload status, images, patient listing',
-      entry: path.join(REPO_ROOT, 'functions', 'api', 'handler.ts'),
-      handler: 'handler',
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
+      entry: 'functions/api/handler.ts',
       memorySize: 512,
       timeout: API_TIMEOUT,
       role: api.role.withoutPolicyUpdates(),
@@ -147,15 +143,9 @@ export class ApiConstruct extends Construct {
         POWERTOOLS_LOG_LEVEL: 'INFO',
         NODE_OPTIONS: '--enable-source-maps',
       },
-      bundling: {
-        minify: true,
-        sourceMap: true,
-        target: 'node22',
-        format: nodejs.OutputFormat.CJS,
-        // The analyze path's natives: required lazily and only on /v1/analyze, which API Gateway sends
-        // to the AnalyzeFunction, so this function never loads them.
-        externalModules: ['@aws-sdk/*', 'sharp', 'onnxruntime-node', 'dcmjs-codecs'],
-      },
+      // The analyze path's natives: required lazily and only on /v1/analyze, which API Gateway sends
+      // to the AnalyzeFunction, so this function never loads them.
+      bundle: { notLoaded: ['sharp', 'onnxruntime-node', 'dcmjs-codecs'] },
     });
     this.apiFunction.node.addDependency(api.policy);
 

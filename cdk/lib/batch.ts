@@ -34,6 +34,7 @@ import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
 import { DEFAULT_MAX_INPUT_BYTES } from '../../src/limits';
+import { NodeFunction } from './bundling';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
@@ -349,11 +350,6 @@ export class BatchInferenceConstruct extends Construct {
       return { role: r, policy: p };
     };
     const fnDefaults = (lg: logs.ILogGroup, r: iam.Role) => ({
-      handler: 'handler',
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
       role: r.withoutPolicyUpdates(),
       logGroup: lg,
       loggingFormat: lambda.LoggingFormat.JSON,
@@ -361,11 +357,8 @@ export class BatchInferenceConstruct extends Construct {
       environmentEncryption: key,
       deadLetterQueue: this.deadLetterQueue,
       retryAttempts: 2,
-      bundling: {
-        minify: true, sourceMap: true, target: 'node22', format: nodejs.OutputFormat.CJS,
-        // The Node 22 runtime ships AWS SDK v3, including the SageMaker runtime client.
-        externalModules: ['@aws-sdk/*'],
-      },
+      // Bundled by NodeFunction (cdk/lib/bundling.ts): the Node 22 runtime ships AWS SDK v3, including the
+      // SageMaker runtime client.
     });
 
     const routerLogs = logGroup('RouterLogs');
@@ -402,10 +395,10 @@ export class BatchInferenceConstruct extends Construct {
     ]);
     this.routerRole = router.role;
     this.routerPolicy = router.policy;
-    this.routerFunction = new nodejs.NodejsFunction(this, 'RouterFunction', {
+    this.routerFunction = new NodeFunction(this, 'RouterFunction', {
       ...fnDefaults(routerLogs, router.role),
       description: 'cxr-opacity: route a batch manifest to the Lambda path or the SageMaker async endpoint',
-      entry: path.join(REPO_ROOT, 'functions', 'router', 'handler.ts'),
+      entry: 'functions/router/handler.ts',
       memorySize: 512,
       timeout: Duration.minutes(15),
       reservedConcurrentExecutions: props.routerConcurrency ?? 2,
@@ -439,10 +432,10 @@ export class BatchInferenceConstruct extends Construct {
     ]);
     this.batchResultRole = result.role;
     this.batchResultPolicy = result.policy;
-    this.batchResultFunction = new nodejs.NodejsFunction(this, 'BatchResultFunction', {
+    this.batchResultFunction = new NodeFunction(this, 'BatchResultFunction', {
       ...fnDefaults(resultLogs, result.role),
       description: 'cxr-opacity: forward SageMaker async results (success or error) to the score queue',
-      entry: path.join(REPO_ROOT, 'functions', 'batch-result', 'handler.ts'),
+      entry: 'functions/batch-result/handler.ts',
       memorySize: 256,
       timeout: Duration.seconds(30),
       // Throttled SNS deliveries wait in Lambda's asynchronous queue (up to 6 h) and are retried.

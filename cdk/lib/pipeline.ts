@@ -16,6 +16,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { BATCH_IMAGE_PREFIX } from './batch';
+import { NodeFunction } from './bundling';
 import type { CxrOpacityConfig } from './config';
 import { RESULTS_PREFIX, UPLOAD_PREFIX, type Storage } from './storage';
 
@@ -227,14 +228,9 @@ export class Pipeline extends Construct {
     this.scoreRole = score.role;
     this.scorePolicy = score.policy;
 
-    this.scoreFunction = new nodejs.NodejsFunction(this, 'ScoreFunction', {
+    this.scoreFunction = new NodeFunction(this, 'ScoreFunction', {
       description: 'cxr-opacity: score masks (opacity %, extent, grade) and store one result item per image',
-      entry: path.join(REPO_ROOT, 'functions', 'score', 'handler.ts'),
-      handler: 'handler',
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: path.join(REPO_ROOT, 'package-lock.json'),
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
+      entry: 'functions/score/handler.ts',
       memorySize: 1024,
       timeout: SCORE_TIMEOUT,
       reservedConcurrentExecutions: config.scoreConcurrency,
@@ -252,16 +248,11 @@ export class Pipeline extends Construct {
         POWERTOOLS_LOG_LEVEL: 'INFO',
         NODE_OPTIONS: '--enable-source-maps',
       },
-      bundling: {
-        minify: true,
-        sourceMap: true,
-        target: 'node22',
-        format: nodejs.OutputFormat.CJS,
-        externalModules: ['@aws-sdk/*'],
-        // sharp (PNG mask decoding) is native and ESM-only inside: it cannot be bundled. It is installed
-        // next to the bundle from the lock file, with the linux-arm64 glibc binaries the function runs on.
+      // sharp (PNG mask decoding) is native and ESM-only inside: it cannot be bundled. It is installed
+      // next to the bundle from the lock file, with the linux-arm64 glibc binaries the function runs on.
+      bundle: {
         nodeModules: ['sharp'],
-        environment: { npm_config_os: 'linux', npm_config_cpu: 'arm64', npm_config_libc: 'glibc' },
+        installEnvironment: { npm_config_os: 'linux', npm_config_cpu: 'arm64', npm_config_libc: 'glibc' },
       },
     });
     this.scoreFunction.addEventSource(new SqsEventSource(this.scoreQueue, {
