@@ -248,12 +248,7 @@ export class Pipeline extends Construct {
         POWERTOOLS_LOG_LEVEL: 'INFO',
         NODE_OPTIONS: '--enable-source-maps',
       },
-      // sharp (PNG mask decoding) is native and ESM-only inside: it cannot be bundled. It is installed
-      // next to the bundle from the lock file, with the linux-arm64 glibc binaries the function runs on.
-      bundle: {
-        nodeModules: ['sharp'],
-        installEnvironment: { npm_config_os: 'linux', npm_config_cpu: 'arm64', npm_config_libc: 'glibc' },
-      },
+      // The score stage scores the pixel counts carried in the message: no imaging or DICOM code, nothing native.
     });
     this.scoreFunction.addEventSource(new SqsEventSource(this.scoreQueue, {
       batchSize: config.scoreBatchSize,
