@@ -16,7 +16,7 @@ import { ManifestError, parseBatchManifest } from '../functions/router/manifest'
 import {
   batchIdFor, createRouterHandler, encodeS3Key, manifestsInEvent, type BatchStatus, type RouterConfig, type RouterDeps,
 } from '../functions/router/router-handler';
-import { asyncRequestSchema } from '../functions/sagemaker/server';
+import { asyncRequestSchema } from '../src/pipeline/batch-request';
 import { imageIdFor } from '../src/pipeline/messages';
 import { pseudonymise } from '../src/core/pseudonym';
 

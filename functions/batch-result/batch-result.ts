@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { parseStageMessage } from '../../src/pipeline/message-schema';
 import { imageIdFor, safeText, type FailedMessage, type StageMessage } from '../../src/pipeline/messages';
 import type { MessageSink, ObjectStore, StageLogger } from '../../src/pipeline/ports';
-import { asyncRequestSchema } from '../sagemaker/server';
+import { asyncRequestSchema } from '../../src/pipeline/batch-request';
 
 /** The body SageMaker asynchronous inference publishes to its SNS topics (unknown fields kept). */
 export const asyncNotificationSchema = z.object({

@@ -22,10 +22,10 @@ import type { Context, S3Event, SQSEvent } from 'aws-lambda';
 import { pseudonymise } from '../../src/core/pseudonym';
 import { imageIdFor, storedSource, type PseudonymousIds, type SourceRef } from '../../src/pipeline/messages';
 import type { StageLogger } from '../../src/pipeline/ports';
+import type { AsyncRequest } from '../../src/pipeline/batch-request';
 import { decodeS3Key, encodeS3Key, objectsInS3Notification, stageLogger, type Observability } from '../common';
 import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './manifest';
 import { chooseRoute, type Route, type RouteConfig } from './route';
-import type { AsyncRequest } from '../sagemaker/server';
 
 export interface RouterConfig extends RouteConfig {
   ingestQueueUrl: string;

@@ -17,10 +17,10 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { z } from 'zod';
 import {
   decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, type SegmentationModel,
 } from '../../src/core';
+import { asyncRequestSchema } from '../../src/pipeline/batch-request';
 import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
 import { runSegmentStage } from '../../src/pipeline/segment-stage';
 import type { StageMessage } from '../../src/pipeline/messages';
@@ -66,24 +66,6 @@ export interface InferenceServer {
   close(): Promise<void>;
 }
 
-export const asyncRequestSchema = z.object({
-  source: z.object({
-    bucket: z.string().min(3).max(63),
-    key: z.string().min(1).max(1024),
-    etag: z.string().max(200).optional(),
-  }).strict(),
-  /** Pseudonyms of the manifest's ids (the router hashes them before writing the request). */
-  patientKey: z.string().regex(/^pt_[A-Za-z0-9_-]{22}$/).optional(),
-  studyKey: z.string().regex(/^st_[A-Za-z0-9_-]{22}$/).optional(),
-  /** What a FAILED result keeps of the source when the endpoint gives no output (batch-result). */
-  stored: z.object({
-    bucket: z.string().min(3).max(63), keyPseudonym: z.string().regex(/^src_[A-Za-z0-9_-]{22}$/),
-    key: z.string().min(1).max(1024).optional(), etag: z.string().max(200).optional(), size: z.number().optional(),
-  }).strict().optional(),
-  /** Set by the router, for tracing only. */
-  batchId: z.string().max(128).optional(),
-}).strict();
-export type AsyncRequest = z.infer<typeof asyncRequestSchema>;
 
 const RAW_TYPES = new Set(['application/dicom', 'image/png', 'image/jpeg', 'image/jpg', 'application/octet-stream']);
 const JSON_TYPES = new Set(['application/json', 'text/json']);
