@@ -22,7 +22,7 @@ const ignored = (rel: string): boolean => ignore.ignores(join(ROOT, rel));
 
 describe('segment image build context (.dockerignore)', () => {
   test('lets through what the image build reads', () => {
-    for (const p of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'functions/segment/handler.ts',
+    for (const p of ['package.json', 'package-lock.json', 'tsconfig.json', 'functions/segment/handler.ts',
       'functions/common.ts', 'src/core/index.ts', 'layers/onnx/session.ts', 'models/severity.json', 'models/cxr-unet-r18.json', 'models/cxr-unet-r18.onnx']) {
       assert.equal(ignored(p), false, `${p} reaches the build`);
     }
@@ -79,11 +79,17 @@ describe('segment Dockerfile', () => {
       t.skip('models/cxr-unet-r18.json not exported yet; the image build would stop with a clear message');
       return;
     }
-    const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { file: string; sha256: string };
-    const onnx = join(ROOT, 'models', m.file);
-    assert.ok(existsSync(onnx), `${m.file} exists`);
-    assert.equal(ignored(`models/${m.file}`), false);
-    assert.equal(createHash('sha256').update(readFileSync(onnx)).digest('hex'), m.sha256);
+    const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { file: string; sha256: string; guard?: string };
+    // the segmentation model and the guard it names: both reach the image and match their manifests
+    const all = [m, ...(m.guard ? [JSON.parse(readFileSync(join(ROOT, 'models', m.guard), 'utf8')) as { file: string; sha256: string }] : [])];
+    assert.ok(m.guard, 'the model manifest names its guard');
+    assert.match(dockerfile, /m\.guard/, 'the image build copies and checks the guard too');
+    for (const x of all) {
+      const onnx = join(ROOT, 'models', x.file);
+      assert.ok(existsSync(onnx), `${x.file} exists`);
+      assert.equal(ignored(`models/${x.file}`), false);
+      assert.equal(createHash('sha256').update(readFileSync(onnx)).digest('hex'), x.sha256);
+    }
   });
 
   test('the Dockerfile esbuild steps bundle the segment and API handlers, which then load with only the externals', () => {

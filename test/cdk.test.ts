@@ -292,7 +292,7 @@ describe('functions', () => {
     assert.equal(images[0]!.source.platform, 'linux/amd64');
     // The staged build context holds what the Dockerfile copies and nothing heavy or private.
     const ctx = join(outdir, images[0]!.source.directory as string);
-    for (const p of ['package.json', 'package-lock.json', '.npmrc', 'functions/segment/handler.ts', 'src', 'layers/onnx/session.ts']) {
+    for (const p of ['package.json', 'package-lock.json', 'functions/segment/handler.ts', 'src', 'layers/onnx/session.ts']) {
       assert.ok(existsSync(join(ctx, p)), `${p} in the image build context`);
     }
     for (const p of ['node_modules', '.git', 'cdk.out', 'models/training', 'test', 'out']) {
