@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { assessMasks, judgeGuard, PLAUSIBILITY } from '../src/core/guard';
 import { decodeImage, isInputError, segmentImage, type GuardManifest, type Mask, type SegmentationMasks, type SegmentationModel } from '../src/core';
+import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
 import { analyzeMain } from '../src/cli/analyze';
 import { parseCsv } from '../models/severity/data';
@@ -104,6 +105,25 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
     console.log(`guard corpus: ${corpus.length} images, ${byGuard} refused as NOT_A_CHEST_XRAY; ${codes.join(' | ')}`);
     assert.ok(byGuard >= corpus.length - 4, 'almost all refused by the guard or plausibility check itself (the rest by decode limits)');
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a real film flipped left-right is measured but carries POSSIBLY_MIRRORED; the original does not', { timeout: 120_000 }, async (t) => {
+    const dir = join(dataDir, 'external22', 'images');
+    if (!existsSync(dir)) {
+      console.warn(`SKIPPED: ${dataDir} absent, so the mirrored-film warning is not tested on a real film`);
+      t.skip('no data');
+      return;
+    }
+    const ids = parseCsv(readFileSync(join(dataDir, 'external22', 'manifest.csv'), 'utf8')).slice(0, 5).map((r) => r.id);
+    let flagged = 0;
+    for (const id of ids) {
+      const png = readFileSync(join(dir, `${id}.png`));
+      const orig = await segmentImage(await decodeImage(png), model);
+      assert.ok(!orig.quality.warnings.some((w) => w.code === 'POSSIBLY_MIRRORED'), `${id} as acquired is not called mirrored`);
+      const flipped = await segmentImage(await decodeImage(await sharp(png).flop().png().toBuffer()), model);
+      if (flipped.quality.warnings.some((w) => w.code === 'POSSIBLY_MIRRORED')) flagged++;
+    }
+    assert.ok(flagged >= ids.length - 1, `only ${flagged} of ${ids.length} flipped films were flagged as mirrored`);
   });
 
   test('frontal films of ../shared/data: at most 1% refused (seeded sample of 300)', { timeout: 300_000 }, async (t) => {
