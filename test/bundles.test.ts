@@ -12,10 +12,10 @@
  *    image, and every package must be a production dependency.
  * Plus: no function imports another function (shared code lives in src/ or functions/common.ts, env.ts).
  */
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -32,6 +32,8 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 const ROOT = join(__dirname, '..');
 const NODE_MODULES = join(ROOT, 'node_modules');
 const work = mkdtempSync(join(tmpdir(), 'cxr-bundles-'));
+// The synthesised assembly stages the image build contexts (~90 MB): remove it all afterwards.
+after(() => rmSync(work, { recursive: true, force: true }));
 
 // ---- the deployed functions, from the synthesised template ----
 const app = new App({ outdir: join(work, 'cdk.out'), context: { ...pinnedContext(), 'aws:cdk:bundling-stacks': [] } });
