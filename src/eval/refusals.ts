@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../../layers/onnx/session';
-import { decodeImage, isInputError, segmentImage } from '../core';
+import { countMasks, decodeImage, isInputError, segmentImage } from '../core';
 import { parseCsv } from '../../models/severity/data';
 
 const SETS = ['external22', 'gb_covid_seg', 'v7labs_lungs', 'covidqu_infection', 'mcsz'];
@@ -19,6 +19,8 @@ export async function measureRefusals(dataDir: string, manifest: string) {
   const perSet: Record<string, { films: number; refused: number; warnings: Record<string, number> }> = {};
   const refused: Array<{ image: string; code: string }> = [];
   const notChest: number[] = [];
+  // the plausibility features of every accepted film (src/core/guard.ts PLAUSIBILITY is set against these)
+  const feat = { rightShare: [] as number[], leftShare: [] as number[], bothShare: [] as number[], sideRatio: [] as number[] };
   for (const set of SETS) {
     const file = join(dataDir, set, 'manifest.csv');
     if (!existsSync(file)) continue;
@@ -26,7 +28,13 @@ export async function measureRefusals(dataDir: string, manifest: string) {
     for (const row of parseCsv(readFileSync(file, 'utf8'))) {
       s.films++;
       try {
-        const { quality } = await segmentImage(await decodeImage(readFileSync(join(dataDir, set, 'images', `${row.id}.png`))), model);
+        const { quality, masks } = await segmentImage(await decodeImage(readFileSync(join(dataDir, set, 'images', `${row.id}.png`))), model);
+        const c = countMasks(masks);
+        const n = c.width * c.height;
+        feat.rightShare.push(c.right.lung / n);
+        feat.leftShare.push(c.left.lung / n);
+        feat.bothShare.push((c.right.lung + c.left.lung) / n);
+        feat.sideRatio.push(Math.min(c.right.lung, c.left.lung) / Math.max(1, c.right.lung, c.left.lung));
         for (const w of quality.warnings) s.warnings[w.code] = (s.warnings[w.code] ?? 0) + 1;
         if (quality.guard) notChest.push(quality.guard.notChest);
       } catch (e) {
@@ -39,6 +47,11 @@ export async function measureRefusals(dataDir: string, manifest: string) {
   await model.release();
   const films = Object.values(perSet).reduce((a, s) => a + s.films, 0);
   notChest.sort((a, b) => a - b);
+  const pct = (xs: number[]) => {
+    const v = [...xs].sort((a, b) => a - b);
+    const at = (q: number) => Number(v[Math.min(v.length - 1, Math.floor(q * v.length))].toFixed(4));
+    return { min: at(0), p001: at(0.001), p01: at(0.01), p50: at(0.5), p99: at(0.99), max: at(1) };
+  };
   return {
     model: `${model.manifest.name}@${model.manifest.version}`,
     guard: model.guard ? `${model.guard.manifest.name}@${model.guard.manifest.version}` : null,
@@ -47,6 +60,7 @@ export async function measureRefusals(dataDir: string, manifest: string) {
     refusedShare: Number((refused.length / Math.max(1, films)).toFixed(4)),
     perSet,
     refusedImages: refused,
+    acceptedFilmFeatures: Object.fromEntries(Object.entries(feat).map(([k, v]) => [k, pct(v)])),
     acceptedNotChestProbability: { p50: notChest[Math.floor(notChest.length * 0.5)], p99: notChest[Math.floor(notChest.length * 0.99)], max: notChest[notChest.length - 1] },
   };
 }
