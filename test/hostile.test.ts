@@ -17,9 +17,10 @@ import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
 import type { ResultItem } from '../src/pipeline/messages';
 import {
-  compressedVariant, DEFAULT_IDENTIFIERS, hasTool, hostileInputs, makeDicom, VARIANTS, type Variant,
+  compressedVariant, DEFAULT_IDENTIFIERS, hasTool, hostileInputs, makeDicom, makePng, VARIANTS, type Variant,
 } from './helpers/fixtures';
 import { chestPixels } from './helpers/synthetic';
+import { baseDicom, insertBeforePixelData, nestedSequences, oversizedPixelData, taggedWithControlText } from './helpers/hostile-files';
 import { writeTinyModel } from './helpers/tiny-model';
 
 /** A synthetic chest as stored DICOM values (12-bit), so DICOM inputs give known masks too. */
@@ -96,5 +97,34 @@ describe('hostile and varied inputs through the local pipeline', () => {
     }
     assert.ok(haystacks.length > 10);
     for (const [where, text] of haystacks) for (const s of secrets) assert.ok(!text.includes(s), `${s} leaked into ${where}`);
+  });
+
+  test('issue 10 inputs through the local pipeline: one item each, the right code, no tag text or file name kept', async () => {
+    const { width, height, data } = chestPixels({ rightOpacity: 0.5 });
+    const rgba = new Uint8Array(width * height * 4);
+    for (let i = 0; i < width * height; i++) {
+      rgba.fill(Math.round(data[i] * 255), 4 * i, 4 * i + 3);
+      rgba[4 * i + 3] = i % width < width / 2 ? 0 : 255;
+    }
+    const files: Array<[string, Uint8Array, string]> = [
+      ['nested-80000.dcm', insertBeforePixelData(baseDicom(), nestedSequences(80_000, 'explicit', 'undefined')), 'TOO_COMPLEX'],
+      ['doubled-rows.dcm', oversizedPixelData(2), 'UNSUPPORTED_IMAGE'],
+      ['rescale-1e308.dcm', baseDicom({ rescaleSlope: 1e308, rescaleIntercept: 0 }), 'INVALID_HEADER'],
+      ['eight-by-eight.dcm', makeDicom({ rows: 8, cols: 8 }), 'TOO_SMALL'],
+      ['photometric-ctl.dcm', taggedWithControlText('photometric'), 'UNSUPPORTED_IMAGE'],
+      ['ts-ctl.dcm', taggedWithControlText('transferSyntax'), 'UNSUPPORTED_TRANSFER_SYNTAX'],
+      ['half-transparent.png', await makePng({ width, height, channels: 4, samples: rgba }), 'UNSUPPORTED_IMAGE'],
+    ];
+    const ids = new Map<string, string>();
+    for (const [name, bytes] of files) ids.set(await p.upload(`uploads/DOE^JOHN_MRN-998877/${name}`, bytes), name);
+    await p.drain();
+    for (const [id, name] of ids) {
+      const it = await p.results.get(id);
+      assert.equal(it?.status, 'FAILED', `${name}: one FAILED item`);
+      assert.equal(it!.errorCode, files.find((f) => f[0] === name)![2], `${name}: ${it!.errorReason}`);
+      const text = JSON.stringify(it);
+      assert.ok(!/DOE\^JOHN|998877|FORGED|forged|QQQQ|\\u001b|\\r\\n/.test(text), `${name}: the item keeps no file name or tag text: ${text}`);
+    }
+    for (const l of logs) assert.ok(!/DOE\^JOHN|998877|FORGED|forged/.test(l), `a log line keeps a file name or tag text: ${l}`);
   });
 });
