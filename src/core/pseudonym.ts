@@ -22,3 +22,14 @@ export function pseudonymise(secret: string, kind: PseudonymKind, id: string | u
 export function isPseudonym(kind: PseudonymKind, value: string): boolean {
   return new RegExp(`^${PREFIX[kind]}_[A-Za-z0-9_-]{22}$`).test(value);
 }
+
+/**
+ * A keyed pseudonym of a DICOM UID, itself a valid UID (`2.25.` + the first 128 bits of the HMAC as a
+ * decimal integer, PS3.5 B.2): the same UID always maps to the same pseudonym under one key, so objects
+ * de-identified with the same key still reference each other. `scope` keeps distinct uses apart.
+ */
+export function pseudonymUid(secret: string, uid: string, scope = 'uid'): string {
+  if (secret.length < 16) throw new Error('pseudonym key must be at least 16 characters');
+  const mac = createHmac('sha256', secret).update(`${scope}\u0000${uid.trim()}`).digest();
+  return `2.25.${BigInt(`0x${mac.subarray(0, 16).toString('hex')}`).toString(10)}`;
+}

@@ -45,6 +45,30 @@ export interface GrayImage {
 export interface DecodedImage extends GrayImage {
   meta: ImageMeta;
   identifiers: RawIdentifiers;
+  /** DICOM inputs only: what the DICOM SEG/SR writers (core/dicom-out) need. Holds identifiers. */
+  dicomSource?: DicomSourceRefs;
+}
+
+/**
+ * What core/dicom-out needs of a DICOM source to write a SEG and an SR that line up with it: its
+ * references and geometry, and (for the `linked` and `deidentified` identity modes) its Patient and
+ * General Study module attributes as found. It holds identifiers (UIDs, names, ids, dates): it is only
+ * ever handed to core/dicom-out, and never logged, put in a stage message or stored in a result item.
+ */
+export interface DicomSourceRefs {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  seriesInstanceUid: string;
+  studyInstanceUid: string;
+  frameOfReferenceUid?: string;
+  rows: number;
+  columns: number;
+  /** PixelSpacing (else ImagerPixelSpacing), row then column spacing in mm, when the source gives it. */
+  pixelSpacingMm?: [number, number];
+  /** PatientOrientation (row and column directions, e.g. ['L', 'F']), when the source gives it. */
+  patientOrientation?: [string, string];
+  /** Patient and General Study module attributes (dcmjs naturalized keyword -> value), as found. */
+  patientStudy: Record<string, unknown>;
 }
 
 /** A binary mask (0 or 1 per pixel), row-major. */
@@ -132,16 +156,28 @@ export interface GuardManifest {
   sha256: string;
   /** The same input tensor as the segmentation model (same size and normalisation). */
   input: ModelManifest['input'] & { note?: string };
-  output: { name: string; classes: ['frontal_cxr', 'frontal_cxr_mirrored', 'not_frontal_cxr']; activation: 'softmax' };
-  /** Refuse when P(not_frontal_cxr) reaches this. */
-  thresholds: { not_frontal_cxr: number };
+  output: {
+    name: string;
+    classes: ['frontal_cxr', 'frontal_cxr_mirrored', 'not_frontal_cxr'];
+    activation: 'softmax';
+    /** The autoencoder's reconstruction-error output (out-of-distribution check), when the graph has one. */
+    reconstruction?: { name: string; description?: string };
+  };
+  /** Refuse when P(not_frontal_cxr) reaches `not_frontal_cxr`, or the reconstruction error exceeds its threshold. */
+  thresholds: { not_frontal_cxr: number; reconstruction_error?: number };
   training: Record<string, unknown>;
 }
 
-/** A loaded guard (layers/onnx): input [n,1,S,S] like the segmentation model; returns [n,3] class probabilities. */
+/** What the guard says about n images: [n,3] class probabilities and, when it has one, [n] reconstruction errors. */
+export interface GuardOutput {
+  classes: Float32Array;
+  reconstructionError?: Float32Array;
+}
+
+/** A loaded guard (layers/onnx): input [n,1,S,S] like the segmentation model. */
 export interface GuardModel {
   readonly manifest: GuardManifest;
-  run(input: Float32Array, n: number): Promise<Float32Array>;
+  run(input: Float32Array, n: number): Promise<GuardOutput>;
 }
 
 /** Something about a usable result that a reader should check (it was still measured). */
@@ -152,8 +188,8 @@ export interface QualityWarning {
 
 /** What the refusal checks saw on an image they let through (src/core/guard.ts). */
 export interface QualityReport {
-  /** The guard's class probabilities, when the model has a guard. */
-  guard?: { frontal: number; mirrored: number; notChest: number };
+  /** The guard's class probabilities (and reconstruction error, when it has one), when the model has a guard. */
+  guard?: { frontal: number; mirrored: number; notChest: number; reconstructionError?: number };
   warnings: QualityWarning[];
 }
 

@@ -6,7 +6,7 @@
 import { inflateRawSync } from 'node:zlib';
 import { data as dcmjsData, log as dcmjsLog, type DicomDataset } from 'dcmjs';
 import { InputError } from '../errors';
-import type { DecodedImage, ImageMeta, RawIdentifiers } from '../types';
+import type { DecodedImage, DicomSourceRefs, ImageMeta, RawIdentifiers } from '../types';
 import { ENCAPSULATED, NATIVE, TS, decodeFrame, supportedSyntaxList } from './codecs';
 import { storedToDisplay, type VoiFunction, type VoiLut } from './pixels';
 import { prescanDicom } from './prescan';
@@ -415,7 +415,41 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
     paddingValue: padding,
   });
   meta.window = window;
-  return { width: cols, height: rows, data, meta, identifiers };
+  const dicomSource = sourceRefs(ds, rows, cols, meta.pixelSpacingMm);
+  return { width: cols, height: rows, data, meta, identifiers, ...(dicomSource ? { dicomSource } : {}) };
+}
+
+/** Patient and General Study (and Patient Study) module attributes that the `linked` identity mode carries. */
+export const PATIENT_STUDY_KEYWORDS = [
+  'PatientName', 'PatientID', 'IssuerOfPatientID', 'PatientBirthDate', 'PatientSex', 'PatientAge', 'PatientSize', 'PatientWeight',
+  'StudyInstanceUID', 'StudyDate', 'StudyTime', 'ReferringPhysicianName', 'StudyID', 'AccessionNumber', 'StudyDescription',
+] as const;
+
+/**
+ * The source facts core/dicom-out needs (DicomSourceRefs: identifiers, kept apart from `meta`), or
+ * undefined when the source lacks the UIDs a SEG must reference (then no SEG/SR is written).
+ */
+function sourceRefs(ds: Record<string, unknown>, rows: number, cols: number, spacing: [number, number] | undefined): DicomSourceRefs | undefined {
+  const uid = (v: unknown) => {
+    const s = str(v);
+    return s && /^[0-9.]{1,64}$/.test(s) ? s : undefined;
+  };
+  const sopClassUid = uid(ds.SOPClassUID);
+  const sopInstanceUid = uid(ds.SOPInstanceUID);
+  const seriesInstanceUid = uid(ds.SeriesInstanceUID);
+  const studyInstanceUid = uid(ds.StudyInstanceUID);
+  if (!sopClassUid || !sopInstanceUid || !seriesInstanceUid || !studyInstanceUid) return undefined;
+  const patientStudy: Record<string, unknown> = {};
+  for (const k of PATIENT_STUDY_KEYWORDS) if (ds[k] !== undefined && !isAbsent(ds[k])) patientStudy[k] = ds[k];
+  const frameOfReferenceUid = uid(ds.FrameOfReferenceUID);
+  const po = Array.isArray(ds.PatientOrientation) ? ds.PatientOrientation.map((v) => str(v)?.toUpperCase()) : [];
+  const patientOrientation = po.length === 2 && po.every((v) => v && /^[APLRHF]{1,3}$/.test(v)) ? po as [string, string] : undefined;
+  return {
+    sopClassUid, sopInstanceUid, seriesInstanceUid, studyInstanceUid, rows, columns: cols, patientStudy,
+    ...(frameOfReferenceUid ? { frameOfReferenceUid } : {}),
+    ...(patientOrientation ? { patientOrientation } : {}),
+    ...(spacing ? { pixelSpacingMm: spacing } : {}),
+  };
 }
 
 function descriptorSigned(vr: string | undefined, fallback: boolean): boolean {

@@ -1,0 +1,16 @@
+/**
+ * DICOM outputs of a scored DICOM input: a binary SEG of the masks (seg.ts) and a TID 1500 SR of the
+ * score (sr.ts) that references it, with the identity mode the deployer chose (identity.ts). Pure: bytes
+ * in memory, no I/O, no logging.
+ */
+import type { OpacityScore } from '../types';
+import { buildSeg, type DicomOutInput } from './seg';
+import { buildSr } from './sr';
+
+export { IDENTITY_MODES, parseIdentityMode, type IdentityMode } from './identity';
+export { readSegFrames, SEGMENTS, type DicomOutInput } from './seg';
+
+export function writeDicomOutputs(input: DicomOutInput, score: OpacityScore): { seg: Uint8Array; sr: Uint8Array } {
+  const seg = buildSeg(input);
+  return { seg: seg.bytes, sr: buildSr(input, score, seg.ref) };
+}
