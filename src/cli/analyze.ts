@@ -14,6 +14,7 @@ import { FileBackedObjects, MemoryResults, MemorySink, silentLogger } from '../l
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
 import { keepSourceKeysFromEnv, outputFiles } from '../pipeline/messages';
 import { mappingEntry, writeSourceMapping, type SourceMappingEntry } from '../local/source-mapping';
+import { writeReport } from '../report/write';
 import { runScoreStage } from '../pipeline/score-stage';
 import { runSegmentStage } from '../pipeline/segment-stage';
 import { formatCsv, formatJson, formatTable, type ResultRow } from './format';
@@ -94,8 +95,18 @@ export async function analyzeMain(argv: string[]): Promise<number> {
     await model.release();
     writeSourceMapping(values.out ?? 'out', mapping);
   }
+  let reportLine: string;
+  try {
+    const report = await writeReport(values.out ?? 'out', rows, { fileNames: keepSourceKeys });
+    reportLine = `report in ${report.html} (one row per image in ${report.csv})`;
+  } catch (e) {
+    reportLine = `report not written: ${(e as Error).message}`;
+  }
   console.log(format === 'json' ? formatJson(rows) : format === 'csv' ? formatCsv(rows) : formatTable(rows));
   if (format === 'table') console.log(`\noutputs in ${values.out}/<input name>/ (overlay.png: orange = opacity, cyan = patient's right lung, magenta = left lung)`);
+  // stdout carries the JSON or CSV itself in those formats.
+  if (format === 'table') console.log(reportLine);
+  else process.stderr.write(`${reportLine}\n`);
   return rows.some((r) => r.item?.status !== 'SCORED') ? 1 : 0;
 }
 

@@ -4,6 +4,7 @@
  * outlined in cyan and the left lung in magenta). PNG encoding and decoding go through sharp.
  */
 import sharp from 'sharp';
+import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from './overlay-colours';
 import type { GrayImage, Mask, SegmentationMasks } from './types';
 
 export async function maskToPng(mask: Mask): Promise<Buffer> {
@@ -41,10 +42,6 @@ function outline(m: Mask, r: number): Uint8Array {
   return out;
 }
 
-const OPACITY_RGB = [255, 120, 0];
-const OPACITY_ALPHA = 0.45;
-const RIGHT_RGB = [0, 220, 255];
-const LEFT_RGB = [255, 0, 200];
 
 export interface OverlayOptions {
   /** The longer side of the overlay in pixels at most (the masks stay at full size). */

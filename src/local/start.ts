@@ -14,6 +14,7 @@ import { formatTable, type ResultRow } from '../cli/format';
 import { collectInputs } from '../cli/inputs';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV, tooLargeReason } from '../limits';
 import { keepSourceKeysFromEnv, outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
+import { writeReport } from '../report/write';
 import { mappingEntry, writeSourceMapping } from './source-mapping';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
 import { LOCAL_NAMES } from './stack';
@@ -124,10 +125,18 @@ export async function startMain(argv: string[]): Promise<number> {
       }
     }
     const mappingFile = writeSourceMapping(values.out ?? 'out', inputs.map((i) => mappingEntry(i.path, i.name, done.get(i.name), pendingIds.get(i.name))));
+    let reportLine = '';
+    try {
+      const report = await writeReport(values.out ?? 'out', rows.map((r) => ({ ...r, imageId: pendingIds.get(r.input) })), { fileNames: keep });
+      reportLine = `report in ${report.html} (one row per image in ${report.csv})`;
+    } catch (e) {
+      reportLine = `report not written: ${(e as Error).message}`;
+    }
     console.log(`\n${formatTable(rows)}\n`);
     console.log(`${inputs.length} image(s) in ${elapsed.toFixed(1)} s (${(elapsed / inputs.length).toFixed(2)} s per image; start-up ${((t0 - started) / 1000).toFixed(1)} s)`);
     console.log(`outputs in ${values.out}/<input name>/ (overlay.png: orange = opacity, cyan = patient's right lung, magenta = left lung)`);
     console.log(`file name -> imageId mapping in ${mappingFile} (results themselves hold no file names)`);
+    console.log(reportLine);
     return rows.every((r) => r.item?.status === 'SCORED') ? 0 : 1;
   } finally {
     await pipeline.stop();
