@@ -59,6 +59,14 @@ describe('judgeGuard', () => {
     assert.deepEqual(judgeGuard([0.7, 0.1, 0.2], guardManifest).probabilities, { frontal: 0.7, mirrored: 0.1, notChest: 0.2 });
     assert.throws(() => judgeGuard([1, 0], guardManifest), /3 probabilities/);
   });
+  test('with an autoencoder: refuses a reconstruction error over the limit even when the classifier is sure', () => {
+    const m = { thresholds: { not_frontal_cxr: 0.5, reconstruction_error: 0.1 } } as GuardManifest;
+    const ok = judgeGuard({ classes: Float32Array.from([0.9, 0.05, 0.05]), reconstructionError: Float32Array.from([0.05]) }, m);
+    assert.equal(ok.probabilities.reconstructionError, 0.05);
+    assert.throws(() => judgeGuard({ classes: Float32Array.from([0.9, 0.05, 0.05]), reconstructionError: Float32Array.from([0.25]) }, m),
+      (e: unknown) => isInputError(e) && e.code === 'NOT_A_CHEST_XRAY' && /2\.5 times the limit/.test(e.message));
+    assert.throws(() => judgeGuard({ classes: Float32Array.from([0.9, 0.05, 0.05]), reconstructionError: Float32Array.from([NaN]) }, m), /unlike/);
+  });
 });
 
 describe('the shipped model refuses what is not a frontal chest X-ray', () => {

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GUARD_CLASSES } from '../../src/core/guard';
-import type { GuardManifest, GuardModel, ModelManifest, SegmentationModel } from '../../src/core/types';
+import type { GuardManifest, GuardModel, GuardOutput, ModelManifest, SegmentationModel } from '../../src/core/types';
 
 export type { SegmentationModel };
 
@@ -58,6 +58,8 @@ export function validateGuardManifest(m: unknown, source: string, model: ModelMa
   if (JSON.stringify(o.output?.classes) !== JSON.stringify(GUARD_CLASSES)) fail(`output.classes must be ${JSON.stringify(GUARD_CLASSES)}`);
   const t = o.thresholds?.not_frontal_cxr;
   if (!(typeof t === 'number' && t > 0 && t < 1)) fail('thresholds.not_frontal_cxr must be in (0,1)');
+  const r = o.thresholds.reconstruction_error;
+  if (o.output.reconstruction && !(typeof r === 'number' && r > 0)) fail('output.reconstruction needs thresholds.reconstruction_error > 0');
   return o;
 }
 
@@ -84,12 +86,14 @@ async function loadGuard(manifestPath: string, model: ModelManifest, opts: LoadM
   const S = manifest.input.size;
   return {
     manifest,
-    async run(input: Float32Array, n: number): Promise<Float32Array> {
+    async run(input: Float32Array, n: number): Promise<GuardOutput> {
       if (input.length !== n * S * S) throw new Error(`guard input must hold ${n}x1x${S}x${S} values, got ${input.length}`);
       const out = await session.run({ [manifest.input.name]: new ort.Tensor('float32', input, [n, 1, S, S]) });
       const t = out[manifest.output.name];
       if (!t || t.dims.length !== 2 || t.dims[0] !== n || t.dims[1] !== 3) throw new Error(`guard output must be [${n},3]`);
-      return t.data as Float32Array;
+      const rec = manifest.output.reconstruction ? out[manifest.output.reconstruction.name] : undefined;
+      if (manifest.output.reconstruction && (!rec || rec.dims.length !== 1 || rec.dims[0] !== n)) throw new Error(`guard reconstruction output must be [${n}]`);
+      return { classes: t.data as Float32Array, reconstructionError: rec?.data as Float32Array | undefined };
     },
   };
 }

@@ -13,7 +13,7 @@
  * an image that passes but looks unusual carries `quality.warnings`, which travel to the result item.
  */
 import { InputError } from './errors';
-import type { GuardManifest, Mask, QualityReport, QualityWarning, SegmentationMasks } from './types';
+import type { GuardManifest, GuardOutput, Mask, QualityReport, QualityWarning, SegmentationMasks } from './types';
 
 /** Class order of the guard's output (models/cxr-guard.json `output.classes`). */
 export const GUARD_CLASSES = ['frontal_cxr', 'frontal_cxr_mirrored', 'not_frontal_cxr'] as const;
@@ -39,25 +39,31 @@ export const PLAUSIBILITY = {
 } as const;
 
 export interface GuardVerdict {
-  /** Class probabilities, in GUARD_CLASSES order. */
-  probabilities: { frontal: number; mirrored: number; notChest: number };
+  /** Class probabilities, in GUARD_CLASSES order, and the autoencoder's reconstruction error when there is one. */
+  probabilities: { frontal: number; mirrored: number; notChest: number; reconstructionError?: number };
 }
 
+const NOT_CHEST_ADVICE = 'photographs, documents, other body parts or modalities, lateral views and rotated or inverted ' +
+  'films are not analysed. Upload a frontal (PA or AP) chest radiograph, upright and as acquired; nothing was measured.';
+
 /**
- * Reads one image's guard output ([3] probabilities) and refuses when it is not a frontal chest X-ray.
+ * Reads one image's guard output (3 class probabilities, and the reconstruction error when the guard has an
+ * autoencoder) and refuses when it is not a frontal chest X-ray.
  * @throws InputError NOT_A_CHEST_XRAY
  */
-export function judgeGuard(probs: Float32Array | number[], manifest: GuardManifest): GuardVerdict {
-  if (probs.length !== 3) throw new Error(`guard output must hold 3 probabilities, got ${probs.length}`);
-  const [frontal, mirrored, notChest] = Array.from(probs);
-  const verdict = { probabilities: { frontal: round3(frontal), mirrored: round3(mirrored), notChest: round3(notChest) } };
+export function judgeGuard(out: GuardOutput | Float32Array | number[], manifest: GuardManifest): GuardVerdict {
+  const { classes, reconstructionError } = Array.isArray(out) || out instanceof Float32Array ? { classes: out, reconstructionError: undefined } : out;
+  if (classes.length !== 3) throw new Error(`guard output must hold 3 probabilities, got ${classes.length}`);
+  const [frontal, mirrored, notChest] = Array.from(classes);
+  const err = reconstructionError?.[0];
+  const verdict: GuardVerdict = { probabilities: { frontal: round3(frontal), mirrored: round3(mirrored), notChest: round3(notChest) } };
+  if (err !== undefined) verdict.probabilities.reconstructionError = Number(err.toPrecision(3));
   if (notChest >= manifest.thresholds.not_frontal_cxr) {
-    throw new InputError(
-      'NOT_A_CHEST_XRAY',
-      `This image does not look like a frontal chest X-ray (${Math.round(notChest * 100)}% sure it is not one): ` +
-        'photographs, documents, other body parts, lateral views and rotated or inverted films are not analysed. ' +
-        'Upload a frontal (PA or AP) chest radiograph, upright and as acquired; nothing was measured.',
-    );
+    throw new InputError('NOT_A_CHEST_XRAY', `This image does not look like a frontal chest X-ray (${Math.round(notChest * 100)}% sure it is not one): ${NOT_CHEST_ADVICE}`);
+  }
+  const limit = manifest.thresholds.reconstruction_error;
+  if (err !== undefined && limit !== undefined && !(err <= limit)) {
+    throw new InputError('NOT_A_CHEST_XRAY', `This image is unlike the frontal chest X-rays the model knows (its reconstruction error is ${(err / limit).toFixed(1)} times the limit): ${NOT_CHEST_ADVICE}`);
   }
   return verdict;
 }

@@ -24,13 +24,14 @@ const base = {
 const meta = z.object({ format: z.enum(['dicom', 'png', 'jpeg']), pixelSpacingMm: z.tuple([z.number(), z.number()]).optional() }).passthrough();
 const keys = z.object({
   lung: z.string(), lungRight: z.string(), lungLeft: z.string(), opacity: z.string(), overlay: z.string(), result: z.string(),
+  seg: z.string().optional(), sr: z.string().optional(),
 });
 
 const count = z.number().int().nonnegative();
 const side = z.object({ lung: count, opacity: count, zoneLung: z.tuple([count, count, count]), zoneOpacity: z.tuple([count, count, count]) });
 const counts = z.object({ width: count, height: count, lung: count, opacity: count, right: side, left: side });
 const quality = z.object({
-  guard: z.object({ frontal: z.number(), mirrored: z.number(), notChest: z.number() }).optional(),
+  guard: z.object({ frontal: z.number(), mirrored: z.number(), notChest: z.number(), reconstructionError: z.number().optional() }).optional(),
   warnings: z.array(z.object({
     code: z.enum(['ASYMMETRIC_LUNGS', 'LUNGS_CUT_OFF', 'POSSIBLY_MIRRORED', 'ATYPICAL_IMAGE']), message: z.string().max(400),
   })).max(8),
