@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../../layers/onnx/session';
 import { loadSeverityConfig } from '../core';
+import { parseIdentityMode, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { FileBackedObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
@@ -22,7 +23,9 @@ import { collectInputs } from './inputs';
 
 const USAGE = `usage: cxr-opacity analyze <files or folders...> [--out DIR] [--format table|json|csv] [--model MANIFEST]
   Accepts DICOM (.dcm or no extension), PNG and JPEG frontal chest X-rays.
-  Writes DIR/<input name>/{lung.png,opacity.png,overlay.png,result.json} (DIR defaults to ./out).
+  Writes DIR/<input name>/{lung.png,opacity.png,overlay.png,result.json} (DIR defaults to ./out), and for
+  DICOM inputs seg.dcm (DICOM SEG) and sr.dcm (TID 1500 SR). --dicom-identity off|linked|deidentified (or
+  DICOM_IDENTITY; default off) sets whose patient/study those carry: see README "DICOM SEG and SR".
   Files over ${formatBytes(maxInputBytes({}))} fail TOO_LARGE without being read (set ${MAX_INPUT_BYTES_ENV}=<bytes> to change).`;
 
 /** The bucket name under which the stage reads input files from disk (the key is the path). */
@@ -31,7 +34,7 @@ const INPUT_FILES = 'files';
 export async function analyzeMain(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv, allowPositionals: true,
-    options: { out: { type: 'string', default: 'out' }, format: { type: 'string', default: 'table' }, model: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { out: { type: 'string', default: 'out' }, format: { type: 'string', default: 'table' }, model: { type: 'string' }, 'dicom-identity': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   if (values.help || positionals.length === 0) {
     console.log(USAGE);
@@ -40,6 +43,13 @@ export async function analyzeMain(argv: string[]): Promise<number> {
   const format = values.format ?? 'table';
   if (!['table', 'json', 'csv'].includes(format)) {
     console.error(`--format must be table, json or csv (got ${format})`);
+    return 2;
+  }
+  let identity: IdentityMode;
+  try {
+    identity = parseIdentityMode(values['dicom-identity'] ?? process.env.DICOM_IDENTITY);
+  } catch (e) {
+    console.error((e as Error).message);
     return 2;
   }
   const inputs = collectInputs(positionals);
@@ -65,7 +75,7 @@ export async function analyzeMain(argv: string[]): Promise<number> {
           { bucket: INPUT_FILES, key: input.path },
           {
             objects, sink, model, pseudonymKey: process.env.PSEUDONYM_KEY ?? 'cxr-opacity-local-cli-key', resultsBucket: 'local',
-            log: silentLogger, path: 'local', maxInputBytes: limit, keepSourceKeys,
+            log: silentLogger, path: 'local', maxInputBytes: limit, keepSourceKeys, dicomOutputs: { identity, severity },
           },
         );
         const { item } = await runScoreStage(msg, { objects, results, severity, resultsBucket: 'local', log: silentLogger });

@@ -19,6 +19,7 @@ import { loadModel } from '../../layers/onnx/session';
 import { DynamoResults } from '../aws/results-table';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
+import { parseIdentityMode, type IdentityMode } from '../core/dicom-out';
 import { maxInputBytes } from '../limits';
 import { imageIdFor, keepSourceKeysFromEnv, type StageMessage } from '../pipeline/messages';
 import type { ObjectStore } from '../pipeline/ports';
@@ -49,6 +50,8 @@ export interface LocalPipelineOptions {
   logSink?: (line: string) => void;
   /** Keep upload keys (file names) in results (default: KEEP_SOURCE_KEYS=true in the environment, else no). */
   keepSourceKeys?: boolean;
+  /** Identity mode of seg.dcm / sr.dcm (core/dicom-out/identity.ts); default DICOM_IDENTITY, else off. */
+  dicomIdentity?: IdentityMode;
 }
 
 export interface LocalPipeline {
@@ -135,6 +138,7 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
     model,
     pseudonymKey: localPseudonymKey(stack.dataDir),
     keepSourceKeys: opts.keepSourceKeys ?? keepSourceKeysFromEnv(process.env),
+    dicomOutputs: { identity: opts.dicomIdentity ?? parseIdentityMode(process.env.DICOM_IDENTITY), severity },
     maxInputBytes: opts.maxInputBytes ?? maxInputBytes(),
     resultsBucket: LOCAL_NAMES.resultsBucket,
     path: 'local',

@@ -89,6 +89,9 @@ export interface OutputKeys {
   opacity: string;
   overlay: string;
   result: string;
+  /** DICOM inputs only (core/dicom-out): the binary SEG of the masks and the TID 1500 SR of the score. */
+  seg?: string;
+  sr?: string;
 }
 
 interface StageMessageBase {
@@ -167,9 +170,10 @@ export function imageIdFor(src: SourceRef): string {
   return createHash('sha256').update(`${src.bucket}\u0000${src.key}\u0000${src.etag ?? ''}`).digest('hex').slice(0, 32);
 }
 
-export function outputKeysFor(imageId: string, prefix = 'results'): OutputKeys {
+export function outputKeysFor(imageId: string, prefix = 'results', opts: { dicom?: boolean } = {}): OutputKeys {
   const base = `${prefix}/${imageId}`;
   return {
+    ...(opts.dicom ? { seg: `${base}/seg.dcm`, sr: `${base}/sr.dcm` } : {}),
     lung: `${base}/lung.png`,
     lungRight: `${base}/lung_right.png`,
     lungLeft: `${base}/lung_left.png`,
@@ -184,5 +188,6 @@ export function outputFiles(keys: OutputKeys): Record<string, string> {
   return {
     'lung.png': keys.lung, 'lung_right.png': keys.lungRight, 'lung_left.png': keys.lungLeft,
     'opacity.png': keys.opacity, 'overlay.png': keys.overlay, 'result.json': keys.result,
+    ...(keys.seg ? { 'seg.dcm': keys.seg } : {}), ...(keys.sr ? { 'sr.dcm': keys.sr } : {}),
   };
 }

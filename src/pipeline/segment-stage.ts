@@ -14,6 +14,9 @@ import {
 } from './messages';
 import type { MessageSink, ObjectStore, StageLogger } from './ports';
 import { InputError } from '../core/errors';
+import { scoreCounts } from '../core/score';
+import type { SeverityConfig } from '../core/severity';
+import { writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
 
 export interface SegmentStageDeps {
@@ -30,6 +33,11 @@ export interface SegmentStageDeps {
   log: StageLogger;
   path: ProcessingPath;
   now?: () => Date;
+  /**
+   * Write seg.dcm and sr.dcm (core/dicom-out) for DICOM inputs, with this identity mode. The SR's score is
+   * scoreCounts of the same counts the score stage scores, hence the severity config here too.
+   */
+  dicomOutputs?: { identity: IdentityMode; severity: SeverityConfig };
 }
 
 /** User metadata an uploader may set on PNG/JPEG uploads, which carry no DICOM identifiers. */
@@ -85,7 +93,13 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     timingsMs.postprocess = round(timings.postprocessMs);
 
     t = process.hrtime.bigint();
-    const keys = outputKeysFor(imageId);
+    const dicomOut = deps.dicomOutputs && img.dicomSource
+      ? writeDicomOutputs({
+        source: img.dicomSource, masks, model: model.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
+        seed: imageId, patientKey: who.patientKey, now: new Date(receivedAt),
+      }, scoreCounts(counts, deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
+      : undefined;
+    const keys = outputKeysFor(imageId, undefined, { dicom: !!dicomOut });
     const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
       maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft),
       maskToPng(masks.opacity), renderOverlay(img, masks),
@@ -99,6 +113,10 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
       objects.put(bucket, keys.lungLeft, lungLeft, 'image/png'),
       objects.put(bucket, keys.opacity, opacity, 'image/png'),
       objects.put(bucket, keys.overlay, overlay, 'image/png'),
+      ...(dicomOut && keys.seg && keys.sr ? [
+        objects.put(bucket, keys.seg, dicomOut.seg, 'application/dicom'),
+        objects.put(bucket, keys.sr, dicomOut.sr, 'application/dicom'),
+      ] : []),
     ]);
     timingsMs.store = since(t);
     timingsMs.total = since(t0);
