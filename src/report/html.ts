@@ -26,11 +26,13 @@ const pct = (v: number | null) => (v === null ? '–' : `${v.toFixed(1)}%`);
 const prob = (v: number | null) => (v === null ? '–' : `${Math.round(v * 100)}%`);
 const int = (v: number | null) => (v === null ? '–' : String(v));
 const rgb = (c: readonly number[]) => `rgb(${c.join(',')})`;
+/** The first 12 hex digits of an imageId (the full one is in its tooltip and in results.csv). */
+const shortId = (id: string | null) => (id ? `${id.slice(0, 12)}…` : '');
 
 const CSS = `
 :root{--fg:#1d232a;--muted:#5f6b76;--line:#dde2e7;--bg:#f6f8fa;--card:#fff;--bad:#b3261e;--warn:#8a5a00}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
-header,main{max-width:1400px;margin:0 auto;padding:16px 24px}header h1{margin:0 0 4px;font-size:22px}
+header,main{max-width:1400px;margin:0 auto;padding:16px 24px 0}main{padding-top:0}.scroll{overflow-x:auto}header h1{margin:0 0 4px;font-size:22px}
 .muted{color:var(--muted)}.stats{display:flex;gap:12px;flex-wrap:wrap;margin:12px 0}
 .stat{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px 14px;min-width:110px}
 .stat b{display:block;font-size:22px}.stat.bad b{color:var(--bad)}.stat.warn b{color:var(--warn)}
@@ -40,12 +42,12 @@ section h2{margin:0 0 10px;font-size:17px}.grid{display:flex;flex-wrap:wrap;gap:
 .chart .grid{stroke:#e5e8eb}.chart .tick{font-size:11px;fill:#5f6b76}.chart .axis{font-size:11px;fill:#5f6b76}
 .chart .line{fill:none;stroke:#1f6feb;stroke-width:2}.chart .pt{fill:#1f6feb;stroke:#fff;stroke-width:1.5}
 .legend{display:flex;gap:16px;flex-wrap:wrap;font-size:13px}.sw{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:5px;vertical-align:-1px}
-table{border-collapse:collapse;width:100%}th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%}th,td{padding:6px 6px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 th{position:sticky;top:0;background:#eef1f4;cursor:pointer;user-select:none;white-space:nowrap;font-weight:600}
 th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.thumb{width:132px}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.thumb{width:122px}
 td.thumb img{display:block;max-width:120px;max-height:120px;border-radius:4px;background:#000}
-.name{font-weight:600;word-break:break-all}.id{font:11px ui-monospace,monospace;color:var(--muted);word-break:break-all}
+.name{font-weight:600;overflow-wrap:anywhere}td.input{min-width:140px}td.pk .id{word-break:break-all}td.notes{min-width:190px}.id{font:11px ui-monospace,monospace;color:var(--muted);word-break:break-all}
 .chip{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;white-space:nowrap}
 .st-FAILED,.st-LOST{color:var(--bad);font-weight:600}.reason{color:var(--bad)}.warnings{color:var(--warn)}
 ul.look{margin:0;padding-left:18px}ul.look li{margin:3px 0}code{font-size:12px}
@@ -89,18 +91,18 @@ function notes(r: ReportRow, rec: ReportRecord): string {
   return `<span class="warnings">${warnings.map((w) => `<b>${esc(w.code)}</b> ${esc(w.message)}`).join('<br>')}</span>`;
 }
 
-function tableRow(r: ReportRow, labels: string[], thumbs: Map<string, string> | undefined): string {
+function tableRow(r: ReportRow, labels: string[], thumbs: Map<string, string> | undefined, patients: boolean): string {
   const rec = reportRecord(r);
   const n = (v: number | null, text: string) => `<td class="n" data-v="${v ?? ''}">${text}</td>`;
   return `<tr>${thumbCell(r, thumbs)}`
-    + `<td data-v="${esc(r.input)}"><div class="name">${esc(r.input)}</div><div class="id">${esc(rec.image_id ?? '')}</div></td>`
+    + `<td class="input" data-v="${esc(r.input)}"><div class="name">${esc(r.input)}</div><div class="id" title="${esc(`imageId ${rec.image_id ?? '–'}`)}">${esc(shortId(rec.image_id))}</div></td>`
     + `<td class="st-${rec.status}">${rec.status}</td>`
     + n(rec.opacity_pct_total, pct(rec.opacity_pct_total)) + n(rec.opacity_pct_right, pct(rec.opacity_pct_right)) + n(rec.opacity_pct_left, pct(rec.opacity_pct_left))
     + n(rec.geographic_extent, int(rec.geographic_extent)) + n(rec.zone_score, int(rec.zone_score))
     + `<td data-v="${rec.grade_index ?? ''}">${gradeChip(rec, labels)}</td>`
     + n(rec.risk_icu, prob(rec.risk_icu)) + n(rec.risk_mortality, prob(rec.risk_mortality))
-    + `<td><div class="id">${esc(rec.patient_key ?? '–')}</div></td><td class="n">${esc(rec.study_date ?? '–')}</td>`
-    + `<td>${notes(r, rec)}</td></tr>`;
+    + (patients ? `<td class="pk"><div class="id">${esc(rec.patient_key ?? '–')}</div></td><td class="n">${esc(rec.study_date ?? '–')}</td>` : '')
+    + `<td class="notes">${notes(r, rec)}</td></tr>`;
 }
 
 function needsALook(rows: ReportRow[]): string {
@@ -128,6 +130,8 @@ export function reportHtml(rows: ReportRow[], opts: HtmlOptions = {}): string {
   const counts = gradeCounts(rows, opts.grades);
   const labels = counts.map((c) => c.label);
   const trends = patientTrends(rows);
+  // The patient and study-day columns only when some image has a patient.
+  const patients = recs.some((r) => r.patient_key !== null);
   const stat = (label: string, v: number, cls = '') => `<div class="stat ${v && cls}"><b>${v}</b>${label}</div>`;
   const trendHtml = trends.length
     ? `<div class="grid">${trends.map((t) => `<div class="card"><h3>${esc(t.patientKey)} <span class="muted">(${t.points.length} image${t.points.length > 1 ? 's' : ''})</span></h3>${trendSvg(t)}</div>`).join('')}</div>`
@@ -151,11 +155,11 @@ export function reportHtml(rows: ReportRow[], opts: HtmlOptions = {}): string {
 <p class="muted">The patient's right lung is on the viewer's left, as on a PA film. Click a thumbnail for the full-size overlay; click a column heading to sort.</p></section>
 </div>
 <section><h2>Opacity trend per patient</h2>${trendHtml}</section>
-<section><h2>Results</h2><table class="results"><thead><tr>
-<th>overlay</th><th>input</th><th>status</th><th data-num>opacity</th><th data-num>right</th><th data-num>left</th><th data-num title="geographic extent 0-8">extent</th><th data-num title="six-zone score 0-18">zones</th><th data-num>grade</th><th data-num>ICU risk</th><th data-num>death risk</th><th>patient</th><th>study day</th><th>warnings / reason</th>
+<section><h2>Results</h2><div class="scroll"><table class="results"><thead><tr>
+<th>overlay</th><th>input</th><th>status</th><th data-num>opacity</th><th data-num>right</th><th data-num>left</th><th data-num title="geographic extent 0-8">extent</th><th data-num title="six-zone score 0-18">zones</th><th data-num>grade</th><th data-num>ICU risk</th><th data-num>death risk</th>${patients ? '<th>patient</th><th title="shifted per patient: not the real date">study day</th>' : ''}<th>warnings / reason</th>
 </tr></thead><tbody>
-${rows.map((r) => tableRow(r, labels, opts.thumbnails)).join('\n')}
-</tbody></table></section>
+${rows.map((r) => tableRow(r, labels, opts.thumbnails, patients)).join('\n')}
+</tbody></table></div></section>
 </main><script>${SCRIPT}</script></body></html>
 `;
 }

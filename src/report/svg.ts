@@ -58,11 +58,14 @@ export function trendSvg(series: TrendSeries, opts: { width?: number; height?: n
   return `<svg class="chart" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(`opacity trend of ${series.patientKey}`)}">${parts.join('')}</svg>`;
 }
 
-/** A colour per grade, from green (lowest) to red (highest) on the grades' own order. */
+/** Green to dark red: the grades are spread over it in their own order. */
+const GRADE_PALETTE = ['#2f9e44', '#d4a600', '#f08c00', '#e03131', '#a61e4d'];
+
+/** A colour per grade, from green (lowest) to dark red (highest); grey for an unknown grade. */
 export function gradeColour(index: number, n: number): string {
-  if (index < 0 || n <= 0) return '#9aa0a6';
+  if (index < 0 || n <= 0) return '#868e96';
   const t = n === 1 ? 0 : Math.min(1, index / (n - 1));
-  return `hsl(${Math.round(130 - 130 * t)}, 60%, 45%)`;
+  return GRADE_PALETTE[Math.round(t * (GRADE_PALETTE.length - 1))];
 }
 
 /** Horizontal bars: scored images per grade. */
