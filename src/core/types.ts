@@ -65,6 +65,8 @@ export interface DicomSourceRefs {
   columns: number;
   /** PixelSpacing (else ImagerPixelSpacing), row then column spacing in mm, when the source gives it. */
   pixelSpacingMm?: [number, number];
+  /** SliceThickness in mm, when the source gives one (projection radiographs rarely do). */
+  sliceThicknessMm?: number;
   /** PatientOrientation (row and column directions, e.g. ['L', 'F']), when the source gives it. */
   patientOrientation?: [string, string];
   /** Patient and General Study module attributes (dcmjs naturalized keyword -> value), as found. */

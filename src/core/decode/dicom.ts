@@ -448,6 +448,7 @@ function sourceRefs(ds: Record<string, unknown>, rows: number, cols: number, spa
     sopClassUid, sopInstanceUid, seriesInstanceUid, studyInstanceUid, rows, columns: cols, patientStudy,
     ...(frameOfReferenceUid ? { frameOfReferenceUid } : {}),
     ...(patientOrientation ? { patientOrientation } : {}),
+    ...((num(ds.SliceThickness) ?? 0) > 0 ? { sliceThicknessMm: num(ds.SliceThickness) } : {}),
     ...(spacing ? { pixelSpacingMm: spacing } : {}),
   };
 }

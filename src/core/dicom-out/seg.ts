@@ -91,7 +91,17 @@ export function buildSeg(input: DicomOutInput): { bytes: Uint8Array; ref: SegRef
       DerivationCodeSequence: [CODES.segmentation],
     }],
   };
-  if (src.pixelSpacingMm) shared.PixelMeasuresSequence = [{ PixelSpacing: src.pixelSpacingMm.map(ds) }];
+  // With a Frame of Reference the Pixel Measures macro needs a Slice Thickness (PS3.3 C.7.6.16.2.1, as
+  // dciodvfy checks it), which a projection radiograph rarely has and we must not invent: the source's
+  // Frame of Reference is carried only when it gives one. Without Image Position/Orientation (a DX/CR
+  // image has none) a Frame of Reference locates nothing; the frames are aligned by the Derivation Image
+  // and Referenced Series references and by having the source's rows and columns.
+  const frameOfReference = src.frameOfReferenceUid && src.sliceThicknessMm ? src.frameOfReferenceUid : undefined;
+  if (src.pixelSpacingMm) {
+    shared.PixelMeasuresSequence = [{
+      PixelSpacing: src.pixelSpacingMm.map(ds), ...(frameOfReference ? { SliceThickness: ds(src.sliceThicknessMm!) } : {}),
+    }];
+  }
 
   const dataset: Record<string, unknown> = {
     SOPClassUID: SOP_CLASS.segmentation,
@@ -103,7 +113,7 @@ export function buildSeg(input: DicomOutInput): { bytes: Uint8Array; ref: SegRef
     SeriesDescription: 'cxr-opacity lungs and opacity',
     InstanceNumber: '1',
     ...equipment(input.model),
-    ...(src.frameOfReferenceUid ? { FrameOfReferenceUID: ref(src.frameOfReferenceUid), PositionReferenceIndicator: '' } : {}),
+    ...(frameOfReference ? { FrameOfReferenceUID: ref(frameOfReference), PositionReferenceIndicator: '' } : {}),
     ImageType: ['DERIVED', 'PRIMARY'],
     PatientOrientation: src.patientOrientation ?? '',
     ContentDate: date,
