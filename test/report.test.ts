@@ -9,6 +9,10 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
+import sharp from 'sharp';
+import { countMasks, opacityPctOf } from '../src/core/score';
+import { renderOverlay } from '../src/core/render';
+import type { Mask } from '../src/core/types';
 import { analyzeMain } from '../src/cli/analyze';
 import { startMain } from '../src/local/start';
 import { outputKeysFor, type ResultItem } from '../src/pipeline/messages';
@@ -76,6 +80,26 @@ describe('run report', () => {
     const [p] = patientTrends(ROWS);
     assert.deepEqual(p.points.map((x) => x.studyDate), ['2019-04-30', '2019-05-02']);
     assert.equal((html.match(/<svg /g) ?? []).length, 2, 'one trend chart and the grade bars');
+  });
+
+  test('the overlay carries a legend with the per-lung percentages where it fits', async () => {
+    const box = (w: number, h: number, x0: number, x1: number, y0 = 0, y1 = h): Mask => {
+      const data = new Uint8Array(w * h);
+      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) data[y * w + x] = 1;
+      return { width: w, height: h, data };
+    };
+    const corner = async (w: number, h: number, legend: boolean) => {
+      const masks = { lungRight: box(w, h, w * 0.1, w * 0.4, h * 0.3), lungLeft: box(w, h, w * 0.6, w * 0.9, h * 0.3), opacity: box(w, h, 0, w / 4, h * 0.6) };
+      const pct = opacityPctOf(countMasks(masks));
+      const png = await renderOverlay({ width: w, height: h, data: new Float32Array(w * h).fill(0.8) }, masks, legend ? { legend: pct } : {});
+      const { data } = await sharp(png).extract({ left: 0, top: 0, width: Math.round(w * 0.3), height: Math.round(h * 0.05) }).raw().toBuffer({ resolveWithObject: true });
+      return { pct, dark: data.filter((v, i) => i % 3 === 0 && v < 100).length, orange: data.filter((v, i) => i % 3 === 0 && v === 255 && data[i + 1] === 120).length };
+    };
+    const big = await corner(800, 640, true);
+    assert.ok(Math.abs(big.pct.right! - 28.57) < 0.01 && big.pct.left === 0, JSON.stringify(big.pct));
+    assert.ok(big.dark > 1000 && big.orange > 0, 'a dark legend box with an orange swatch in the top-left corner');
+    assert.equal((await corner(800, 640, false)).dark, 0, 'no legend unless asked');
+    assert.equal((await corner(120, 96, true)).dark, 0, 'no legend where it would cover the image');
   });
 
   test('npm start writes results.csv and report.html; Chromium renders it without errors and loads every image', async (t) => {

@@ -4,7 +4,7 @@ export * from './errors';
 export { decodeImage } from './decode';
 export { segmentImage, type SegmentTimings } from './segment';
 export { assessMasks, judgeGuard, GUARD_CLASSES, PLAUSIBILITY } from './guard';
-export { countMasks, scoreCounts, scoreMasks, type MaskCounts, type SideCounts } from './score';
+export { countMasks, opacityPctOf, scoreCounts, scoreMasks, type MaskCounts, type SideCounts } from './score';
 export { loadSeverityConfig, type SeverityConfig } from './severity';
 export { isPseudonym, pseudonymise } from './pseudonym';
 export { dateShiftDays, shiftedStudyDate } from './date-shift';

@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from './overlay-colours';
-import type { GrayImage, Mask, SegmentationMasks } from './types';
+import type { GrayImage, Mask, SegmentationMasks, Sides } from './types';
 
 export async function maskToPng(mask: Mask): Promise<Buffer> {
   const px = Buffer.alloc(mask.data.length);
@@ -46,6 +46,71 @@ function outline(m: Mask, r: number): Uint8Array {
 export interface OverlayOptions {
   /** The longer side of the overlay in pixels at most (the masks stay at full size). */
   maxSide?: number;
+  /**
+   * Opacity % (core/score.ts opacityPctOf) to print in a legend in the top-left corner: an orange swatch
+   * and the total, then cyan "R" and magenta "L" with each lung's. Drawn only where it takes at most
+   * 60% of the image's width.
+   */
+  legend?: Sides<number | null>;
+}
+
+/** A 5x7 bitmap font for the legend's few characters (no font files: Lambda images have none). */
+const GLYPHS: Record<string, string[]> = {
+  '0': ['01110', '10001', '10011', '10101', '11001', '10001', '01110'],
+  '1': ['00100', '01100', '00100', '00100', '00100', '00100', '01110'],
+  '2': ['01110', '10001', '00001', '00010', '00100', '01000', '11111'],
+  '3': ['11110', '00001', '00001', '01110', '00001', '00001', '11110'],
+  '4': ['00010', '00110', '01010', '10010', '11111', '00010', '00010'],
+  '5': ['11111', '10000', '11110', '00001', '00001', '10001', '01110'],
+  '6': ['00110', '01000', '10000', '11110', '10001', '10001', '01110'],
+  '7': ['11111', '00001', '00010', '00100', '01000', '01000', '01000'],
+  '8': ['01110', '10001', '10001', '01110', '10001', '10001', '01110'],
+  '9': ['01110', '10001', '10001', '01111', '00001', '00010', '01100'],
+  '.': ['00000', '00000', '00000', '00000', '00000', '01100', '01100'],
+  '%': ['11000', '11001', '00010', '00100', '01000', '10011', '00011'],
+  '-': ['00000', '00000', '00000', '11111', '00000', '00000', '00000'],
+  R: ['11110', '10001', '10001', '11110', '10100', '10010', '10001'],
+  L: ['10000', '10000', '10000', '10000', '10000', '10000', '11111'],
+  ' ': ['00000', '00000', '00000', '00000', '00000', '00000', '00000'],
+};
+
+/** Legend items: a swatch colour and its text. */
+function legendItems(p: Sides<number | null>): Array<{ rgb: readonly number[]; text: string }> {
+  const f = (v: number | null) => (v === null ? '-' : `${v.toFixed(1)}%`);
+  return [{ rgb: OPACITY_RGB, text: f(p.total) }, { rgb: RIGHT_RGB, text: `R ${f(p.right)}` }, { rgb: LEFT_RGB, text: `L ${f(p.left)}` }];
+}
+
+/** Draws the legend into an RGB buffer of w x h, scaled to the image; false where it would not fit. */
+function drawLegend(rgb: Buffer, w: number, h: number, p: Sides<number | null>): boolean {
+  const s = Math.max(1, Math.round(Math.max(w, h) / 400));
+  const pad = 3 * s, sw = 7 * s, adv = 6 * s;
+  const items = legendItems(p);
+  const itemW = (t: string) => sw + 2 * s + t.length * adv;
+  const boxW = pad * 2 + items.reduce((a, it) => a + itemW(it.text), 0) + 3 * s * (items.length - 1) * 2;
+  const boxH = 7 * s + 2 * pad;
+  const x0 = pad, y0 = pad;
+  if (boxW > 0.6 * w || boxH > 0.2 * h) return false;
+  const set = (x: number, y: number, c: readonly number[], a = 1) => {
+    const i = 3 * (y * w + x);
+    for (let k = 0; k < 3; k++) rgb[i + k] = Math.round(rgb[i + k] * (1 - a) + c[k] * a);
+  };
+  const rect = (x: number, y: number, rw: number, rh: number, c: readonly number[], a = 1) => {
+    for (let yy = y; yy < y + rh; yy++) for (let xx = x; xx < x + rw; xx++) set(xx, yy, c, a);
+  };
+  rect(x0, y0, boxW, boxH, [0, 0, 0], 0.65);
+  let x = x0 + pad;
+  const y = y0 + pad;
+  for (const it of items) {
+    rect(x, y, sw, sw, it.rgb);
+    x += sw + 2 * s;
+    for (const ch of it.text) {
+      const g = GLYPHS[ch] ?? GLYPHS[' '];
+      for (let gy = 0; gy < 7; gy++) for (let gx = 0; gx < 5; gx++) if (g[gy][gx] === '1') rect(x + gx * s, y + gy * s, s, s, [255, 255, 255]);
+      x += adv;
+    }
+    x += 6 * s;
+  }
+  return true;
 }
 
 export async function renderOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): Promise<Buffer> {
@@ -68,6 +133,7 @@ export async function renderOverlay(img: GrayImage, masks: SegmentationMasks, op
     rgb[3 * i + 1] = G;
     rgb[3 * i + 2] = B;
   }
+  if (opts.legend) drawLegend(rgb, w, h, opts.legend);
   const maxSide = opts.maxSide ?? 2048;
   let pipeline = sharp(rgb, { raw: { width: w, height: h, channels: 3 } });
   if (Math.max(w, h) > maxSide) pipeline = pipeline.resize({ width: maxSide, height: maxSide, fit: 'inside' });

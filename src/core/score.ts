@@ -114,6 +114,11 @@ export function countMasks(masks: SegmentationMasks): MaskCounts {
 const pct = (part: number, whole: number): number | null => (whole > 0 ? (100 * part) / whole : null);
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
+/** Opacity as % of lung area (total over the union of the lungs, and per lung); null where a lung area is 0. */
+export function opacityPctOf(c: MaskCounts): Sides<number | null> {
+  return { total: pct(c.opacity, c.lung), right: pct(c.right.opacity, c.right.lung), left: pct(c.left.opacity, c.left.lung) };
+}
+
 /**
  * The score from pixel counts. `pixelSpacingMm` is [row, column] spacing of the counted grid; when given, areas
  * are also reported in mm² (rounded to 0.01 mm²).
@@ -121,11 +126,7 @@ const round2 = (x: number): number => Math.round(x * 100) / 100;
 export function scoreCounts(c: MaskCounts, cfg: SeverityConfig, pixelSpacingMm?: [number, number]): OpacityScore {
   const lungAreaPx: Sides<number> = { total: c.lung, right: c.right.lung, left: c.left.lung };
   const opacityAreaPx: Sides<number> = { total: c.opacity, right: c.right.opacity, left: c.left.opacity };
-  const opacityPct: Sides<number | null> = {
-    total: pct(opacityAreaPx.total, lungAreaPx.total),
-    right: pct(opacityAreaPx.right, lungAreaPx.right),
-    left: pct(opacityAreaPx.left, lungAreaPx.left),
-  };
+  const opacityPct = opacityPctOf(c);
   const exR = extentLevel(c.right.opacity, c.right.lung, cfg);
   const exL = extentLevel(c.left.opacity, c.left.lung, cfg);
   const z = (s: SideCounts) => ({

@@ -5,7 +5,7 @@
  * after the last try, dead-letters it.
  */
 import {
-  countMasks, decodeImage, isInputError, isPseudonym, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, shiftedStudyDate,
+  countMasks, opacityPctOf, decodeImage, isInputError, isPseudonym, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, shiftedStudyDate,
   type DecodedImage, type SegmentationModel,
 } from '../core';
 import {
@@ -102,7 +102,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     const keys = outputKeysFor(imageId, undefined, { dicom: !!dicomOut });
     const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
       maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft),
-      maskToPng(masks.opacity), renderOverlay(img, masks),
+      maskToPng(masks.opacity), renderOverlay(img, masks, { legend: opacityPctOf(counts) }),
     ]);
     timingsMs.render = since(t);
     t = process.hrtime.bigint();
