@@ -47,7 +47,7 @@ th{position:sticky;top:0;background:#eef1f4;cursor:pointer;user-select:none;whit
 th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.thumb{width:122px}
 td.thumb img{display:block;max-width:120px;max-height:120px;border-radius:4px;background:#000}
-.name{font-weight:600;overflow-wrap:anywhere}td.input{min-width:140px}td.pk .id{word-break:break-all}td.notes{min-width:190px}.id{font:11px ui-monospace,monospace;color:var(--muted);word-break:break-all}
+.name{font-weight:600;overflow-wrap:anywhere}td.input{min-width:140px}td.pk{min-width:150px;white-space:nowrap}td.pk .id{white-space:normal;word-break:break-all}td.notes{min-width:160px}.id{font:11px ui-monospace,monospace;color:var(--muted);word-break:break-all}
 .chip{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;white-space:nowrap}
 .st-FAILED,.st-LOST{color:var(--bad);font-weight:600}.reason{color:var(--bad)}.warnings{color:var(--warn)}
 ul.look{margin:0;padding-left:18px}ul.look li{margin:3px 0}code{font-size:12px}
@@ -101,7 +101,7 @@ function tableRow(r: ReportRow, labels: string[], thumbs: Map<string, string> | 
     + n(rec.geographic_extent, int(rec.geographic_extent)) + n(rec.zone_score, int(rec.zone_score))
     + `<td data-v="${rec.grade_index ?? ''}">${gradeChip(rec, labels)}</td>`
     + n(rec.risk_icu, prob(rec.risk_icu)) + n(rec.risk_mortality, prob(rec.risk_mortality))
-    + (patients ? `<td class="pk"><div class="id">${esc(rec.patient_key ?? '–')}</div></td><td class="n">${esc(rec.study_date ?? '–')}</td>` : '')
+    + (patients ? `<td class="pk" data-v="${esc(`${rec.patient_key ?? ''} ${rec.study_date ?? ''}`)}"><div class="id">${esc(rec.patient_key ?? '–')}</div><div>${esc(rec.study_date ?? '')}</div></td>` : '')
     + `<td class="notes">${notes(r, rec)}</td></tr>`;
 }
 
@@ -156,7 +156,7 @@ export function reportHtml(rows: ReportRow[], opts: HtmlOptions = {}): string {
 </div>
 <section><h2>Opacity trend per patient</h2>${trendHtml}</section>
 <section><h2>Results</h2><div class="scroll"><table class="results"><thead><tr>
-<th>overlay</th><th>input</th><th>status</th><th data-num>opacity</th><th data-num>right</th><th data-num>left</th><th data-num title="geographic extent 0-8">extent</th><th data-num title="six-zone score 0-18">zones</th><th data-num>grade</th><th data-num>ICU risk</th><th data-num>death risk</th>${patients ? '<th>patient</th><th title="shifted per patient: not the real date">study day</th>' : ''}<th>warnings / reason</th>
+<th>overlay</th><th>input</th><th>status</th><th data-num>opacity</th><th data-num>right</th><th data-num>left</th><th data-num title="geographic extent 0-8">extent</th><th data-num title="six-zone score 0-18">zones</th><th data-num>grade</th><th data-num>ICU risk</th><th data-num>death risk</th>${patients ? '<th title="patient pseudonym; study day shifted per patient, not the real date">patient · day</th>' : ''}<th>warnings / reason</th>
 </tr></thead><tbody>
 ${rows.map((r) => tableRow(r, labels, opts.thumbnails, patients)).join('\n')}
 </tbody></table></div></section>
