@@ -24,6 +24,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, type IConstruct } from 'constructs';
 import { NodeFunction } from './bundling';
+import { DICOM_IDENTITY_ENV, type IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -56,6 +57,8 @@ export interface ApiConstructProps {
   readonly logRetention?: logs.RetentionDays;
   /** KEEP_SOURCE_KEYS: upload keys keep the file name and results show it (config keepSourceKeys; default false). */
   readonly keepSourceKeys?: boolean;
+  /** DICOM_IDENTITY of the analyze function: identity of the SEG/SR it returns for DICOM inputs (config dicomIdentity; default off). */
+  readonly dicomIdentity?: IdentityMode;
   /** MAX_INPUT_BYTES of the functions: the largest upload they sign (config maxInputBytes; default src/limits.ts). */
   readonly maxInputBytes?: number;
   /** The analyze function's image (default: functions/segment/Dockerfile, CMD api.handler). */
@@ -181,6 +184,7 @@ export class ApiConstruct extends Construct {
         RESULTS_BUCKET: resultsBucket.bucketName,
         RESULTS_TABLE: resultsTable.tableName,
         MODEL_MANIFEST: '/var/task/models/cxr-unet-r18.json',
+        [DICOM_IDENTITY_ENV]: props.dicomIdentity ?? 'off',
         POWERTOOLS_SERVICE_NAME: 'cxr-opacity-api',
         POWERTOOLS_LOG_LEVEL: 'INFO',
       },

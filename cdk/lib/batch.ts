@@ -33,6 +33,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
+import { DICOM_IDENTITY_ENV, type IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES } from '../../src/limits';
 import { NodeFunction } from './bundling';
 
@@ -86,6 +87,8 @@ export interface BatchInferenceProps {
   readonly logRetention?: logs.RetentionDays;
   /** KEEP_SOURCE_KEYS for the router and the serving container (config keepSourceKeys; default false). */
   readonly keepSourceKeys?: boolean;
+  /** DICOM_IDENTITY of the serving container: identity of seg.dcm / sr.dcm (config dicomIdentity; default off). */
+  readonly dicomIdentity?: IdentityMode;
   /** MAX_INPUT_BYTES of the serving container (config maxInputBytes; default src/limits.ts). */
   readonly maxInputBytes?: number;
   /** Bucket for the endpoint VPC's flow logs (the stack passes its access-logs bucket); without it they go to a log group. */
@@ -265,6 +268,7 @@ export class BatchInferenceConstruct extends Construct {
           SOURCE_BUCKETS: uploadsBucket.bucketName,
           PSEUDONYM_SECRET_ARN: pseudonymSecret.secretArn,
           KEEP_SOURCE_KEYS: String(props.keepSourceKeys ?? false),
+          [DICOM_IDENTITY_ENV]: props.dicomIdentity ?? 'off',
           MAX_INPUT_BYTES: String(props.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES),
           MODEL_MANIFEST: props.modelManifest ?? '/app/models/cxr-unet-r18.json',
           USE_CUDA: gpu ? '1' : '0',

@@ -3,6 +3,7 @@
  * CDK context (`npx cdk deploy -c segmentConcurrency=20`) or in `cdk.json`.
  */
 import type { Construct } from 'constructs';
+import { parseIdentityMode, type IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
 
 export interface CxrOpacityConfig {
@@ -41,6 +42,15 @@ export interface CxrOpacityConfig {
    * patient names or MRNs. Turn on (`-c keepSourceKeys=true`) only for data that is already de-identified.
    */
   readonly keepSourceKeys: boolean;
+  /**
+   * Identity of the DICOM SEG and SR (seg.dcm, sr.dcm) written for each DICOM input, passed to the segment
+   * function, the SageMaker model and the analyze function as DICOM_IDENTITY (src/core/dicom-out/identity.ts).
+   * `off` (default): no patient or study of the source in them; `linked`: the source's patient and study
+   * modules and real UIDs, so a PACS files them with the study. This puts patient identifiers (names, ids,
+   * dates, UIDs) in the results bucket; `deidentified`: PS3.15 basic profile, keyed pseudonym UIDs.
+   * `-c dicomIdentity=linked`; see cdk/README.md.
+   */
+  readonly dicomIdentity: IdentityMode;
   /** Optional e-mail address subscribed to the alarm topic. */
   readonly alarmEmail?: string;
 }
@@ -58,6 +68,7 @@ export const DEFAULT_CONFIG: CxrOpacityConfig = {
   exportRetentionDays: 30,
   batch: true,
   keepSourceKeys: false,
+  dicomIdentity: 'off',
 };
 
 function intContext(scope: Construct, key: string, fallback: number, min: number, max: number): number {
@@ -78,6 +89,16 @@ function boolContext(scope: Construct, key: string, fallback: boolean): boolean 
   throw new Error(`context ${key} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
+function identityContext(scope: Construct, key: string, fallback: IdentityMode): IdentityMode {
+  const raw: unknown = scope.node.tryGetContext(key);
+  if (raw === undefined || raw === null || raw === '') return fallback;
+  try {
+    return parseIdentityMode(String(raw));
+  } catch (e) {
+    throw new Error(`context ${key}: ${(e as Error).message}`);
+  }
+}
+
 /** Reads the settings from CDK context, falling back to DEFAULT_CONFIG, and validates them. */
 export function configFromContext(scope: Construct, overrides: Partial<CxrOpacityConfig> = {}): CxrOpacityConfig {
   const d = { ...DEFAULT_CONFIG, ...overrides };
@@ -95,6 +116,7 @@ export function configFromContext(scope: Construct, overrides: Partial<CxrOpacit
     maxInputBytes: intContext(scope, 'maxInputBytes', d.maxInputBytes, 1, S3_MAX_PUT_BYTES),
     batch: boolContext(scope, 'batch', d.batch),
     keepSourceKeys: boolContext(scope, 'keepSourceKeys', d.keepSourceKeys),
+    dicomIdentity: identityContext(scope, 'dicomIdentity', d.dicomIdentity),
     exportRetentionDays: intContext(scope, 'exportRetentionDays', d.exportRetentionDays, 1, 3653),
     ...(typeof email === 'string' && email !== '' ? { alarmEmail: email } : {}),
   };

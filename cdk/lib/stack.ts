@@ -47,6 +47,7 @@ export class CxrOpacityStack extends Stack {
       key,
       logRetention: retentionFor(this.config.logRetentionDays),
       keepSourceKeys: this.config.keepSourceKeys,
+      dicomIdentity: this.config.dicomIdentity,
       maxInputBytes: this.config.maxInputBytes,
     });
     if (this.config.batch) this.batch = new BatchInferenceConstruct(this, 'Batch', {
@@ -59,6 +60,7 @@ export class CxrOpacityStack extends Stack {
       pseudonymSecret: this.storage.pseudonymSecret,
       logRetention: retentionFor(this.config.logRetentionDays),
       keepSourceKeys: this.config.keepSourceKeys,
+      dicomIdentity: this.config.dicomIdentity,
       maxInputBytes: this.config.maxInputBytes,
       flowLogsBucket: this.storage.accessLogsBucket,
     });

@@ -5,27 +5,36 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
+import type { IdentityMode } from '../../src/core/dicom-out/identity';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../../src/local/memory';
 import type { ResultItem } from '../../src/pipeline/messages';
 import { runScoreStage } from '../../src/pipeline/score-stage';
 import { runSegmentStage } from '../../src/pipeline/segment-stage';
 
 export type AnalyzeOutcome =
-  | { ok: true; item: ResultItem; overlayPng: Uint8Array }
+  /** dicom: the SEG and SR (core/dicom-out) of a DICOM input, with the deployment's identity mode; absent for PNG/JPEG. */
+  | { ok: true; item: ResultItem; overlayPng: Uint8Array; dicom?: { seg: Uint8Array; sr: Uint8Array } }
   | { ok: false; code: string; reason: string };
 
-export async function analyzeImage(bytes: Uint8Array, model: SegmentationModel, severity: SeverityConfig, now: () => Date): Promise<AnalyzeOutcome> {
+export async function analyzeImage(
+  bytes: Uint8Array, model: SegmentationModel, severity: SeverityConfig, now: () => Date, identity: IdentityMode = 'off',
+): Promise<AnalyzeOutcome> {
   const objects = new MemoryObjects();
   const bucket = 'analyze';
   const key = `analyze/${randomUUID()}`;
   await objects.put(bucket, key, bytes, 'application/octet-stream');
-  // A one-off pseudonym key: nothing of this request is stored, so no pseudonym needs to be stable.
+  // A one-off pseudonym key: nothing of this request is stored, so no pseudonym needs to be stable (under
+  // `off` and `deidentified` the SEG/SR's pseudonym UIDs therefore differ on every call).
   const msg = await runSegmentStage({ bucket, key, etag: randomUUID() }, {
     objects, sink: new MemorySink(), model, pseudonymKey: randomUUID(), resultsBucket: bucket, log: silentLogger, path: 'lambda', now,
+    dicomOutputs: { identity, severity },
   });
   if (msg.status === 'FAILED') return { ok: false, code: msg.error.code, reason: msg.error.reason };
   const { item } = await runScoreStage(msg, {
     objects, results: new MemoryResults(), severity, resultsBucket: bucket, log: silentLogger, now,
   });
-  return { ok: true, item, overlayPng: (await objects.get(bucket, msg.keys.overlay)).body };
+  const overlayPng = (await objects.get(bucket, msg.keys.overlay)).body;
+  const { seg, sr } = msg.keys;
+  if (!seg || !sr) return { ok: true, item, overlayPng };
+  return { ok: true, item, overlayPng, dicom: { seg: (await objects.get(bucket, seg)).body, sr: (await objects.get(bucket, sr)).body } };
 }

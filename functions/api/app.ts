@@ -6,7 +6,7 @@
  * Routes (see api/openapi.yaml):
  *   POST /v1/uploads                        presigned S3 PUT for one image (images never pass through API GW)
  *   GET  /v1/uploads/{uploadId}             where that upload is: AWAITING_UPLOAD, PROCESSING, SCORED, FAILED (+ imageId)
- *   GET  /v1/images/{imageId}               status, results and short-lived URLs of the overlay, masks and result.json
+ *   GET  /v1/images/{imageId}               status, results and short-lived URLs of the overlay, masks, result.json (and seg/sr)
  *   GET  /v1/patients/{patientKey}/images   a patient's images in time order, paginated
  *   POST /v1/analyze                        synchronous analysis of one small image, in memory
  * Every error is JSON `{ "error": { "code", "message" } }`. Logs carry codes and counts, never
@@ -24,6 +24,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import { z } from 'zod';
 import { DynamoResults, RESULTS_TABLE_KEYS } from '../../src/aws/results-table';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
+import type { IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../src/limits';
 import { imageIdFor, type ResultItem, type StoredSource } from '../../src/pipeline/messages';
 
@@ -36,6 +37,11 @@ export const RESULT_URL_TTL_S = 5 * 60;
  * Larger images go through POST /v1/uploads.
  */
 export const MAX_ANALYZE_BYTES = 4 * 1024 * 1024;
+/**
+ * Largest /v1/analyze response body with the SEG and SR in it: under Lambda's 6 MB response limit with room
+ * for the rest of the result. Above it the response leaves them out (dicomOmitted) rather than failing.
+ */
+export const MAX_ANALYZE_RESPONSE_BYTES = 5 * 1024 * 1024;
 export const UPLOAD_PREFIX = 'uploads/';
 /**
  * The upload metadata the segment stage reads (src/pipeline/segment-stage.ts PATIENT_METADATA and
@@ -63,6 +69,8 @@ export interface ApiDeps {
   /** The model for /v1/analyze, or a loader called on first use (the other routes never load it). */
   model?: SegmentationModel | (() => Promise<SegmentationModel>);
   severity: SeverityConfig;
+  /** DICOM_IDENTITY (CDK context dicomIdentity): identity of the SEG/SR /v1/analyze returns for DICOM inputs (default off). */
+  dicomIdentity?: IdentityMode;
   /** Largest upload accepted, in bytes (src/limits.ts; default DEFAULT_MAX_INPUT_BYTES). */
   maxInputBytes?: number;
   /**
@@ -149,7 +157,8 @@ function decodeToken(token: string, patientKey: string): z.infer<typeof PageKey>
 export interface ImageView extends Omit<ResultItem, 'keys' | 'sortKey' | 'source'> {
   /** The key's pseudonym (and the key itself only where the deployment keeps file names). */
   source: Pick<StoredSource, 'keyPseudonym' | 'key' | 'size'>;
-  urls?: { overlay: string; lung: string; lungRight: string; lungLeft: string; opacity: string; result: string; expiresAt: string };
+  /** seg and sr (DICOM SEG and SR, core/dicom-out) only where the item has them: DICOM inputs. */
+  urls?: { overlay: string; lung: string; lungRight: string; lungLeft: string; opacity: string; result: string; seg?: string; sr?: string; expiresAt: string };
 }
 
 export function createApiHandler(deps: ApiDeps): ApiHandler {
@@ -176,11 +185,13 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       source: { keyPseudonym: source.keyPseudonym, ...(source.key !== undefined ? { key: source.key } : {}), size: source.size },
     };
     if (item.status === 'SCORED' && keys) {
-      const [overlay, lung, lungRight, lungLeft, opacity, result] = await Promise.all(
-        [keys.overlay, keys.lung, keys.lungRight, keys.lungLeft, keys.opacity, keys.result].map(presignGet),
-      );
+      const [overlay, lung, lungRight, lungLeft, opacity, result, seg, sr] = await Promise.all(
+        [keys.overlay, keys.lung, keys.lungRight, keys.lungLeft, keys.opacity, keys.result, keys.seg, keys.sr]
+          .map((k) => (k ? presignGet(k) : undefined)),
+      ) as [string, string, string, string, string, string, string | undefined, string | undefined];
       out.urls = {
         overlay, lung, lungRight, lungLeft, opacity, result,
+        ...(seg ? { seg } : {}), ...(sr ? { sr } : {}),
         expiresAt: new Date(now().getTime() + RESULT_URL_TTL_S * 1000).toISOString(),
       };
     }
@@ -300,7 +311,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     const m = await getModel();
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on this route only (see analyze.ts)
     const { analyzeImage } = require('./analyze') as typeof import('./analyze');
-    const outcome = await analyzeImage(bytes, m, deps.severity, now);
+    const outcome = await analyzeImage(bytes, m, deps.severity, now, deps.dicomIdentity);
     if (!outcome.ok) {
       log.info('analyze rejected input', { code: outcome.code });
       throw new ApiError(422, outcome.code, outcome.reason);
@@ -310,10 +321,24 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     const { keys: _k, sortKey: _s, source: _src, patientKey: _p, studyKey: _st, studyDate: _d, ...result } = item;
     void _k; void _s; void _src; void _p; void _st; void _d;
     log.info('analyze done', { grade: item.grade, timingsMs: item.timingsMs });
-    return json(200, { result, overlayPng: Buffer.from(outcome.overlayPng).toString('base64') });
+    return json(200, { result, overlayPng: Buffer.from(outcome.overlayPng).toString('base64'), ...analyzeDicom(outcome) });
   });
 
   return (event, context) => app.resolve(event, context);
+}
+
+/**
+ * The SEG and SR of a DICOM input in the analyze response, base64 (`dicom: { seg, sr }`), or `dicomOmitted`
+ * when they would take the response over MAX_ANALYZE_RESPONSE_BYTES (base64 is 4/3 of the bytes).
+ */
+function analyzeDicom(outcome: { overlayPng: Uint8Array; dicom?: { seg: Uint8Array; sr: Uint8Array } }): Record<string, unknown> {
+  if (!outcome.dicom) return {};
+  const b64 = (n: number) => Math.ceil(n / 3) * 4;
+  const total = b64(outcome.overlayPng.length) + b64(outcome.dicom.seg.length) + b64(outcome.dicom.sr.length);
+  if (total > MAX_ANALYZE_RESPONSE_BYTES) {
+    return { dicomOmitted: `the SEG and SR would take the response over ${MAX_ANALYZE_RESPONSE_BYTES} bytes: upload the image (POST /v1/uploads) to get them` };
+  }
+  return { dicom: { seg: Buffer.from(outcome.dicom.seg).toString('base64'), sr: Buffer.from(outcome.dicom.sr).toString('base64') } };
 }
 
 /**

@@ -10,6 +10,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import severityJson from '../../models/severity.json';
+import { dicomIdentityFromEnv } from '../../src/core/dicom-out/identity';
 import { validateSeverityConfig } from '../../src/core/severity';
 import { maxInputBytes } from '../../src/limits';
 import { observability } from '../common';
@@ -31,6 +32,7 @@ const api = createApiHandler({
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   model: manifest ? () => (require('../../layers/onnx/session') as typeof import('../../layers/onnx/session')).loadModel(manifest) : undefined,
   severity: validateSeverityConfig(severityJson, 'models/severity.json'),
+  dicomIdentity: dicomIdentityFromEnv(process.env),
   maxInputBytes: maxInputBytes(),
   logger: {
     info: (m, e) => logger.info(m, e ?? {}),

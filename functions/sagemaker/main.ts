@@ -6,6 +6,8 @@
  *   PSEUDONYM_SECRET_ARN      Secrets Manager secret holding the HMAC key (or PSEUDONYM_KEY, local only)
  *   SOURCE_BUCKETS            comma-separated buckets requests may name (optional)
  *   KEEP_SOURCE_KEYS          "true" keeps upload keys (file names) in results: only for de-identified data
+ *   DICOM_IDENTITY            off (default) | linked | deidentified: identity of seg.dcm / sr.dcm written for
+ *                             DICOM inputs (src/core/dicom-out/identity.ts; CDK context dicomIdentity)
  *   SAGEMAKER_BIND_TO_PORT / PORT (default 8080), HOST (default 0.0.0.0)
  *   USE_CUDA                  1 forces CUDA, 0 forces CPU, unset: detect
  *   ORT_THREADS               intra-op threads (default: CPUs), MAX_CONCURRENT, MAX_QUEUED, MAX_BATCH
@@ -13,8 +15,11 @@
 import { availableParallelism } from 'node:os';
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import severityJson from '../../models/severity.json';
 import { loadModel } from '../../layers/onnx/session';
 import { S3Objects } from '../../src/aws/s3-objects';
+import { dicomIdentityFromEnv } from '../../src/core/dicom-out/identity';
+import { validateSeverityConfig } from '../../src/core/severity';
 import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
 import { maxInputBytes } from '../../src/limits';
 import type { StageLogger } from '../../src/pipeline/ports';
@@ -55,6 +60,7 @@ async function main(): Promise<void> {
     model,
     pseudonymKey: await pseudonymKey(),
     keepSourceKeys: keepSourceKeysFromEnv(process.env),
+    dicomOutputs: { identity: dicomIdentityFromEnv(process.env), severity: validateSeverityConfig(severityJson, 'models/severity.json') },
     resultsBucket: env('RESULTS_BUCKET'),
     log: logger,
     allowedSourceBuckets: process.env.SOURCE_BUCKETS ? process.env.SOURCE_BUCKETS.split(',').map((s) => s.trim()).filter(Boolean) : undefined,

@@ -22,7 +22,7 @@ import {
 } from '../../src/core';
 import { asyncRequestSchema } from '../../src/pipeline/batch-request';
 import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
-import { runSegmentStage } from '../../src/pipeline/segment-stage';
+import { runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
 import type { StageMessage } from '../../src/pipeline/messages';
 import { queuedModel, QueueFullError, type QueuedModel } from './model-queue';
 
@@ -48,6 +48,8 @@ export interface InferenceServerDeps {
   pseudonymKey: string;
   /** KEEP_SOURCE_KEYS: results keep the upload's key (only for data already de-identified). */
   keepSourceKeys?: boolean;
+  /** DICOM_IDENTITY and the severity config: the JSON route writes seg.dcm / sr.dcm for DICOM inputs, as the Lambda does. */
+  dicomOutputs?: SegmentStageDeps['dicomOutputs'];
   resultsBucket: string;
   log: StageLogger;
   /** When set, JSON requests may only name these buckets (403 otherwise). */
@@ -166,7 +168,7 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
       const message = await runSegmentStage(req.source, {
         objects: deps.objects, model: m, sink: { send: async () => undefined }, pseudonymKey: deps.pseudonymKey,
         keepSourceKeys: deps.keepSourceKeys, resultsBucket: deps.resultsBucket, log: deps.log, path: 'sagemaker', now: deps.now,
-        maxInputBytes: lim.maxInputBytes,
+        maxInputBytes: lim.maxInputBytes, dicomOutputs: deps.dicomOutputs,
       }, { patientKey: req.patientKey, studyKey: req.studyKey });
       return { status: 200, body: message };
     } catch (e) {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../../layers/onnx/session';
 import { loadSeverityConfig } from '../core';
-import { parseIdentityMode, type IdentityMode } from '../core/dicom-out';
+import { dicomIdentityFromEnv, parseIdentityMode, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { FileBackedObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
@@ -47,7 +47,8 @@ export async function analyzeMain(argv: string[]): Promise<number> {
   }
   let identity: IdentityMode;
   try {
-    identity = parseIdentityMode(values['dicom-identity'] ?? process.env.DICOM_IDENTITY);
+    const option = values['dicom-identity'];
+    identity = option !== undefined ? parseIdentityMode(option) : dicomIdentityFromEnv(process.env);
   } catch (e) {
     console.error((e as Error).message);
     return 2;

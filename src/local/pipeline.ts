@@ -19,7 +19,7 @@ import { loadModel } from '../../layers/onnx/session';
 import { DynamoResults } from '../aws/results-table';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
-import { parseIdentityMode, type IdentityMode } from '../core/dicom-out';
+import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
 import { maxInputBytes } from '../limits';
 import { imageIdFor, keepSourceKeysFromEnv, type StageMessage } from '../pipeline/messages';
 import type { ObjectStore } from '../pipeline/ports';
@@ -138,7 +138,7 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
     model,
     pseudonymKey: localPseudonymKey(stack.dataDir),
     keepSourceKeys: opts.keepSourceKeys ?? keepSourceKeysFromEnv(process.env),
-    dicomOutputs: { identity: opts.dicomIdentity ?? parseIdentityMode(process.env.DICOM_IDENTITY), severity },
+    dicomOutputs: { identity: opts.dicomIdentity ?? dicomIdentityFromEnv(process.env), severity },
     maxInputBytes: opts.maxInputBytes ?? maxInputBytes(),
     resultsBucket: LOCAL_NAMES.resultsBucket,
     path: 'local',

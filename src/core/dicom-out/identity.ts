@@ -20,6 +20,16 @@ import type { DicomSourceRefs } from '../types';
 export type IdentityMode = 'off' | 'linked' | 'deidentified';
 export const IDENTITY_MODES: readonly IdentityMode[] = ['off', 'linked', 'deidentified'];
 
+/**
+ * The deployer setting's environment variable: set by CDK (context `dicomIdentity`, cdk/lib/config.ts) on the
+ * segment Lambda, the SageMaker model and the analyze function; read by every entry point through
+ * dicomIdentityFromEnv, and by the CLI / `npm start` when no option is given.
+ */
+export const DICOM_IDENTITY_ENV = 'DICOM_IDENTITY';
+
+/** The identity mode an entry point runs with: DICOM_IDENTITY, default off; an unknown value fails at start-up. */
+export const dicomIdentityFromEnv = (env: Record<string, string | undefined>): IdentityMode => parseIdentityMode(env[DICOM_IDENTITY_ENV]);
+
 /** Parses the setting (env DICOM_IDENTITY or --dicom-identity); undefined/empty -> 'off'. */
 export function parseIdentityMode(value: string | undefined): IdentityMode {
   const v = value?.trim().toLowerCase();

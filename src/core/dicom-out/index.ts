@@ -7,7 +7,7 @@ import type { OpacityScore } from '../types';
 import { buildSeg, type DicomOutInput } from './seg';
 import { buildSr } from './sr';
 
-export { IDENTITY_MODES, parseIdentityMode, type IdentityMode } from './identity';
+export { DICOM_IDENTITY_ENV, dicomIdentityFromEnv, IDENTITY_MODES, parseIdentityMode, type IdentityMode } from './identity';
 export { readSegFrames, SEGMENTS, type DicomOutInput } from './seg';
 
 export function writeDicomOutputs(input: DicomOutInput, score: OpacityScore): { seg: Uint8Array; sr: Uint8Array } {
