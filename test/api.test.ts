@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { data as dcmjsData } from 'dcmjs';
 import sharp from 'sharp';
 import {
   createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, sanitiseFileName, STUDY_METADATA, uploadKeyFor, type ApiHandler,
@@ -18,6 +19,7 @@ import { loadSeverityConfig } from '../src/core';
 import { DEFAULT_MAX_INPUT_BYTES } from '../src/limits';
 import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
+import { DEFAULT_IDENTIFIERS, makeDicom } from './helpers/fixtures';
 import { writeTinyModel } from './helpers/tiny-model';
 import { chestPng } from './helpers/synthetic';
 
@@ -149,6 +151,8 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     const resultJson = await (await fetch(got.body.urls.result)).json() as { imageId: string };
     assert.equal(resultJson.imageId, imageId);
     assert.equal(new URL(got.body.urls.overlay).searchParams.get('X-Amz-Expires'), '300');
+    assert.equal(got.body.urls.seg, undefined, 'a PNG input has no DICOM SEG');
+    assert.equal(got.body.urls.sr, undefined, 'a PNG input has no DICOM SR');
   });
 
   test("GET /v1/patients/{patientKey}/images lists a patient's images in time order, paginated", async () => {
@@ -270,6 +274,76 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.equal(notB64.status, 400);
   });
 
+  /** A DICOM Part 10 object read back with dcmjs, naturalized. */
+  const readDicom = (bytes: Uint8Array): Record<string, any> => {
+    assert.equal(Buffer.from(bytes.subarray(128, 132)).toString('latin1'), 'DICM', 'a Part 10 file');
+    const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+    return dcmjsData.DicomMetaDictionary.naturalizeDataset(dcmjsData.DicomMessage.readFile(ab).dict);
+  };
+
+  test('a DICOM upload: GET /v1/images/{id} links seg.dcm and sr.dcm (DICOM SEG and SR of that image, identity off)', async () => {
+    const dicom = makeDicom({ rows: 160, cols: 192 });
+    const created = await post('/v1/uploads', { fileName: 'chest.dcm', size: dicom.length, contentType: 'application/dicom' });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const put = await fetch(created.body.uploadUrl, { method: 'PUT', headers: created.body.headers, body: dicom });
+    assert.equal(put.status, 200, await put.text());
+    await p.drain();
+    const imageId = await imageIdOf(created.body.uploadId);
+    const got = await call(restEvent('GET', `/v1/images/${imageId}`, { resource: '/v1/images/{imageId}', pathParameters: { imageId } }));
+    assert.equal(got.body.status, 'SCORED', JSON.stringify(got.body));
+    assert.equal(new URL(got.body.urls.seg).searchParams.get('X-Amz-Expires'), '300');
+    const fetchDicom = async (url: string) => {
+      const r = await fetch(url);
+      assert.equal(r.status, 200);
+      return new Uint8Array(await r.arrayBuffer());
+    };
+    const seg = readDicom(await fetchDicom(got.body.urls.seg));
+    const sr = readDicom(await fetchDicom(got.body.urls.sr));
+    assert.equal(seg.Modality, 'SEG');
+    assert.equal(seg.SegmentSequence.length, 3, 'right lung, left lung, opacity');
+    assert.equal(sr.Modality, 'SR');
+    assert.equal(sr.StudyInstanceUID, seg.StudyInstanceUID, 'SEG and SR of one image share a study');
+    // The local pipeline runs with DICOM_IDENTITY unset: off, so nothing of the source's patient or study.
+    const text = JSON.stringify([seg, sr].map(({ PixelData: _px, ...rest }) => rest));
+    for (const v of Object.values(DEFAULT_IDENTIFIERS)) assert.ok(!text.includes(v), `identity off: ${v} not in the objects`);
+  });
+
+  test('POST /v1/analyze: a DICOM input returns its SEG and SR base64 with the deployment\'s identity mode; PNG none', async () => {
+    const dicom = makeDicom({ rows: 160, cols: 192 });
+    const linked = createApiHandler({
+      s3: p.stack.s3, ddb: p.stack.ddb,
+      uploadsBucket: LOCAL_NAMES.uploadsBucket, resultsBucket: LOCAL_NAMES.resultsBucket, resultsTable: LOCAL_NAMES.resultsTable,
+      model: p.model, severity: loadSeverityConfig(), dicomIdentity: 'linked',
+    });
+    const ask = async (h: ApiHandler) => {
+      const raw = await h(restEvent('POST', '/v1/analyze', { body: dicom, contentType: 'application/dicom' }), context);
+      assert.equal(raw.statusCode, 200, raw.body);
+      return JSON.parse(raw.body) as { result: { status: string }; dicom?: { seg: string; sr: string }; dicomOmitted?: string };
+    };
+    const off = await ask(api);
+    assert.equal(off.result.status, 'SCORED');
+    assert.ok(off.dicom, 'dicom present');
+    const offSeg = readDicom(Buffer.from(off.dicom.seg, 'base64'));
+    assert.equal(offSeg.Modality, 'SEG');
+    assert.equal(offSeg.PatientID, '', 'identity off (the default): no patient id');
+    assert.notEqual(offSeg.StudyInstanceUID, DEFAULT_IDENTIFIERS.studyInstanceUid);
+
+    const withIds = await ask(linked);
+    assert.ok(withIds.dicom, 'dicom present');
+    const seg = readDicom(Buffer.from(withIds.dicom.seg, 'base64'));
+    const sr = readDicom(Buffer.from(withIds.dicom.sr, 'base64'));
+    assert.equal(sr.Modality, 'SR');
+    for (const o of [seg, sr]) {
+      assert.equal(o.PatientID, DEFAULT_IDENTIFIERS.patientId, 'linked: the source patient');
+      assert.equal(o.StudyInstanceUID, DEFAULT_IDENTIFIERS.studyInstanceUid, 'linked: the source study');
+    }
+
+    const png = await post('/v1/analyze', { image: (await chestPng({ rightOpacity: 0.25 })).toString('base64') });
+    assert.equal(png.status, 200);
+    assert.equal(png.body.dicom, undefined);
+    assert.equal(png.body.dicomOmitted, undefined);
+  });
+
   test('file names are sanitised; logs hold no patient ids, file names or patient keys', async () => {
     assert.equal(sanitiseFileName('C:\\scans\\Ünïcode name.dcm'), 'Unicode_name.dcm');
     assert.equal(sanitiseFileName('...'), 'image');
@@ -281,6 +355,6 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.equal(STUDY_METADATA, segmentStage.STUDY_METADATA);
     const text = logs.join('\n');
     assert.ok(logs.length > 0);
-    for (const needle of ['PAT-API-0001', 'PAT-TREND-7', 'Chest', 'day-0.1', 'pt_']) assert.ok(!text.includes(needle), `log leaks ${needle}`);
+    for (const needle of ['PAT-API-0001', 'PAT-TREND-7', 'Chest', 'day-0.1', 'pt_', DEFAULT_IDENTIFIERS.patientId, 'Testperson']) assert.ok(!text.includes(needle), `log leaks ${needle}`);
   });
 });

@@ -43,6 +43,7 @@ before(() => {
     uploadsBucket: uploads, resultsBucket: results, key, messagingKey,
     ingestQueue: queue('Ingest'), scoreQueue: queue('Score'),
     pseudonymSecret: new secretsmanager.Secret(stack, 'Pseudonym', { encryptionKey: key }),
+    dicomIdentity: 'deidentified',
   });
   for (const a of batchNagAcknowledgements(batch, results, uploads)) Validations.of(a.construct).acknowledge({ id: a.id, reason: a.reason });
   t = Template.fromStack(stack);
@@ -56,6 +57,7 @@ describe('BatchInferenceConstruct', () => {
     assert.match(JSON.stringify(c.Image), /dkr\.ecr/);
     assert.equal(c.Environment.USE_CUDA, '1');
     assert.equal(c.Environment.MODEL_MANIFEST, '/app/models/cxr-unet-r18.json');
+    assert.equal(c.Environment.DICOM_IDENTITY, 'deidentified', 'the identity mode of seg.dcm/sr.dcm the construct was given');
     assert.ok(c.Environment.RESULTS_BUCKET && c.Environment.PSEUDONYM_SECRET_ARN && c.Environment.SOURCE_BUCKETS);
     assert.deepEqual(model.Properties.ExecutionRoleArn, { 'Fn::GetAtt': [lid(batch.sagemakerRole), 'Arn'] });
     assert.ok(asArray(model.DependsOn).includes(lid(batch.sagemakerPolicy)), 'model waits for the role policy (image pull)');

@@ -281,6 +281,7 @@ describe('functions', () => {
     assert.deepEqual(env.PSEUDONYM_SECRET_ARN, { Ref: lid(stack.storage.pseudonymSecret) });
     assert.equal(env.MODEL_MANIFEST, '/var/task/models/cxr-unet-r18.json');
     assert.equal(env.KEEP_SOURCE_KEYS, 'false', 'results keep no file names unless the deployer sets keepSourceKeys');
+    assert.equal(env.DICOM_IDENTITY, 'off', 'seg.dcm/sr.dcm carry no patient or study unless the deployer sets dicomIdentity');
     assert.equal(env.POWERTOOLS_SERVICE_NAME, 'cxr-opacity-segment');
     assert.equal(env.POWERTOOLS_METRICS_NAMESPACE, 'CxrOpacity');
     assert.equal(env.POWERTOOLS_LOG_LEVEL, 'INFO');
@@ -607,6 +608,18 @@ describe('outputs and settings', () => {
     assert.deepEqual(outputs.UploadsBucketName!.Value, { Ref: lid(stack.storage.uploadsBucket) });
   });
 
+  test('DICOM_IDENTITY (context dicomIdentity, default off) reaches every function that writes a SEG/SR: segment, analyze, SageMaker model', () => {
+    const fnEnv = (f: { node: { defaultChild?: unknown } }) => resources[lid(f)]!.Properties.Environment.Variables;
+    assert.equal(fnEnv(stack.pipeline.segmentFunction).DICOM_IDENTITY, 'off');
+    assert.equal(fnEnv(stack.api.analyzeFunction).DICOM_IDENTITY, 'off');
+    const models = ofType('AWS::SageMaker::Model');
+    assert.equal(models.length, 1);
+    assert.equal(models[0]![1].Properties.PrimaryContainer.Environment.DICOM_IDENTITY, 'off');
+    // The functions that write no DICOM object do not get it.
+    assert.equal(fnEnv(stack.pipeline.scoreFunction).DICOM_IDENTITY, undefined);
+    assert.equal(fnEnv(stack.api.apiFunction).DICOM_IDENTITY, undefined);
+  });
+
   test('context settings are validated', () => {
     const withContext = (context: Record<string, unknown>) => configFromContext(new App({ context }));
     assert.deepEqual(withContext({}), DEFAULT_CONFIG);
@@ -617,6 +630,9 @@ describe('outputs and settings', () => {
     assert.throws(() => withContext({ segmentBatchSize: 6 }), /segmentBatchSize/);
     assert.throws(() => withContext({ segmentConcurrency: 1 }), /segmentConcurrency/);
     assert.throws(() => withContext({ logRetentionDays: 'a year' }), /logRetentionDays/);
+    assert.equal(withContext({ dicomIdentity: 'linked' }).dicomIdentity, 'linked');
+    assert.equal(withContext({ dicomIdentity: 'Deidentified' }).dicomIdentity, 'deidentified');
+    assert.throws(() => withContext({ dicomIdentity: 'on' }), /dicomIdentity.*off, linked, deidentified/);
   });
 
   test('log retention rounds up to a value CloudWatch Logs accepts', () => {

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { data as dcmjsData } from 'dcmjs';
 import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
 import { S3Objects } from '../src/aws/s3-objects';
@@ -16,10 +17,11 @@ import { pseudonymise } from '../src/core/pseudonym';
 import { LOCAL_NAMES, startLocalStack, type LocalStack } from '../src/local/stack';
 import { imageIdFor } from '../src/pipeline/messages';
 import { parseStageMessage } from '../src/pipeline/message-schema';
-import type { SegmentationModel } from '../src/core';
+import { loadSeverityConfig, type SegmentationModel } from '../src/core';
 import { createInferenceServer, type InferenceServer } from '../functions/sagemaker/server';
 import { queuedModel } from '../functions/sagemaker/model-queue';
 import { chooseExecutionProviders } from '../functions/sagemaker/providers';
+import { DEFAULT_IDENTIFIERS, makeDicom } from './helpers/fixtures';
 import { writeTinyModel } from './helpers/tiny-model';
 import { chestPng } from './helpers/synthetic';
 
@@ -42,6 +44,7 @@ describe('SageMaker serving container (loopback, CPU, tiny model, s3rver)', () =
       model: new Promise<SegmentationModel>((res) => { release = res; }),
       pseudonymKey: 'test-pseudonym-key-0123456789',
       resultsBucket: LOCAL_NAMES.resultsBucket,
+      dicomOutputs: { identity: 'deidentified', severity: loadSeverityConfig() },
       log: { ...silentLogger, error: (m, e) => logs.push(`${m} ${JSON.stringify(e)}`) },
       allowedSourceBuckets: [LOCAL_NAMES.uploadsBucket],
       limits: { maxJsonBytes: 4096, maxImageBytes: 2 * 1024 * 1024, maxConcurrent: 2, maxBatch: 4 },
@@ -98,6 +101,31 @@ describe('SageMaker serving container (loopback, CPU, tiny model, s3rver)', () =
     }
     const opacity = await sharp(await getResult(msg.keys.opacity)).raw().toBuffer();
     assert.ok(opacity.some((v) => v > 0), 'opacity mask is not empty');
+    assert.equal(msg.keys.seg, undefined, 'a PNG input has no DICOM SEG');
+  });
+
+  test('JSON form on a DICOM upload: seg.dcm and sr.dcm in the results bucket, in the identity mode it was given (deidentified)', async () => {
+    const key = 'batch-images/chest.dcm';
+    const etag = await upload(key, makeDicom({ rows: 160, cols: 192 }));
+    const res = await invoke(JSON.stringify({ source: { bucket: LOCAL_NAMES.uploadsBucket, key, etag } }), 'application/json');
+    assert.equal(res.status, 200, logs.join('\n'));
+    const msg = parseStageMessage(await res.text());
+    assert.equal(msg.status, 'SEGMENTED');
+    if (msg.status !== 'SEGMENTED') return;
+    assert.ok(msg.keys.seg && msg.keys.sr, 'seg and sr are listed in the StageMessage');
+    const read = async (k: string) => {
+      const b = await getResult(k);
+      return dcmjsData.DicomMetaDictionary.naturalizeDataset(dcmjsData.DicomMessage.readFile(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer).dict);
+    };
+    const seg = await read(msg.keys.seg);
+    const sr = await read(msg.keys.sr);
+    assert.equal(seg.Modality, 'SEG');
+    assert.equal(sr.Modality, 'SR');
+    for (const o of [seg, sr]) {
+      assert.match(String(o.PatientID), /^pt_/, 'deidentified: the keyed patient pseudonym');
+      const text = JSON.stringify({ ...o, PixelData: undefined });
+      for (const v of Object.values(DEFAULT_IDENTIFIERS)) assert.ok(!text.includes(v), `deidentified: ${v} not in the object`);
+    }
   });
 
   test('raw PNG: masks and overlay come back as base64 PNGs with the meta', async () => {
