@@ -8,13 +8,14 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { data as dcmjsData } from 'dcmjs';
 import { loadModel } from '../layers/onnx/session';
 import { loadSeverityConfig, pngToMask, type SegmentationModel } from '../src/core';
-import { readSegFrames, type IdentityMode } from '../src/core/dicom-out';
+import { dicomIdentityFromEnv, readSegFrames, type IdentityMode } from '../src/core/dicom-out';
+import { analyzeMain } from '../src/cli/analyze';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/local/memory';
 import type { ResultItem } from '../src/pipeline/messages';
 import { runScoreStage } from '../src/pipeline/score-stage';
@@ -233,6 +234,39 @@ describe('DICOM SEG and SR for scored DICOM inputs', () => {
       }
       const ds = readDataset(bytes);
       assert.equal(ds.PatientID ?? '', '');
+    }
+  });
+
+  test('the identity setting: DICOM_IDENTITY (default off) for every entry point; the CLI option wins over it; unknown values refused', async () => {
+    assert.equal(dicomIdentityFromEnv({}), 'off');
+    assert.equal(dicomIdentityFromEnv({ DICOM_IDENTITY: '' }), 'off');
+    assert.equal(dicomIdentityFromEnv({ DICOM_IDENTITY: ' Linked ' }), 'linked');
+    assert.throws(() => dicomIdentityFromEnv({ DICOM_IDENTITY: 'on' }), /off, linked, deidentified/);
+
+    const dir = mkdtempSync(join(tmp, 'cli-'));
+    const file = join(dir, 'chest.dcm');
+    writeFileSync(file, makeDicom({ rows: ROWS, cols: COLS }));
+    const manifest = writeTinyModel(join(dir, 'model'), { size: 64 });
+    const saved = { env: process.env.DICOM_IDENTITY, log: console.log, error: console.error };
+    const errors: string[] = [];
+    console.log = () => undefined;
+    console.error = (...a: unknown[]) => { errors.push(a.join(' ')); };
+    try {
+      process.env.DICOM_IDENTITY = 'linked';
+      assert.equal(await analyzeMain([file, '--out', join(dir, 'bad'), '--dicom-identity', 'on', '--model', manifest]), 2);
+      assert.match(errors.join('\n'), /Unknown DICOM identity mode 'on'/);
+      const out = join(dir, 'out');
+      await analyzeMain([file, '--out', out, '--dicom-identity', 'off', '--model', manifest]);
+      const seg = readDataset(readFileSync(join(out, 'chest.dcm', 'seg.dcm')));
+      assert.equal(seg.PatientID ?? '', '', 'the option (off) wins over DICOM_IDENTITY=linked');
+      const fromEnv = join(dir, 'env');
+      await analyzeMain([file, '--out', fromEnv, '--model', manifest]);
+      assert.equal(readDataset(readFileSync(join(fromEnv, 'chest.dcm', 'seg.dcm'))).PatientID, DEFAULT_IDENTIFIERS.patientId, 'without the option, DICOM_IDENTITY');
+    } finally {
+      if (saved.env === undefined) delete process.env.DICOM_IDENTITY;
+      else process.env.DICOM_IDENTITY = saved.env;
+      console.log = saved.log;
+      console.error = saved.error;
     }
   });
 
