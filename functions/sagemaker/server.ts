@@ -6,7 +6,8 @@
  *  - `application/json` `{ "source": {bucket, key, etag?}, "patientKey"?, "studyKey"?, "stored"?, "batchId"? }`:
  *    the async path (patientKey/studyKey: pseudonyms the router made of the manifest's ids).
  *    SageMaker hands us the small JSON request object the router wrote; we run `runSegmentStage` exactly
- *    as the Lambda does (reads the upload, writes the masks and overlay to the results bucket, path
+ *    as the Lambda does (reads the upload, writes the masks and overlay, and for DICOM inputs seg.dcm/sr.dcm
+ *    with DICOM_IDENTITY's mode, to the results bucket, path
  *    'sagemaker') and answer with the StageMessage, which SageMaker writes to the async output location
  *    and the batch-result function forwards to the score queue. An image we cannot analyse is a FAILED
  *    StageMessage with status 200: it is a result, which the score stage records.
