@@ -416,7 +416,11 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
   });
   meta.window = window;
   const dicomSource = sourceRefs(ds, rows, cols, meta.pixelSpacingMm);
-  return { width: cols, height: rows, data, meta, identifiers, ...(dicomSource ? { dicomSource } : {}) };
+  const out: DecodedImage = { width: cols, height: rows, data, meta, identifiers };
+  // The source's patient/study attributes (for the `linked` DICOM outputs only) ride along non-enumerable, so no
+  // JSON.stringify, spread or log of a decoded image can carry them anywhere by accident.
+  if (dicomSource) Object.defineProperty(out, 'dicomSource', { value: dicomSource, enumerable: false });
+  return out;
 }
 
 /** Patient and General Study (and Patient Study) module attributes that the `linked` identity mode carries. */
