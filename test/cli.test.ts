@@ -10,6 +10,7 @@ import { startMain } from '../src/local/start';
 import { makeDicom } from './helpers/fixtures';
 import { chestPixels, chestPng } from './helpers/synthetic';
 import { writeTinyModel } from './helpers/tiny-model';
+import { capture } from './helpers/capture';
 
 async function inputs() {
   const dir = mkdtempSync(join(tmpdir(), 'cxr-cli-'));
@@ -21,20 +22,6 @@ async function inputs() {
   writeFileSync(join(dir, 'in', 'broken.jpg'), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10]));
   return { dir, model: writeTinyModel(join(dir, 'model'), { size: 128 }) };
 }
-
-const capture = async (fn: () => Promise<number>) => {
-  const out: string[] = [];
-  const log = console.log;
-  const err = process.stderr.write.bind(process.stderr);
-  console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    return { code: await fn(), out: out.join('\n') };
-  } finally {
-    console.log = log;
-    process.stderr.write = err;
-  }
-};
 
 describe('command line', () => {
   test('collectInputs walks folders, keeps image files and extension-less DICOMs, names outputs uniquely', async () => {

@@ -23,6 +23,7 @@ import type { ResultItem } from '../src/pipeline/messages';
 import type { ObjectStore } from '../src/pipeline/ports';
 import { chestPng } from './helpers/synthetic';
 import { writeTinyModel } from './helpers/tiny-model';
+import { capture } from './helpers/capture';
 
 const bytes = (s: string) => Buffer.byteLength(s, 'utf8');
 /** A name of exactly n UTF-8 bytes ending in `ext`, mixing ASCII and two-byte characters. */
@@ -115,20 +116,6 @@ describe('names and sizes through the CLI and npm start', () => {
     truncateSync(join(dir, 'in', big), 1024 ** 3);
     model = writeTinyModel(join(dir, 'model'), { size: 128 });
   });
-
-  const capture = async (fn: () => Promise<number>) => {
-    const out: string[] = [];
-    const log = console.log;
-    const err = process.stderr.write.bind(process.stderr);
-    console.log = (...a: unknown[]) => { out.push(a.join(' ')); };
-    process.stderr.write = (() => true) as typeof process.stderr.write;
-    try {
-      return { code: await fn(), out: out.join('\n') };
-    } finally {
-      console.log = log;
-      process.stderr.write = err;
-    }
-  };
 
   test('output names stay within the file-system limit and unique', () => {
     const inputs = collectInputs([join(dir, 'in')]);
