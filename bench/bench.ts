@@ -6,7 +6,7 @@
  *   npm run bench -- [--reps N] [--quick]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -195,6 +195,7 @@ async function main() {
   console.log(md);
 }
 
+/* eslint-disable @typescript-eslint/no-explicit-any -- renders the results JSON it has just written */
 function toMarkdown(r: Record<string, any>): string {
   const L: string[] = [`# Benchmark (${r.date})`, '', `Machine: ${r.machine.cpus} x ${r.machine.cpu}, Node ${r.machine.node}. Model ${r.model} at ${r.modelSize}x${r.modelSize}, onnxruntime-node with ${r.threads} threads. Stage inputs: ${r.stageInput}. Times in ms, median [p10-p90].`, ''];
   L.push('## Per stage', '', '| stage | ' + Object.keys(r.stages).join(' | ') + ' |', '|---|' + Object.keys(r.stages).map(() => '---').join('|') + '|');
@@ -218,6 +219,7 @@ function toMarkdown(r: Record<string, any>): string {
   } else L.push(`PyTorch comparison skipped: ${r.pytorch?.skipped}`, '');
   return L.join('\n');
 }
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 main().catch((e) => {
   console.error(e);

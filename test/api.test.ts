@@ -62,7 +62,7 @@ function restEvent(method: string, path: string, opts: {
   } as APIGatewayProxyEvent;
 }
 
-interface Call { status: number; body: any; raw: APIGatewayProxyResult }
+interface Call { status: number; body: any; raw: APIGatewayProxyResult } // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON bodies, checked by the assertions
 
 describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
   let p: LocalPipeline;
@@ -275,6 +275,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
   });
 
   /** A DICOM Part 10 object read back with dcmjs, naturalized. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a naturalized dataset is untyped
   const readDicom = (bytes: Uint8Array): Record<string, any> => {
     assert.equal(Buffer.from(bytes.subarray(128, 132)).toString('latin1'), 'DICM', 'a Part 10 file');
     const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;

@@ -137,7 +137,7 @@ describe('render', () => {
     const at = (x: number, y: number) => Array.from(data.slice((y * W + x) * 3, (y * W + x) * 3 + 3));
     assert.deepEqual(at(0, 0), [128, 128, 128]);
     const o = at(11, 15);
-    assert.ok(o[0] > o[2] + 50, `opacity is orange: ${o}`);
+    assert.ok(o[0] > o[2] + 50, `opacity is orange: ${o.join(',')}`);
     assert.deepEqual(at(3, 15), [0, 220, 255], 'right lung outline cyan');
     assert.deepEqual(at(36, 15), [255, 0, 200], 'left lung outline magenta');
     const small = await sharp(await renderOverlay(img, masks, { maxSide: 20 })).metadata();

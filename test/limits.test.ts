@@ -126,6 +126,7 @@ describe('names and sizes through the CLI and npm start', () => {
 
   test('cxr-opacity analyze: one row per input, the 1 GiB file TOO_LARGE without being read', async () => {
     const read: string[] = [];
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(this, ...)
     const get = FileBackedObjects.prototype.get;
     FileBackedObjects.prototype.get = function (this: FileBackedObjects, b: string, k: string) { read.push(k); return get.call(this, b, k); };
     const rss0 = peakRssMb();

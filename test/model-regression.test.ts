@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { loadModel } from '../layers/onnx/session';
 import { evaluateDataset, type EvalSummary } from '../src/eval/evaluate';
 import { DEFAULT_MODEL_MANIFEST } from '../src/local/pipeline';

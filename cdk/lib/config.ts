@@ -93,9 +93,10 @@ function identityContext(scope: Construct, key: string, fallback: IdentityMode):
   const raw: unknown = scope.node.tryGetContext(key);
   if (raw === undefined || raw === null || raw === '') return fallback;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- an object reads "[object Object]", which parseIdentityMode refuses
     return parseIdentityMode(String(raw));
   } catch (e) {
-    throw new Error(`context ${key}: ${(e as Error).message}`);
+    throw new Error(`context ${key}: ${(e as Error).message}`, { cause: e });
   }
 }
 

@@ -186,6 +186,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     };
     if (item.status === 'SCORED' && keys) {
       const [overlay, lung, lungRight, lungLeft, opacity, result, seg, sr] = await Promise.all(
+        // eslint-disable-next-line @typescript-eslint/await-thenable -- absent keys map to undefined, which Promise.all passes through
         [keys.overlay, keys.lung, keys.lungRight, keys.lungLeft, keys.opacity, keys.result, keys.seg, keys.sr]
           .map((k) => (k ? presignGet(k) : undefined)),
       ) as [string, string, string, string, string, string, string | undefined, string | undefined];
@@ -198,6 +199,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     return out;
   }
 
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- ApiLogger is a plain object of functions (handler.ts); `...log` relies on it too
   const app = new Router({ logger: { ...log, critical: log.error, trace: log.debug } as never });
 
   // ---- errors: one JSON shape everywhere ----

@@ -69,7 +69,6 @@ export interface InferenceServer {
   close(): Promise<void>;
 }
 
-
 const RAW_TYPES = new Set(['application/dicom', 'image/png', 'image/jpeg', 'image/jpg', 'application/octet-stream']);
 const JSON_TYPES = new Set(['application/json', 'text/json']);
 

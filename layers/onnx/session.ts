@@ -29,7 +29,7 @@ export function validateManifest(m: unknown, source: string): ModelManifest {
   const o = m as ModelManifest;
   if (typeof o.name !== 'string' || typeof o.version !== 'string') fail('name and version must be strings');
   if (typeof o.file !== 'string' || !/^[0-9a-f]{64}$/.test(String(o.sha256))) fail('file and a hex sha256 are required');
-  if (!o.input || !Number.isInteger(o.input.size) || o.input.size < 8) fail("input.size must be an integer >= 8");
+  if (!o.input || !Number.isInteger(o.input.size) || o.input.size < 8) fail('input.size must be an integer >= 8');
   if (o.input.resize !== 'stretch') fail(`input.resize "${String(o.input.resize)}" is not supported (only "stretch")`);
   const nrm = o.input.normalization;
   if (!nrm || !(nrm.std > 0) || typeof nrm.mean !== 'number') fail('input.normalization needs mean and std > 0');

@@ -501,7 +501,7 @@ function renderMarkdown(c: Cfg): string {
     p(`### ${k === 'icu' ? 'ICU admission' : 'Death'}: p = 1 / (1 + exp(-(${m.intercept} + ${m.coef} x ${xs})))`);
     p();
     p(`- n = ${m.n} patients, ${m.events} events; opacity % range ${m.featureRange[0]}-${m.featureRange[1]}. ${m.fit.method}; converged: ${m.fit.converged}.`);
-    p(`- Feature shape chosen by cross-validated Brier among ${Object.entries(m.cvBrierByTransform).map(([t, b]) => `${t} ${b}`).join(', ')}: **${m.transform}**.`);
+    p(`- Feature shape chosen by cross-validated Brier among ${Object.entries(m.cvBrierByTransform as Record<string, number>).map(([t, b]) => `${t} ${b}`).join(', ')}: **${m.transform}**.`);
     p(`- Slope ${m.coef} (bootstrap 95% CI ${m.coefCi95[0]}-${m.coefCi95[1]}).`);
     p(`- Predicted risk at ${Object.keys(m.riskAt).join(' / ')}: ${Object.values(m.riskAt).map((v) => pc(v as number)).join(' / ')}.`);
     p(`- Brier score, ${m.cvMethod}: **${m.cvBrier}** vs ${m.cvBrierBaseline} for the event rate alone (apparent, in-sample: ${m.apparentBrier}); cross-validated AUC ${m.cvAuc}.`);
@@ -578,4 +578,3 @@ if (require.main === module) {
     process.exit(1);
   });
 }
-

@@ -42,7 +42,6 @@ function outline(m: Mask, r: number): Uint8Array {
   return out;
 }
 
-
 export interface OverlayOptions {
   /** The longer side of the overlay in pixels at most (the masks stay at full size). */
   maxSide?: number;

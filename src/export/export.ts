@@ -85,7 +85,7 @@ function toExportJson(v: AttributeValue): unknown {
   if (v.BS !== undefined) return { BS: v.BS.map((b) => Buffer.from(b).toString('base64')) };
   if (v.L !== undefined) return { L: v.L.map(toExportJson) };
   if (v.M !== undefined) return { M: Object.fromEntries(Object.entries(v.M).map(([k, e]) => [k, toExportJson(e)])) };
-  const [[type, val]] = Object.entries(v).filter(([, x]) => x !== undefined);
+  const [[type, val]]: [string, unknown][] = Object.entries(v).filter(([, x]) => x !== undefined);
   return { [type]: val };
 }
 

@@ -55,6 +55,7 @@ export interface PseudonymousIds {
 /** The deployer setting that keeps file names (KEEP_SOURCE_KEYS, CDK context keepSourceKeys): only "true" turns it on. */
 export const keepSourceKeysFromEnv = (env: Record<string, string | undefined>): boolean => env.KEEP_SOURCE_KEYS === 'true';
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 
 /** Text from an input, made safe to store and log: control characters (CR, LF, ESC...) removed, length-limited. */

@@ -39,8 +39,10 @@ export async function inspectPage(chromium: string, file: string, screenshot: st
   const toBrowser = proc.stdio[3] as Writable;
   const fromBrowser = proc.stdio[4] as Readable;
   let nextId = 1;
+  /* eslint-disable @typescript-eslint/no-explicit-any -- DevTools protocol messages are untyped JSON */
   const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   const listeners: Array<(m: any) => void> = [];
+  /* eslint-enable @typescript-eslint/no-explicit-any */
   let buf = '';
   fromBrowser.on('data', (d: Buffer) => {
     buf += d.toString('utf8');
@@ -62,6 +64,7 @@ export async function inspectPage(chromium: string, file: string, screenshot: st
     for (const p of pending.values()) p.reject(new Error(`chromium exited: ${stderr.slice(-2000)}`));
     resolve();
   }));
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- DevTools protocol results are untyped JSON
   const send = (method: string, params: object = {}, sessionId?: string): Promise<any> => new Promise((resolve, reject) => {
     const id = nextId++;
     pending.set(id, { resolve, reject });
@@ -77,6 +80,7 @@ export async function inspectPage(chromium: string, file: string, screenshot: st
     listeners.push((m) => {
       if (m.sessionId !== sessionId) return;
       if (m.method === 'Runtime.consoleAPICalled' && ['error', 'assert'].includes(m.params.type)) {
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any -- DevTools protocol values are untyped JSON
         errors.push(`console.${m.params.type}: ${m.params.args.map((a: any) => a.value ?? a.description).join(' ')}`);
       } else if (m.method === 'Runtime.exceptionThrown') {
         errors.push(`exception: ${m.params.exceptionDetails.exception?.description ?? m.params.exceptionDetails.text}`);

@@ -293,6 +293,7 @@ function first(v: unknown): unknown {
 function num(v: unknown): number | undefined {
   const x = first(v);
   if (x === undefined || x === null || x === '') return undefined;
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- an object reads "[object Object]", NaN, so undefined
   const n = typeof x === 'number' ? x : Number(String(x).trim());
   return Number.isFinite(n) ? n : undefined;
 }
@@ -480,7 +481,7 @@ function lutItem(seq: unknown, signedInput: boolean): VoiLut | undefined {
   const raw = item.LUTData;
   if (Array.isArray(raw) && raw.length > 0 && typeof raw[0] === 'number') data = raw as number[];
   else {
-    const buf = Array.isArray(raw) ? raw[0] : raw;
+    const buf: unknown = Array.isArray(raw) ? raw[0] : raw;
     if (buf instanceof ArrayBuffer && buf.byteLength >= entries * 2) data = new Uint16Array(buf, 0, entries);
     else if (ArrayBuffer.isView(buf) && buf.byteLength >= entries * 2) {
       const copy = new Uint8Array(entries * 2);
