@@ -4,6 +4,7 @@
  * onnxruntime (they run in a small Node function; this one runs in the container image).
  */
 import { randomUUID } from 'node:crypto';
+import sharp from 'sharp';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
 import type { IdentityMode } from '../../src/core/dicom-out/identity';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../../src/local/memory';
@@ -16,8 +17,25 @@ export type AnalyzeOutcome =
   | { ok: true; item: ResultItem; overlayPng: Uint8Array; dicom?: { seg: Uint8Array; sr: Uint8Array } }
   | { ok: false; code: string; reason: string };
 
+/**
+ * The overlay PNG made to take at most maxBytes: as it is when it fits, else downscaled (by the square root
+ * of the size ratio, with a margin, until it fits). The pipeline's overlay is up to 2048 px on its longer
+ * side, which for a noisy film can be 3-4 MB of PNG: too much for a synchronous response.
+ */
+export async function fitOverlay(png: Uint8Array, maxBytes: number): Promise<Uint8Array> {
+  let out = png;
+  const { width = 1, height = 1 } = await sharp(png).metadata();
+  let side = Math.max(width, height);
+  for (let i = 0; i < 8 && out.length > maxBytes && side > 64; i++) {
+    side = Math.max(64, Math.floor(side * Math.sqrt(maxBytes / out.length) * 0.9));
+    out = await sharp(png).resize({ width: side, height: side, fit: 'inside' }).png({ compressionLevel: 9 }).toBuffer();
+  }
+  return out;
+}
+
 export async function analyzeImage(
   bytes: Uint8Array, model: SegmentationModel, severity: SeverityConfig, now: () => Date, identity: IdentityMode = 'off',
+  maxOverlayBytes = Infinity,
 ): Promise<AnalyzeOutcome> {
   const objects = new MemoryObjects();
   const bucket = 'analyze';
@@ -33,7 +51,7 @@ export async function analyzeImage(
   const { item } = await runScoreStage(msg, {
     objects, results: new MemoryResults(), severity, resultsBucket: bucket, log: silentLogger, now,
   });
-  const overlayPng = (await objects.get(bucket, msg.keys.overlay)).body;
+  const overlayPng = await fitOverlay((await objects.get(bucket, msg.keys.overlay)).body, maxOverlayBytes);
   const { seg, sr } = msg.keys;
   if (!seg || !sr) return { ok: true, item, overlayPng };
   return { ok: true, item, overlayPng, dicom: { seg: (await objects.get(bucket, seg)).body, sr: (await objects.get(bucket, sr)).body } };

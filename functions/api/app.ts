@@ -12,7 +12,7 @@
  * Every error is JSON `{ "error": { "code", "message" } }`. Logs carry codes and counts, never
  * patient keys, object keys or file names.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
@@ -42,6 +42,12 @@ export const MAX_ANALYZE_BYTES = 4 * 1024 * 1024;
  * for the rest of the result. Above it the response leaves them out (dicomOmitted) rather than failing.
  */
 export const MAX_ANALYZE_RESPONSE_BYTES = 5 * 1024 * 1024;
+/**
+ * Largest overlay PNG in a /v1/analyze response (2 MiB once base64): a larger one is sent downscaled
+ * (functions/api/analyze.ts fitOverlay), so a PNG/JPEG response stays near 2 MB whatever the image. The
+ * full-size overlay comes with POST /v1/uploads.
+ */
+export const MAX_ANALYZE_OVERLAY_BYTES = 1.5 * 1024 * 1024;
 export const UPLOAD_PREFIX = 'uploads/';
 /**
  * The upload metadata the segment stage reads (src/pipeline/segment-stage.ts PATIENT_METADATA and
@@ -51,6 +57,71 @@ export const UPLOAD_PREFIX = 'uploads/';
 export const PATIENT_METADATA = 'patient-id';
 export const STUDY_METADATA = 'study-id';
 const PAGE_MAX = 100;
+
+/**
+ * The routes, by openapi operationId (api/openapi.yaml; test/api-contract.test.ts checks they are the same),
+ * with API Gateway's `{param}` templates. The router, the 405 Allow header and the local server
+ * (src/local/api-server.ts, which fills `resource` and `pathParameters` as API Gateway does) all read this.
+ */
+export const API_ROUTES = {
+  createUpload: { method: 'POST', resource: '/v1/uploads' },
+  getUpload: { method: 'GET', resource: '/v1/uploads/{uploadId}' },
+  getImage: { method: 'GET', resource: '/v1/images/{imageId}' },
+  listPatientImages: { method: 'GET', resource: '/v1/patients/{patientKey}/images' },
+  analyze: { method: 'POST', resource: '/v1/analyze' },
+} as const;
+export type ApiRoute = (typeof API_ROUTES)[keyof typeof API_ROUTES];
+
+/** The route whose template `path` matches, with its path parameters, for each method that has one. */
+export function matchRoutes(path: string): { route: ApiRoute; pathParameters: Record<string, string> }[] {
+  const segs = path.replace(/\/+$/, '').split('/');
+  const out: { route: ApiRoute; pathParameters: Record<string, string> }[] = [];
+  for (const route of Object.values(API_ROUTES)) {
+    const tpl = route.resource.split('/');
+    if (tpl.length !== segs.length) continue;
+    const params: Record<string, string> = {};
+    const ok = tpl.every((t, i) => {
+      const name = /^\{(\w+)\}$/.exec(t)?.[1];
+      if (!name) return t === segs[i];
+      if (segs[i] === '') return false;
+      try {
+        params[name] = decodeURIComponent(segs[i]);
+      } catch {
+        return false;
+      }
+      return true;
+    });
+    if (ok) out.push({ route, pathParameters: params });
+  }
+  return out;
+}
+
+const routerPath = (r: ApiRoute) => r.resource.replace(/\{(\w+)\}/g, ':$1') as `/${string}`;
+
+/**
+ * Upload ids are UUIDv7 (RFC 9562): the first 48 bits are the issue time in ms, and 32 of the random bits
+ * are a check over the rest. So `GET /v1/uploads/{uploadId}` can tell, without storing anything, an id this
+ * API never issued (404 at once) and one whose upload URL expired unused (404 after UPLOAD_URL_TTL_S),
+ * instead of answering AWAITING_UPLOAD forever. The check is not a secret: it catches mistyped and made-up
+ * ids, not forgeries (every call is IAM-authorised anyway).
+ */
+export function newUploadId(at: Date): string {
+  const b = randomBytes(16);
+  b.writeUIntBE(at.getTime(), 0, 6);
+  b[6] = 0x70 | (b[6] & 0x0f);
+  b[8] = 0x80 | (b[8] & 0x3f);
+  uploadIdCheck(b).copy(b, 12);
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+const uploadIdCheck = (b: Buffer) => createHash('sha256').update(b.subarray(0, 12)).digest().subarray(0, 4);
+
+/** When an upload id was issued, or undefined for an id this API did not issue. */
+export function uploadIdIssuedAt(uploadId: string): Date | undefined {
+  const b = Buffer.from(uploadId.replace(/-/g, ''), 'hex');
+  if (b.length !== 16 || b[6] >> 4 !== 7 || !uploadIdCheck(b).equals(b.subarray(12))) return undefined;
+  return new Date(b.readUIntBE(0, 6));
+}
 
 export interface ApiLogger {
   info(message: string, extra?: Record<string, unknown>): void;
@@ -100,6 +171,8 @@ const errorBody = (statusCode: number, code: string, message: string, details?: 
 // ---- request schemas (zod implements Standard Schema, which the router validates with) ----
 
 const CONTENT_TYPES = ['image/png', 'image/jpeg', 'application/dicom', 'application/octet-stream'] as const;
+/** Request types whose bodies arrive base64 (the API's binaryMediaTypes; cdk/lib/api.ts lists the same). */
+export const BINARY_MEDIA_TYPES: readonly string[] = CONTENT_TYPES;
 const idText = z.string().trim().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'printable ASCII only');
 
 export const UploadRequest = z.object({
@@ -212,7 +285,15 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       : list.length > 0 ? list.map((i) => `${i.path}: ${i.message}`).join('; ') : 'the request is not valid';
     return errorBody(400, 'VALIDATION_FAILED', message, list.length > 0 ? list : undefined);
   });
-  app.notFound(async () => errorBody(404, 'ROUTE_NOT_FOUND', 'no such route'));
+  // The router has no 405 of its own: a path that matches a route for other methods gets 405 and Allow.
+  app.notFound(async (_e, { req }) => {
+    const path = new URL(req.url).pathname;
+    const allow = [...new Set(matchRoutes(path).map((m) => m.route.method))];
+    if (allow.length === 0) return errorBody(404, 'ROUTE_NOT_FOUND', `no such route: the API's routes are ${Object.values(API_ROUTES).map((r) => `${r.method} ${r.resource}`).join(', ')}`);
+    const res = errorBody(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allow.join(' or ')}`);
+    res.headers.set('allow', allow.join(', '));
+    return res;
+  });
   app.methodNotAllowed(async () => errorBody(405, 'METHOD_NOT_ALLOWED', 'method not allowed on this route'));
   app.errorHandler(ApiError, async (e) => errorBody(e.statusCode, e.code, e.message));
   // HttpError is abstract; the registry matches its subclasses with instanceof.
@@ -226,14 +307,14 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   void NotFoundError; void MethodNotAllowedError;
 
   // ---- POST /v1/uploads ----
-  app.post('/v1/uploads', async ({ valid }) => {
+  app.post(routerPath(API_ROUTES.createUpload), async ({ valid }) => {
     const body = valid.req.body;
     const maxBytes = deps.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES;
     if (body.size > maxBytes) {
       log.info('upload refused', { code: 'TOO_LARGE' });
       throw new ApiError(413, 'TOO_LARGE', `an upload of ${formatBytes(body.size)} (${body.size} bytes) is over the limit of ${formatBytes(maxBytes)} (${maxBytes} bytes) for one image; check that it is a single chest X-ray, or downscale it`);
     }
-    const uploadId = randomUUID();
+    const uploadId = newUploadId(now());
     const key = uploadKeyFor(uploadId, body.fileName, deps.keepSourceKeys);
     const metadata: Record<string, string> = {};
     if (body.patientId) metadata[PATIENT_METADATA] = body.patientId;
@@ -260,11 +341,21 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   }, { validation: { req: { body: UploadRequest } } });
 
   // ---- GET /v1/uploads/{uploadId}: the imageId is only known once the object (and its ETag) exists ----
-  app.get('/v1/uploads/:uploadId', async ({ valid }) => {
+  app.get(routerPath(API_ROUTES.getUpload), async ({ valid }) => {
     const { uploadId } = valid.req.path;
     const listed = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.uploadsBucket, Prefix: `${UPLOAD_PREFIX}${uploadId}/`, MaxKeys: 1 }));
     const obj = listed.Contents?.[0];
-    if (!obj?.Key) return json(200, { uploadId, status: 'AWAITING_UPLOAD' });
+    if (!obj?.Key) {
+      const issued = uploadIdIssuedAt(uploadId);
+      const age = issued ? now().getTime() - issued.getTime() : NaN;
+      // The URL's own lifetime, plus a minute for a PUT that started just before it expired.
+      if (!(age >= -60_000 && age <= (UPLOAD_URL_TTL_S + 60) * 1000)) {
+        throw new ApiError(404, 'UPLOAD_NOT_FOUND', issued
+          ? 'nothing was uploaded for this uploadId and its upload URL has expired: create a new upload (POST /v1/uploads)'
+          : 'no upload has this uploadId: use the uploadId that POST /v1/uploads returned');
+      }
+      return json(200, { uploadId, status: 'AWAITING_UPLOAD' });
+    }
     const imageId = imageIdFor({ bucket: deps.uploadsBucket, key: obj.Key, etag: obj.ETag?.replace(/"/g, '') });
     const item = await results.get(imageId);
     if (!item) return json(200, { uploadId, imageId, status: 'PROCESSING', imageUrl: `/v1/images/${imageId}` });
@@ -272,14 +363,14 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   }, { validation: { req: { path: uploadIdPath } } });
 
   // ---- GET /v1/images/{imageId} ----
-  app.get('/v1/images/:imageId', async ({ valid }) => {
+  app.get(routerPath(API_ROUTES.getImage), async ({ valid }) => {
     const item = await results.get(valid.req.path.imageId);
     if (!item) throw new ApiError(404, 'IMAGE_NOT_FOUND', 'no result for this imageId (unknown, or still being processed)');
     return json(200, await view(item));
   }, { validation: { req: { path: imageIdPath } } });
 
   // ---- GET /v1/patients/{patientKey}/images ----
-  app.get('/v1/patients/:patientKey/images', async ({ valid }) => {
+  app.get(routerPath(API_ROUTES.listPatientImages), async ({ valid }) => {
     const { patientKey } = valid.req.path;
     const { limit = 50, nextToken, order = 'asc' } = valid.req.query;
     const k = RESULTS_TABLE_KEYS.byPatient;
@@ -304,7 +395,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   }, { validation: { req: { path: patientPath, query: listQuery } } });
 
   // ---- POST /v1/analyze ----
-  app.post('/v1/analyze', async ({ event, req }) => {
+  app.post(routerPath(API_ROUTES.analyze), async ({ event, req }) => {
     const bytes = analyzeBody(event as APIGatewayProxyEvent, req.headers.get('content-type'));
     if (bytes.length === 0) throw new ApiError(422, 'EMPTY', 'the request carries no image');
     if (bytes.length > MAX_ANALYZE_BYTES) {
@@ -313,7 +404,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     const m = await getModel();
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on this route only (see analyze.ts)
     const { analyzeImage } = require('./analyze') as typeof import('./analyze');
-    const outcome = await analyzeImage(bytes, m, deps.severity, now, deps.dicomIdentity);
+    const outcome = await analyzeImage(bytes, m, deps.severity, now, deps.dicomIdentity, MAX_ANALYZE_OVERLAY_BYTES);
     if (!outcome.ok) {
       log.info('analyze rejected input', { code: outcome.code });
       throw new ApiError(422, outcome.code, outcome.reason);
