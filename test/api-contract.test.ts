@@ -29,7 +29,7 @@ const SPEC = join(__dirname, '..', 'api', 'openapi.yaml');
 /** Lambda's synchronous response payload limit (6 MB). */
 const LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024;
 
-interface Res { status: number; headers: Headers; text: string; body: any }
+interface Res { status: number; headers: Headers; text: string; body: any } // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON bodies, checked by the assertions
 
 describe('API contract (api/openapi.yaml) over the local API server', () => {
   let api: LocalApi;
@@ -52,7 +52,7 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
     return { status: r.status, headers: r.headers, text, body: text ? JSON.parse(text) : undefined };
   };
   /** Validates a response against the operation's documented response for its status; records it. */
-  const conforms = (operationId: keyof typeof API_ROUTES, r: Res): any => {
+  const conforms = (operationId: keyof typeof API_ROUTES, r: Res): any => { // eslint-disable-line @typescript-eslint/no-explicit-any -- returns the JSON body it validated
     assert.equal(r.headers.get('content-type'), 'application/json', `${operationId} ${r.status}: JSON`);
     const documented = spec.getOperation(operationId)?.responses?.[String(r.status)];
     assert.ok(documented, `${operationId} answered ${r.status}, which api/openapi.yaml does not document: ${r.text.slice(0, 300)}`);
@@ -62,6 +62,7 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
     return r.body;
   };
   /** An error body: the Error schema (as every documented error response carries it). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a JSON body
   const isError = (body: any, code: string) => {
     const v = spec.validateResponse(body, 'getImage', 404);
     assert.equal(v.errors, null, JSON.stringify(v.errors));
