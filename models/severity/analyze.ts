@@ -449,7 +449,7 @@ function renderMarkdown(c: Cfg): string {
     const signs = biases.map((b) => Math.sign(b.meanDifferenceModelMinusManual.value));
     p(signs.some((x) => x > 0) && signs.some((x) => x < 0)
       ? 'The biases have opposite signs on the two sets: gb_covid_seg draws the lungs larger than the calibration data (so its opacity % is lower), covidqu draws opacity coarser (so its opacity % is higher), and neither shares both definitions with covid_rural_ar. They bracket the model; no single held-out set can fit a correction toward the calibration data\'s definition, so none is applied before the grades and risks. The MAE is the per-image uncertainty a reader should keep in mind.'
-      : 'The biases have the same sign on both held-out sets: the grades and risks inherit this bias (no correction is applied yet).');    p();
+      : 'The biases have the same sign on both held-out sets: the grades and risks inherit this bias (no correction is applied yet).'); p();
   }
   p('## Calibration data');
   p();
