@@ -2,6 +2,8 @@
  * Makes docs/overlay-example.png for the README: a synthetic chest phantom (no patient image may be
  * redistributed here) with a hazy patch in the patient's right lower zone, run through the real
  * pipeline stages and the committed model.   npx tsx docs/make-overlay-example.ts
+ * Since model 2.0.0 the non-chest guard refuses the phantom (it is a drawing, not a radiograph) and the script
+ * stops with that refusal; the committed picture was made with model 1.0.0 (README says so).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
