@@ -202,6 +202,32 @@ describe('severity scales and config', () => {
     assert.equal(r.mortality, 1 / (1 + Math.exp(-(-3 + Math.sqrt(40)))));
     assert.throws(() => validateSeverityConfig({ ...cfg, risk: { ...cfg.risk, icu: { ...cfg.risk.icu, transform: 'toString' } } }, 't'), /risk\.icu"\.transform/);
   });
+  test('fitted levels (the committed severity.json): a speck is no involvement, on the extent and the zone scale', () => {
+    const real = loadSeverityConfig();
+    assert.ok(real.geographicExtent.levels && real.zones.levels, 'severity.json carries fitted levels');
+    assert.ok(real.geographicExtent.levels.minInvolvedPct >= 1 && real.zones.levels.minInvolvedPct >= 1, 'minimum involved share of at least 1%');
+    // a 400x300 image, lungs 150x200 each, and a 17-pixel speck in the right lung (0.06% of that lung)
+    const w = 400, h = 300;
+    const mk = (f: (x: number, y: number) => boolean): Mask => {
+      const m: Mask = { width: w, height: h, data: new Uint8Array(w * h) };
+      for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (f(x, y)) m.data[y * w + x] = 1;
+      return m;
+    };
+    const masks = {
+      lungRight: mk((x, y) => x >= 30 && x < 180 && y >= 50 && y < 250),
+      lungLeft: mk((x, y) => x >= 220 && x < 370 && y >= 50 && y < 250),
+      opacity: mk((x, y) => y === 200 && x >= 100 && x < 117),
+    };
+    const s = scoreMasks(masks, real);
+    assert.equal(s.opacityAreaPx.right, 17);
+    assert.equal(s.geographicExtent.total, 0);
+    assert.equal(s.zones.total, 0);
+    assert.equal(s.grade.label, 'none');
+    // the same lung half opaque is involvement on both scales
+    const half = scoreMasks({ ...masks, opacity: mk((x, y) => x >= 30 && x < 180 && y >= 150 && y < 250) }, real);
+    assert.ok(half.geographicExtent.right >= 2 && half.zones.right.lower >= 2 && half.zones.right.upper === 0, JSON.stringify(half.zones));
+  });
+
   test('the committed models/severity.json loads and validates', () => {
     const c = loadSeverityConfig();
     assert.match(c.version, /^\d+\.\d+\.\d+$/);
