@@ -11,6 +11,7 @@ import { makeDicom } from './helpers/fixtures';
 import { chestPixels, chestPng } from './helpers/synthetic';
 import { writeTinyModel } from './helpers/tiny-model';
 import { capture } from './helpers/capture';
+import { data as dcmjsData } from 'dcmjs';
 
 async function inputs() {
   const dir = mkdtempSync(join(tmpdir(), 'cxr-cli-'));
@@ -59,5 +60,19 @@ describe('command line', () => {
     const usage = await capture(() => startMain([]));
     assert.equal(usage.code, 2);
     assert.match(usage.out, /usage: npm start --/);
+  });
+
+  test('npm start --dicom-identity: deidentified SEG/SR beside a DICOM input; an unknown mode is refused before anything runs', async () => {
+    const { dir, model } = await inputs();
+    const out = join(dir, 'out-identity');
+    const { code, out: stdout } = await capture(() => startMain([join(dir, 'in', 'sub'), '--out', out, '--model', model, '--dicom-identity', 'deidentified']));
+    assert.equal(code, 0, stdout);
+    const seg = readFileSync(join(out, 'b', 'seg.dcm'));
+    const ds = dcmjsData.DicomMetaDictionary.naturalizeDataset(dcmjsData.DicomMessage.readFile(seg.buffer.slice(seg.byteOffset, seg.byteOffset + seg.byteLength) as ArrayBuffer).dict) as { Modality: string; PatientID: string };
+    assert.equal(ds.Modality, 'SEG');
+    assert.match(ds.PatientID, /^pt_/, 'deidentified: the keyed patient pseudonym');
+    assert.ok(existsSync(join(out, 'b', 'sr.dcm')));
+    const bad = await capture(() => startMain([join(dir, 'in', 'sub'), '--out', out, '--model', model, '--dicom-identity', 'bogus']));
+    assert.equal(bad.code, 2);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * `npm start -- <files or folders...> [--out DIR] [--data-dir DIR] [--concurrency N]`
+ * `npm start -- <files or folders...> [--out DIR] [--data-dir DIR] [--concurrency N] [--dicom-identity MODE]`
  * Starts the embedded S3 and DynamoDB stand-ins, uploads the inputs, lets the object-created events
  * drive the same segment and score handlers as on AWS, and prints the results.
  */
@@ -18,17 +18,21 @@ import { writeReport } from '../report/write';
 import { mappingEntry, writeSourceMapping } from './source-mapping';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
 import { LOCAL_NAMES } from './stack';
+import { dicomIdentityFromEnv, parseIdentityMode, type IdentityMode } from '../core/dicom-out';
 
 const SHARED_DATA = resolve(__dirname, '..', '..', '..', 'shared', 'data');
 
 function usage(): string {
   const lines = [
     'usage: npm start -- <files or folders...> [--out DIR] [--data-dir DIR] [--concurrency N] [--model MANIFEST]',
+    '                    [--dicom-identity off|linked|deidentified]',
     '',
     'Runs the cxr-opacity pipeline on this machine: embedded S3 (s3rver) and DynamoDB (dynalite) on 127.0.0.1,',
     'the same segment and score handlers as the AWS deployment. Give it frontal chest X-rays: DICOM, PNG or JPEG.',
     'Results are printed and written to DIR/<input name>/ (default ./out).',
     `Files over ${formatBytes(maxInputBytes({}))} are refused unread (TOO_LARGE); set ${MAX_INPUT_BYTES_ENV}=<bytes> to change the limit.`,
+    'DICOM inputs also get seg.dcm and sr.dcm; --dicom-identity (or DICOM_IDENTITY) decides what of the source\'s',
+    'identity they carry: off (default), linked (the source\'s patient and study: identifiers!) or deidentified.',
   ];
   if (existsSync(SHARED_DATA)) {
     lines.push('', `Example data is here: try   npm start -- ${join(SHARED_DATA, 'external22', 'images')}`);
@@ -41,12 +45,20 @@ export async function startMain(argv: string[]): Promise<number> {
     args: argv, allowPositionals: true,
     options: {
       out: { type: 'string', default: 'out' }, 'data-dir': { type: 'string' }, concurrency: { type: 'string', default: '1' },
-      model: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      model: { type: 'string' }, 'dicom-identity': { type: 'string' }, help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help || positionals.length === 0) {
     console.log(usage());
     return values.help ? 0 : 2;
+  }
+  let dicomIdentity: IdentityMode;
+  try {
+    const option = values['dicom-identity'];
+    dicomIdentity = option !== undefined ? parseIdentityMode(option) : dicomIdentityFromEnv(process.env);
+  } catch (e) {
+    console.error((e as Error).message);
+    return 2;
   }
   const inputs = collectInputs(positionals);
   if (inputs.length === 0) {
@@ -59,6 +71,7 @@ export async function startMain(argv: string[]): Promise<number> {
   const started = Date.now();
   const pipeline = await startLocalPipeline({
     dataDir, model: values.model ?? DEFAULT_MODEL_MANIFEST, concurrency: Math.max(1, Number(values.concurrency) || 1), maxInputBytes: limit,
+    dicomIdentity,
   });
   console.log(`local S3 at ${pipeline.stack.s3Endpoint}, DynamoDB at ${pipeline.stack.ddbEndpoint}, data in ${pipeline.stack.dataDir}`);
   console.log(`model ${pipeline.model.manifest.name}@${pipeline.model.manifest.version}; ${inputs.length} image(s) to analyse\n`);
