@@ -26,7 +26,7 @@ import { DynamoResults, RESULTS_TABLE_KEYS } from '../../src/aws/results-table';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
 import type { IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../src/limits';
-import { imageIdFor, type ResultItem, type StoredSource } from '../../src/pipeline/messages';
+import { imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../src/pipeline/messages';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
 export const UPLOAD_URL_TTL_S = 15 * 60;
@@ -356,7 +356,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       }
       return json(200, { uploadId, status: 'AWAITING_UPLOAD' });
     }
-    const imageId = imageIdFor({ bucket: deps.uploadsBucket, key: obj.Key, etag: obj.ETag?.replace(/"/g, '') });
+    const imageId = imageIdFor({ bucket: deps.uploadsBucket, key: obj.Key, etag: unquoteEtag(obj.ETag) });
     const item = await results.get(imageId);
     if (!item) return json(200, { uploadId, imageId, status: 'PROCESSING', imageUrl: `/v1/images/${imageId}` });
     return json(200, { uploadId, imageId, status: item.status, imageUrl: `/v1/images/${imageId}` });

@@ -20,7 +20,7 @@ import { InvokeEndpointAsyncCommand, type SageMakerRuntimeClient } from '@aws-sd
 import { GetQueueAttributesCommand, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, S3Event, SQSEvent } from 'aws-lambda';
 import { pseudonymise } from '../../src/core/pseudonym';
-import { imageIdFor, storedSource, type PseudonymousIds, type SourceRef } from '../../src/pipeline/messages';
+import { imageIdFor, storedSource, unquoteEtag, type PseudonymousIds, type SourceRef } from '../../src/pipeline/messages';
 import type { StageLogger } from '../../src/pipeline/ports';
 import type { AsyncRequest } from '../../src/pipeline/batch-request';
 import { decodeS3Key, encodeS3Key, objectsInS3Notification, stageLogger, type Observability } from '../common';
@@ -152,7 +152,7 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
     }
     throw e;
   }
-  const etag = obj.ETag?.replace(/"/g, '') ?? manifest.etag;
+  const etag = unquoteEtag(obj.ETag) ?? manifest.etag;
   const ref = { bucket: manifest.bucket, key: manifest.key, etag };
   const batchId = batchIdFor(ref);
   const statusKey = statusKeyFor(batchId);
@@ -206,7 +206,7 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
     }
     try {
       const head = await s3.send(new HeadObjectCommand({ Bucket: manifest.bucket, Key: img.key }));
-      return { img, src: { bucket: manifest.bucket, key: img.key, etag: head.ETag?.replace(/"/g, ''), size: head.ContentLength } };
+      return { img, src: { bucket: manifest.bucket, key: img.key, etag: unquoteEtag(head.ETag), size: head.ContentLength } };
     } catch (e) {
       if (isNotFound(e)) return { img, status: { key: img.key, state: 'REJECTED', reason: `no object ${img.key} in bucket ${manifest.bucket}` } };
       if (isForbidden(e)) return { img, status: { key: img.key, state: 'REJECTED', reason: `no readable object ${img.key} in bucket ${manifest.bucket} (missing, or access denied)` } };

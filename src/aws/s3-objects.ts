@@ -1,13 +1,14 @@
 /** ObjectStore over Amazon S3 (AWS SDK v3). */
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { ObjectInfo, ObjectStore, StoredObject } from '../pipeline/ports';
+import { unquoteEtag } from '../pipeline/messages';
 
 export class S3Objects implements ObjectStore {
   constructor(private readonly s3: S3Client) {}
 
   async head(bucket: string, key: string): Promise<ObjectInfo> {
     const res = await this.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-    return { size: res.ContentLength ?? 0, etag: res.ETag?.replace(/"/g, '') };
+    return { size: res.ContentLength ?? 0, etag: unquoteEtag(res.ETag) };
   }
 
   async get(bucket: string, key: string): Promise<StoredObject> {
@@ -16,7 +17,7 @@ export class S3Objects implements ObjectStore {
     const body = await res.Body.transformToByteArray();
     const metadata: Record<string, string> = {};
     for (const [k, v] of Object.entries(res.Metadata ?? {})) metadata[k.toLowerCase()] = v;
-    return { body, metadata, etag: res.ETag?.replace(/"/g, '') };
+    return { body, metadata, etag: unquoteEtag(res.ETag) };
   }
 
   async put(bucket: string, key: string, body: Uint8Array | string, contentType: string): Promise<void> {

@@ -21,7 +21,7 @@ import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
 import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
 import { maxInputBytes } from '../limits';
-import { imageIdFor, keepSourceKeysFromEnv, type StageMessage } from '../pipeline/messages';
+import { imageIdFor, keepSourceKeysFromEnv, unquoteEtag, type StageMessage } from '../pipeline/messages';
 import type { ObjectStore } from '../pipeline/ports';
 import { LocalQueue } from './queue';
 import { LOCAL_NAMES, startLocalStack, type LocalStack, type S3NotificationLike } from './stack';
@@ -160,7 +160,7 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
     stack, ingest, scoring, results, model,
     async upload(key, body, metadata) {
       const res = await stack.s3.send(new PutObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: key, Body: body, Metadata: metadata }));
-      return imageIdFor({ bucket: LOCAL_NAMES.uploadsBucket, key, etag: res.ETag?.replace(/"/g, '') });
+      return imageIdFor({ bucket: LOCAL_NAMES.uploadsBucket, key, etag: unquoteEtag(res.ETag) });
     },
     async drain() {
       // The score queue fills while the ingest queue drains, so wait until both are idle together.

@@ -166,6 +166,12 @@ export interface ResultItem {
   timingsMs: Record<string, number>;
 }
 
+/**
+ * An S3 ETag without its quotes (S3 returns `"abc"`, notifications carry `abc`): the form image identity uses.
+ * The one place that normalises it, so the same object version always gets the same imageId.
+ */
+export const unquoteEtag = (etag: string | undefined): string | undefined => etag?.replace(/"/g, '');
+
 /** Stable id of one uploaded object version: the same event delivered twice gives the same id. */
 export function imageIdFor(src: SourceRef): string {
   return createHash('sha256').update(`${src.bucket}\u0000${src.key}\u0000${src.etag ?? ''}`).digest('hex').slice(0, 32);
