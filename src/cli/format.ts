@@ -1,5 +1,6 @@
 /** Presentation of results for the terminal: a table, JSON lines or CSV. */
 import type { ResultItem } from '../pipeline/messages';
+import { csvField } from '../csv';
 
 export interface ResultRow {
   input: string;
@@ -33,9 +34,8 @@ export function formatTable(rows: ResultRow[]): string {
   return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
-const csvCell = (v: string) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
 export function formatCsv(rows: ResultRow[]): string {
-  return [COLUMNS.join(','), ...rows.map((r) => rowValues(r).map(csvCell).join(','))].join('\n');
+  return [COLUMNS.join(','), ...rows.map((r) => rowValues(r).map(csvField).join(','))].join('\n');
 }
 
 export function formatJson(rows: ResultRow[]): string {

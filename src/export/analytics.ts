@@ -15,6 +15,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { csvField } from '../csv';
 
 export const ANALYTICS_DIR = join(__dirname, '..', '..', 'analytics');
 const QUERIES_DIR = join(ANALYTICS_DIR, 'queries');
@@ -95,8 +96,7 @@ function format(rows: Row[], how: string): string {
   const cols = Object.keys(rows[0]);
   const cell = (v: Row[string]) => (v === null ? '' : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v));
   if (how === 'csv') {
-    const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-    return [cols.join(','), ...rows.map((r) => cols.map((c) => q(r[c] === null ? '' : String(r[c]))).join(','))].join('\n');
+    return [cols.join(','), ...rows.map((r) => cols.map((c) => csvField(r[c] === null ? '' : String(r[c]))).join(','))].join('\n');
   }
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ');

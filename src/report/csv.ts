@@ -4,6 +4,7 @@
  * key_pseudonym; the input's name appears only when the run keeps file names (KEEP_SOURCE_KEYS=true),
  * since a CSV is the file most likely to be passed on.
  */
+import { csvField } from '../csv';
 import { reportRecord, type ReportRecord, type ReportRow } from './rows';
 
 export const CSV_COLUMNS: ReadonlyArray<keyof ReportRecord> = [
@@ -12,12 +13,7 @@ export const CSV_COLUMNS: ReadonlyArray<keyof ReportRecord> = [
   'risk_icu', 'risk_mortality', 'quality_warnings', 'error_code', 'error_reason', 'model_version', 'severity_version',
 ];
 
-/** One RFC 4180 field. */
-export function csvField(v: string | number | null): string {
-  if (v === null) return '';
-  if (typeof v === 'number') return Number.isFinite(v) ? String(Math.round(v * 1e6) / 1e6) : '';
-  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
-}
+export { csvField };
 
 export interface CsvOptions {
   /** Add an `input` column with each input's name (only for runs that keep file names). */
