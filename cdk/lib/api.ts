@@ -26,10 +26,9 @@ import { Construct, type IConstruct } from 'constructs';
 import { NodeFunction } from './bundling';
 import { DICOM_IDENTITY_ENV, type IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
+import { RESULTS_PREFIX, UPLOAD_PREFIX } from '../../src/pipeline/storage-layout';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
-const UPLOAD_PREFIX = 'uploads/';
-const RESULTS_PREFIX = 'results/';
 /** API Gateway's integration timeout (29 s): both functions answer within it. */
 const API_TIMEOUT = Duration.seconds(29);
 export const API_STAGE = 'api';

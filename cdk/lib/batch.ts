@@ -40,15 +40,13 @@ import { NodeFunction } from './bundling';
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
 /** Prefix of batch manifests in the uploads bucket: the stack sends ObjectCreated there to `routerFunction`. */
-export const BATCH_MANIFEST_PREFIX = 'batches/';
-/** Where batch images are uploaded: not under uploads/, so they do not also start the per-image path. */
-export const BATCH_IMAGE_PREFIX = 'batch-images/';
-/** In the results bucket. */
-export const BATCH_REQUESTS_PREFIX = 'batches/requests/';
-export const BATCH_STATUS_PREFIX = 'batches/status/';
-export const BATCH_OUTPUTS_PREFIX = 'batches/outputs/';
-export const BATCH_FAILURES_PREFIX = 'batches/failures/';
-const RESULTS_PREFIX = 'results/';
+export {
+  BATCH_FAILURES_PREFIX, BATCH_IMAGE_PREFIX, BATCH_MANIFEST_PREFIX, BATCH_OUTPUTS_PREFIX, BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX,
+} from '../../src/pipeline/storage-layout';
+import {
+  BATCH_FAILURES_PREFIX, BATCH_IMAGE_PREFIX, BATCH_MANIFEST_PREFIX, BATCH_OUTPUTS_PREFIX, BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX,
+  RESULTS_PREFIX,
+} from '../../src/pipeline/storage-layout';
 const VARIANT = 'AllTraffic';
 
 export interface BatchInferenceProps {

@@ -10,8 +10,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 
-export const UPLOAD_PREFIX = 'uploads/';
-export const RESULTS_PREFIX = 'results/';
+export { RESULTS_PREFIX, UPLOAD_PREFIX } from '../../src/pipeline/storage-layout';
 
 export interface StorageProps {
   readonly key: kms.IKey;

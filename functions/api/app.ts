@@ -27,6 +27,7 @@ import type { SegmentationModel, SeverityConfig } from '../../src/core';
 import type { IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../src/limits';
 import { imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../src/pipeline/messages';
+import { UPLOAD_PREFIX } from '../../src/pipeline/storage-layout';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
 export const UPLOAD_URL_TTL_S = 15 * 60;
@@ -48,7 +49,7 @@ export const MAX_ANALYZE_RESPONSE_BYTES = 5 * 1024 * 1024;
  * full-size overlay comes with POST /v1/uploads.
  */
 export const MAX_ANALYZE_OVERLAY_BYTES = 1.5 * 1024 * 1024;
-export const UPLOAD_PREFIX = 'uploads/';
+export { UPLOAD_PREFIX };
 /**
  * The upload metadata the segment stage reads (src/pipeline/segment-stage.ts PATIENT_METADATA and
  * STUDY_METADATA; a test checks they agree). Not imported from there: that module loads the imaging

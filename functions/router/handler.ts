@@ -17,6 +17,7 @@ import { observability } from '../common';
 import { routeConfigFromEnv } from './route';
 import { createRouterHandler } from './router-handler';
 import { env } from '../env';
+import { BATCH_IMAGE_PREFIX } from '../../src/pipeline/storage-layout';
 
 const optInt = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
 
@@ -40,7 +41,7 @@ export const handler = createRouterHandler(async () => ({
     endpointName: process.env.ENDPOINT_NAME || undefined,
     workBucket: env('WORK_BUCKET'),
     maxImages: optInt('MAX_BATCH_IMAGES') ?? 10_000,
-    imagePrefixes: (process.env.IMAGE_PREFIXES ?? 'batch-images/').split(',').map((p) => p.trim()).filter(Boolean),
+    imagePrefixes: (process.env.IMAGE_PREFIXES ?? BATCH_IMAGE_PREFIX).split(',').map((p) => p.trim()).filter(Boolean),
     requestTtlSeconds: optInt('REQUEST_TTL_SECONDS'),
   },
 }), obs);

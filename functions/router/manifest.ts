@@ -7,6 +7,7 @@
  */
 import { parse } from 'csv-parse/sync';
 import { z } from 'zod';
+import { BATCH_MANIFEST_PREFIX, RESERVED_BATCH_PREFIXES } from '../../src/pipeline/storage-layout';
 
 export interface BatchImage {
   key: string;
@@ -22,8 +23,8 @@ export class ManifestError extends Error {
 }
 
 /** Prefixes the router writes to or that are not manifests; never read as a batch. */
-export const BATCH_PREFIX = 'batches/';
-export const RESERVED_PREFIXES = ['batches/requests/', 'batches/status/', 'batches/outputs/', 'batches/failures/'];
+export const BATCH_PREFIX = BATCH_MANIFEST_PREFIX;
+export const RESERVED_PREFIXES = RESERVED_BATCH_PREFIXES;
 
 const imageKey = z.string().min(1, 'key is empty').max(1024, 'key is longer than 1024 characters')
   .refine((k) => !k.startsWith(BATCH_PREFIX), { message: `key must not be under ${BATCH_PREFIX} (that prefix holds manifests)` })

@@ -26,6 +26,7 @@ import type { AsyncRequest } from '../../src/pipeline/batch-request';
 import { decodeS3Key, encodeS3Key, objectsInS3Notification, stageLogger, type Observability } from '../common';
 import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './manifest';
 import { chooseRoute, type Route, type RouteConfig } from './route';
+import { BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX } from '../../src/pipeline/storage-layout';
 
 export interface RouterConfig extends RouteConfig {
   ingestQueueUrl: string;
@@ -83,8 +84,8 @@ export interface BatchStatus {
   images: BatchImageStatus[];
 }
 
-export const requestKeyFor = (batchId: string, imageId: string) => `batches/requests/${batchId}/${imageId}.json`;
-export const statusKeyFor = (batchId: string) => `batches/status/${batchId}.json`;
+export const requestKeyFor = (batchId: string, imageId: string) => `${BATCH_REQUESTS_PREFIX}${batchId}/${imageId}.json`;
+export const statusKeyFor = (batchId: string) => `${BATCH_STATUS_PREFIX}${batchId}.json`;
 export const batchIdFor = (m: { bucket: string; key: string; etag?: string }) =>
   createHash('sha256').update(`${m.bucket}\u0000${m.key}\u0000${m.etag ?? ''}`).digest('hex').slice(0, 24);
 

@@ -25,8 +25,9 @@ import { imageIdFor, keepSourceKeysFromEnv, unquoteEtag, type StageMessage } fro
 import type { ObjectStore } from '../pipeline/ports';
 import { LocalQueue } from './queue';
 import { LOCAL_NAMES, startLocalStack, type LocalStack, type S3NotificationLike } from './stack';
+import { UPLOAD_PREFIX } from '../pipeline/storage-layout';
 
-export const UPLOAD_PREFIX = 'uploads/';
+export { UPLOAD_PREFIX };
 export const DEFAULT_MODEL_MANIFEST = join(__dirname, '..', '..', 'models', 'cxr-unet-r18.json');
 
 export interface LocalPipelineOptions {

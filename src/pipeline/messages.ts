@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { ImageMeta, InputErrorCode, MaskCounts, OpacityScore, QualityReport } from '../core';
 // Not from '../core': its index loads the imaging natives, which the API and router functions do not ship.
 import { pseudonymise } from '../core/pseudonym';
+import { RESULTS_PREFIX } from './storage-layout';
 
 /** Where an image came from (to read it). `etag` tells two uploads under the same key apart. */
 export interface SourceRef {
@@ -177,7 +178,7 @@ export function imageIdFor(src: SourceRef): string {
   return createHash('sha256').update(`${src.bucket}\u0000${src.key}\u0000${src.etag ?? ''}`).digest('hex').slice(0, 32);
 }
 
-export function outputKeysFor(imageId: string, prefix = 'results', opts: { dicom?: boolean } = {}): OutputKeys {
+export function outputKeysFor(imageId: string, prefix = RESULTS_PREFIX.slice(0, -1), opts: { dicom?: boolean } = {}): OutputKeys {
   const base = `${prefix}/${imageId}`;
   return {
     ...(opts.dicom ? { seg: `${base}/seg.dcm`, sr: `${base}/sr.dcm` } : {}),

@@ -1,0 +1,24 @@
+/**
+ * Where things live in the two buckets: the one definition that the runtime (handlers, local runner, API) and
+ * the CDK app (notifications, IAM resources, lifecycle rules, SageMaker output paths) both import.
+ */
+
+/** Uploads bucket: images to analyse (each object here triggers the pipeline). */
+export const UPLOAD_PREFIX = 'uploads/';
+/** Uploads bucket: batch manifests (CSV/JSON lists of images) for the batch router. */
+export const BATCH_MANIFEST_PREFIX = 'batches/';
+/** Uploads bucket: images that batch manifests refer to (not processed on their own). */
+export const BATCH_IMAGE_PREFIX = 'batch-images/';
+
+/** Results bucket: per-image outputs, `results/<imageId>/...` (see messages.ts outputKeysFor). */
+export const RESULTS_PREFIX = 'results/';
+/** Results bucket: the batch router's per-image requests to the SageMaker endpoint. */
+export const BATCH_REQUESTS_PREFIX = 'batches/requests/';
+/** Results bucket: one status object per batch. */
+export const BATCH_STATUS_PREFIX = 'batches/status/';
+/** Results bucket: where SageMaker async inference writes its outputs and failures. */
+export const BATCH_OUTPUTS_PREFIX = 'batches/outputs/';
+export const BATCH_FAILURES_PREFIX = 'batches/failures/';
+
+/** Prefixes under batches/ that are the router's own bookkeeping, never manifests. */
+export const RESERVED_BATCH_PREFIXES = [BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX, BATCH_OUTPUTS_PREFIX, BATCH_FAILURES_PREFIX];
