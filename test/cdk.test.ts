@@ -642,3 +642,16 @@ describe('outputs and settings', () => {
     assert.equal(retentionFor(5000), 3653);
   });
 });
+
+describe('cdk/README states what the template deploys', () => {
+  test('the number of alarms and the reserved concurrency in cdk/README equal the synthesized template\'s', () => {
+    const readme = readFileSync(join(__dirname, '..', 'cdk', 'README.md'), 'utf8');
+    const alarms = ofType('AWS::CloudWatch::Alarm').length;
+    const reserved = ofType('AWS::Lambda::Function').reduce((s, [, r]) => s + (Number((r.Properties as Json).ReservedConcurrentExecutions) || 0), 0);
+    const saidAlarms = /CloudWatch alarms \(~\$0\.10 each, (\d+) alarms\)/.exec(readme);
+    const saidReserved = /the functions reserve (\d+) concurrent executions by default/.exec(readme);
+    assert.ok(saidAlarms && saidReserved, 'cdk/README states the alarm count and the reserved concurrency');
+    assert.equal(Number(saidAlarms[1]), alarms, `cdk/README says ${saidAlarms[1]} alarms, the template has ${alarms}`);
+    assert.equal(Number(saidReserved[1]), reserved, `cdk/README says ${saidReserved[1]} reserved executions, the template reserves ${reserved}`);
+  });
+});
