@@ -38,12 +38,15 @@ describe('assessMasks: plausibility of the lung masks', () => {
     const q = assessMasks(lungs(box(20, 90, 20, 140), box(110, 180, 20, 140)));
     assert.deepEqual(q.warnings, []);
   });
-  test('refuses: one lung missing, sides swapped, lungs filling the image, lungs too small', () => {
+  test('refuses: one lung missing, sides swapped, lungs filling the image, lungs too small, no lungs at all', () => {
     const refuse = (m: SegmentationMasks, re: RegExp) => assert.throws(() => assessMasks(m), (e: unknown) => isInputError(e) && e.code === 'NOT_A_CHEST_XRAY' && re.test(e.message));
     refuse(lungs(box(20, 90, 20, 140), empty()), /left lung covers 0\.0%/);
     refuse(lungs(box(110, 180, 20, 140), box(20, 90, 20, 140)), /right lung is not on the image's left/);
     refuse(lungs(box(0, 100, 0, 160), box(100, 200, 0, 160)), /fill 100\.0%/);
-    refuse(lungs(box(20, 30, 20, 30), box(150, 160, 20, 30)), /cover 0\.6% of the image/);
+    refuse(lungs(box(20, 40, 20, 44), box(150, 170, 20, 44)), /cover 3\.0% of the image/);
+    // nothing lung-like at all (under 2% of the image) is NO_LUNGS_FOUND, as segmentImage has always said
+    assert.throws(() => assessMasks(lungs(box(20, 30, 20, 30), box(150, 160, 20, 30))),
+      (e: unknown) => isInputError(e) && e.code === 'NO_LUNGS_FOUND' && /cover 0\.6% of the image/.test(e.message));
   });
   test('warns: very unequal lungs, lungs cut off by the edge, a film the guard finds mirrored or atypical', () => {
     const q = assessMasks(lungs(box(0, 90, 0, 160), box(150, 180, 60, 140)), { probabilities: { frontal: 0.3, mirrored: 0.45, notChest: 0.25 } });
@@ -55,9 +58,9 @@ describe('assessMasks: plausibility of the lung masks', () => {
 
 describe('judgeGuard', () => {
   test('refuses at the threshold with an actionable reason, passes below it', () => {
-    assert.throws(() => judgeGuard([0.1, 0.1, 0.8], guardManifest), (e: unknown) => isInputError(e) && e.code === 'NOT_A_CHEST_XRAY' && /80% sure.*Upload a frontal/.test(e.message));
-    assert.deepEqual(judgeGuard([0.7, 0.1, 0.2], guardManifest).probabilities, { frontal: 0.7, mirrored: 0.1, notChest: 0.2 });
-    assert.throws(() => judgeGuard([1, 0], guardManifest), /3 probabilities/);
+    assert.throws(() => judgeGuard({ classes: Float32Array.from([0.1, 0.1, 0.8]) }, guardManifest), (e: unknown) => isInputError(e) && e.code === 'NOT_A_CHEST_XRAY' && /80% sure.*Upload a frontal/.test(e.message));
+    assert.deepEqual(judgeGuard({ classes: Float32Array.from([0.7, 0.1, 0.2]) }, guardManifest).probabilities, { frontal: 0.7, mirrored: 0.1, notChest: 0.2 });
+    assert.throws(() => judgeGuard({ classes: Float32Array.from([1, 0]) }, guardManifest), /3 probabilities/);
   });
   test('with an autoencoder: refuses a reconstruction error over the limit even when the classifier is sure', () => {
     const m = { thresholds: { not_frontal_cxr: 0.5, reconstruction_error: 0.1 } } as GuardManifest;

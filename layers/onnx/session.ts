@@ -81,7 +81,7 @@ async function createSession(onnxPath: string, sha256: string, opts: LoadModelOp
 
 async function loadGuard(manifestPath: string, model: ModelManifest, opts: LoadModelOptions): Promise<GuardModel> {
   const manifest = validateGuardManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath, model);
-  // The guard is tiny (~0.5 MFLOP per image): one thread, whatever the segmentation model uses.
+  // The guard is small next to the U-Net (a 64x64 CNN and autoencoder): one thread, whatever the model uses.
   const session = await createSession(resolve(dirname(manifestPath), manifest.file), manifest.sha256, { ...opts, threads: 1 });
   const S = manifest.input.size;
   return {

@@ -26,7 +26,7 @@ import { countMasks, scoreCounts, type MaskCounts } from '../../src/core/score';
 import { decodeImage } from '../../src/core/decode';
 import { segmentImage } from '../../src/core/segment';
 import { isInputError } from '../../src/core/errors';
-import { loadSeverityConfig, type ScaleLevels, type SeverityConfig } from '../../src/core/severity';
+import { levelFromCounts, loadSeverityConfig, type ScaleLevels, type SeverityConfig } from '../../src/core/severity';
 import { bootstrap, mean, spearman } from '../../src/stats';
 import { readCsv, readMask } from './data';
 
@@ -89,15 +89,9 @@ async function collect(dataDir: string, model: Awaited<ReturnType<typeof loadMod
   return { fit, report, dropped: all.length - fit.length - report.length };
 }
 
-function levelOf(share: number, lv: ScaleLevels): number {
-  if (!(share > lv.minInvolvedPct)) return 0;
-  let k = 1;
-  for (const c of lv.cutsPct) if (share >= c) k++;
-  return k;
-}
-const sharePct = (o: number, a: number) => (a > 0 ? (100 * o) / a : 0);
-const extentTotal = (c: MaskCounts, lv: ScaleLevels) => levelOf(sharePct(c.right.opacity, c.right.lung), lv) + levelOf(sharePct(c.left.opacity, c.left.lung), lv);
-const zoneList = (c: MaskCounts, lv: ScaleLevels) => [c.right, c.left].flatMap((s) => [0, 1, 2].map((z) => levelOf(sharePct(s.zoneOpacity[z], s.zoneLung[z]), lv)));
+// The production level function (severity.ts), applied to candidate levels.
+const extentTotal = (c: MaskCounts, lv: ScaleLevels) => levelFromCounts(c.right.opacity, c.right.lung, lv) + levelFromCounts(c.left.opacity, c.left.lung, lv);
+const zoneList = (c: MaskCounts, lv: ScaleLevels) => [c.right, c.left].flatMap((s) => [0, 1, 2].map((z) => levelFromCounts(s.zoneOpacity[z], s.zoneLung[z], lv)));
 
 const MIN_GRID = [1, 2, 3, 5, 7.5, 10, 15, 20];
 const cutGrid = (lo: number) => Array.from({ length: 39 }, (_, i) => 2.5 * (i + 1)).filter((c) => c > lo && c <= 97.5);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../../layers/onnx/session';
 import { loadSeverityConfig } from '../core';
-import { dicomIdentityFromEnv, parseIdentityMode, type IdentityMode } from '../core/dicom-out';
+import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { FileBackedObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
@@ -47,8 +47,7 @@ export async function analyzeMain(argv: string[]): Promise<number> {
   }
   let identity: IdentityMode;
   try {
-    const option = values['dicom-identity'];
-    identity = option !== undefined ? parseIdentityMode(option) : dicomIdentityFromEnv(process.env);
+    identity = dicomIdentityFromEnv(process.env, values['dicom-identity']);
   } catch (e) {
     console.error((e as Error).message);
     return 2;

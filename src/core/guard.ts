@@ -26,6 +26,8 @@ export const GUARD_CLASSES = ['frontal_cxr', 'frontal_cxr_mirrored', 'not_fronta
  * refusal limits sit at or below those extremes; the warning limits near the tails.
  */
 export const PLAUSIBILITY = {
+  /** NO_LUNGS_FOUND: both lungs together smaller than this share of the image (nothing lung-like at all). */
+  noLungsBelowShare: 0.02,
   /** Refuse: a lung smaller than this share of the image (one lung missing: not a frontal chest film). */
   minLungShare: 0.01,
   /** Refuse: both lungs together smaller than this share of the image. */
@@ -53,8 +55,7 @@ const NOT_CHEST_ADVICE = 'photographs, documents, other body parts or modalities
  * autoencoder) and refuses when it is not a frontal chest X-ray.
  * @throws InputError NOT_A_CHEST_XRAY
  */
-export function judgeGuard(out: GuardOutput | Float32Array | number[], manifest: GuardManifest): GuardVerdict {
-  const { classes, reconstructionError } = Array.isArray(out) || out instanceof Float32Array ? { classes: out, reconstructionError: undefined } : out;
+export function judgeGuard({ classes, reconstructionError }: GuardOutput, manifest: GuardManifest): GuardVerdict {
   if (classes.length !== 3) throw new Error(`guard output must hold 3 probabilities, got ${classes.length}`);
   const [frontal, mirrored, notChest] = Array.from(classes);
   const err = reconstructionError?.[0];
@@ -89,7 +90,8 @@ function lungStats(m: Mask): LungStats {
 
 /**
  * Checks that the lung masks look like two lungs of a frontal chest film. Throws NOT_A_CHEST_XRAY when they
- * cannot be; returns the warnings for results that are usable but unusual.
+ * cannot be (NO_LUNGS_FOUND when there is nothing lung-like at all); returns the warnings for results that are
+ * usable but unusual.
  */
 export function assessMasks(masks: SegmentationMasks, guard?: GuardVerdict): QualityReport {
   const { width, height } = masks.lungRight;
@@ -104,6 +106,13 @@ export function assessMasks(masks: SegmentationMasks, guard?: GuardVerdict): Qua
         'Check that the image is a frontal chest radiograph, upright, not cropped; nothing was measured.',
     );
   };
+  if (both < PLAUSIBILITY.noLungsBelowShare) {
+    throw new InputError(
+      'NO_LUNGS_FOUND',
+      `no lung fields were found (they cover ${(both * 100).toFixed(1)}% of the image); ` +
+        'only frontal (PA/AP) chest X-rays can be analysed',
+    );
+  }
   if (both < PLAUSIBILITY.minBothLungsShare) refuse(`the lung fields cover ${pct(both)} of the image`);
   if (r.area / n < PLAUSIBILITY.minLungShare) refuse(`the patient's right lung covers ${pct(r.area / n)} of the image`);
   if (l.area / n < PLAUSIBILITY.minLungShare) refuse(`the patient's left lung covers ${pct(l.area / n)} of the image`);

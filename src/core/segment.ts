@@ -1,8 +1,6 @@
 /** Segmentation of one decoded image: preprocess, run the model, post-process to full-size masks. */
-import { countOnes } from './morphology';
 import { probabilitiesToMasks } from './postprocess';
 import { toModelInput } from './preprocess';
-import { InputError } from './errors';
 import { assessMasks, judgeGuard, type GuardVerdict } from './guard';
 import type { GrayImage, QualityReport, SegmentationMasks, SegmentationModel } from './types';
 
@@ -11,9 +9,6 @@ export interface SegmentTimings {
   inferenceMs: number;
   postprocessMs: number;
 }
-
-/** Lung fields smaller than this share of the image mean the picture is not a usable frontal CXR. */
-export const MIN_LUNG_SHARE = 0.02;
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
@@ -39,14 +34,6 @@ export async function segmentImage(
   t = process.hrtime.bigint();
   const masks = probabilitiesToMasks(probs, S, img.width, img.height, m.thresholds);
   const postprocessMs = ms(t);
-  const lungShare = (countOnes(masks.lungRight) + countOnes(masks.lungLeft)) / (img.width * img.height);
-  if (lungShare < MIN_LUNG_SHARE) {
-    throw new InputError(
-      'NO_LUNGS_FOUND',
-      `no lung fields were found (they cover ${(lungShare * 100).toFixed(1)}% of the image); ` +
-        'only frontal (PA/AP) chest X-rays can be analysed',
-    );
-  }
   const quality = assessMasks(masks, verdict);
   return { masks, timings: { preprocessMs, inferenceMs, postprocessMs }, quality };
 }

@@ -225,7 +225,7 @@ export function zoneScoreFromCounts(involved: number, area: number): number {
 }
 
 /** A level on a fitted scale: 0 unless `involved` is more than minInvolvedPct of `area`, then 1 + cuts reached. */
-function levelFromCounts(involved: number, area: number, levels: ScaleLevels): number {
+export function levelFromCounts(involved: number, area: number, levels: ScaleLevels): number {
   if (area <= 0 || involved <= 0) return 0;
   const share = (100 * involved) / area;
   if (!(share > levels.minInvolvedPct)) return 0;

@@ -18,7 +18,7 @@ import { writeReport } from '../report/write';
 import { mappingEntry, writeSourceMapping } from './source-mapping';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline, UPLOAD_PREFIX } from './pipeline';
 import { LOCAL_NAMES } from './stack';
-import { dicomIdentityFromEnv, parseIdentityMode, type IdentityMode } from '../core/dicom-out';
+import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
 
 const SHARED_DATA = resolve(__dirname, '..', '..', '..', 'shared', 'data');
 
@@ -54,8 +54,7 @@ export async function startMain(argv: string[]): Promise<number> {
   }
   let dicomIdentity: IdentityMode;
   try {
-    const option = values['dicom-identity'];
-    dicomIdentity = option !== undefined ? parseIdentityMode(option) : dicomIdentityFromEnv(process.env);
+    dicomIdentity = dicomIdentityFromEnv(process.env, values['dicom-identity']);
   } catch (e) {
     console.error((e as Error).message);
     return 2;

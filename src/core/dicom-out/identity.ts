@@ -27,8 +27,12 @@ export const IDENTITY_MODES: readonly IdentityMode[] = ['off', 'linked', 'deiden
  */
 export const DICOM_IDENTITY_ENV = 'DICOM_IDENTITY';
 
-/** The identity mode an entry point runs with: DICOM_IDENTITY, default off; an unknown value fails at start-up. */
-export const dicomIdentityFromEnv = (env: Record<string, string | undefined>): IdentityMode => parseIdentityMode(env[DICOM_IDENTITY_ENV]);
+/**
+ * The identity mode an entry point runs with: a command-line `--dicom-identity` when given, else DICOM_IDENTITY,
+ * default off; an unknown value fails at start-up.
+ */
+export const dicomIdentityFromEnv = (env: Record<string, string | undefined>, option?: string): IdentityMode =>
+  parseIdentityMode(option ?? env[DICOM_IDENTITY_ENV]);
 
 /** Parses the setting (env DICOM_IDENTITY or --dicom-identity); undefined/empty -> 'off'. */
 export function parseIdentityMode(value: string | undefined): IdentityMode {
