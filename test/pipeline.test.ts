@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
 import { imageIdFor, type ResultItem } from '../src/pipeline/messages';
-import { s3Notification } from '../functions/router/router-handler';
+import { s3Notification } from '../src/aws/s3-notification';
 import { pseudonymise } from '../src/core/pseudonym';
 import { writeTinyModel } from './helpers/tiny-model';
 import { chestJpeg, chestPng } from './helpers/synthetic';
@@ -115,7 +115,7 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
     const src = { bucket: LOCAL_NAMES.uploadsBucket, key: 'batch-images/b.png', etag: head.ETag!.replace(/"/g, ''), size: body.length };
     // The router hashes the manifest's id with the same key before it sends anything.
     const key = readFileSync(join(dir, 'pseudonym.key'), 'utf8').trim();
-    p.ingest.send(s3Notification(src, 'us-east-1', new Date().toISOString(), { patientKey: pseudonymise(key, 'patient', 'PAT-0009') }));
+    p.ingest.send(s3Notification([{ source: src, ids: { patientKey: pseudonymise(key, 'patient', 'PAT-0009') } }], { region: 'us-east-1', time: new Date().toISOString(), principal: 'test' }));
     await p.drain();
     const a = await p.results.get(viaMetadata);
     const b = await p.results.get(imageIdFor(src));

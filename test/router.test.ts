@@ -10,11 +10,12 @@ import { InvokeEndpointAsyncCommand, SageMakerRuntimeClient } from '@aws-sdk/cli
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { S3Event } from 'aws-lambda';
-import { objectsInS3Notification, observability } from '../functions/common';
+import { observability } from '../functions/common';
+import { encodeS3Key, objectsInS3Notification } from '../src/aws/s3-notification';
 import { chooseRoute, routeConfigFromEnv, type RouteConfig } from '../functions/router/route';
 import { ManifestError, parseBatchManifest } from '../functions/router/manifest';
 import {
-  batchIdFor, createRouterHandler, encodeS3Key, manifestsInEvent, type BatchStatus, type RouterConfig, type RouterDeps,
+  batchIdFor, createRouterHandler, manifestsInEvent, type BatchStatus, type RouterConfig, type RouterDeps,
 } from '../functions/router/router-handler';
 import { asyncRequestSchema } from '../src/pipeline/batch-request';
 import { imageIdFor } from '../src/pipeline/messages';

@@ -23,7 +23,8 @@ import { pseudonymise } from '../../src/core/pseudonym';
 import { imageIdFor, storedSource, unquoteEtag, type PseudonymousIds, type SourceRef } from '../../src/pipeline/messages';
 import type { StageLogger } from '../../src/pipeline/ports';
 import type { AsyncRequest } from '../../src/pipeline/batch-request';
-import { decodeS3Key, encodeS3Key, objectsInS3Notification, stageLogger, type Observability } from '../common';
+import { stageLogger, type Observability } from '../common';
+import { createdObjects, objectsInS3Notification, s3Notification } from '../../src/aws/s3-notification';
 import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './manifest';
 import { chooseRoute, type Route, type RouteConfig } from './route';
 import { BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX } from '../../src/pipeline/storage-layout';
@@ -88,27 +89,6 @@ export const requestKeyFor = (batchId: string, imageId: string) => `${BATCH_REQU
 export const statusKeyFor = (batchId: string) => `${BATCH_STATUS_PREFIX}${batchId}.json`;
 export const batchIdFor = (m: { bucket: string; key: string; etag?: string }) =>
   createHash('sha256').update(`${m.bucket}\u0000${m.key}\u0000${m.etag ?? ''}`).digest('hex').slice(0, 24);
-
-export { encodeS3Key };
-
-/** An S3 ObjectCreated notification for one object, as S3 sends it (and as the segment function parses it). */
-export function s3Notification(src: SourceRef, region: string, time: string, ids: PseudonymousIds = {}): string {
-  return JSON.stringify({
-    Records: [{
-      eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: region, eventTime: time, eventName: 'ObjectCreated:Put',
-      userIdentity: { principalId: 'cxr-opacity-batch-router' },
-      requestParameters: { sourceIPAddress: 's3.amazonaws.com' },
-      responseElements: { 'x-amz-request-id': 'batch-router', 'x-amz-id-2': 'batch-router' },
-      s3: {
-        s3SchemaVersion: '1.0', configurationId: 'cxr-opacity-batch-router',
-        bucket: { name: src.bucket, ownerIdentity: { principalId: 'cxr-opacity' }, arn: `arn:aws:s3:::${src.bucket}` },
-        object: { key: encodeS3Key(src.key), size: src.size, eTag: src.etag },
-      },
-      // Our extension: the pseudonyms of the manifest's identifiers, which the segment function takes as given.
-      ...(ids.patientKey || ids.studyKey ? { cxrOpacity: { patientKey: ids.patientKey, studyKey: ids.studyKey } } : {}),
-    }],
-  });
-}
 
 async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
@@ -245,7 +225,7 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
       for (let attempt = 0; attempt < 3 && pending.length > 0; attempt++) {
         const res = await sqs.send(new SendMessageBatchCommand({
           QueueUrl: cfg.ingestQueueUrl,
-          Entries: pending.map((p) => ({ Id: p.id, MessageBody: s3Notification(p.src, region, now(), p.ids) })),
+          Entries: pending.map((p) => ({ Id: p.id, MessageBody: s3Notification([{ source: p.src, ids: p.ids }], { region, time: now(), principal: 'cxr-opacity-batch-router' }) })),
         }));
         for (const ok of res.Successful ?? []) {
           const p = chunk[Number(ok.Id)]!;
@@ -304,15 +284,11 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
 
 /** Manifests named by an S3 event (direct notification) or by SQS messages that carry S3 notifications. */
 export function manifestsInEvent(event: S3Event | SQSEvent): SourceRef[] {
-  const out: SourceRef[] = [];
-  for (const r of (event.Records ?? []) as (S3Event['Records'][number] | SQSEvent['Records'][number])[]) {
-    if ('s3' in r) {
-      if (r.eventName.startsWith('ObjectCreated')) out.push({ bucket: r.s3.bucket.name, key: decodeS3Key(r.s3.object.key), etag: r.s3.object.eTag });
-    } else if ('body' in r) {
-      out.push(...objectsInS3Notification(r.body).map((o) => o.source));
-    }
-  }
-  return out;
+  return (event.Records as (S3Event['Records'][number] | SQSEvent['Records'][number])[] | undefined ?? []).flatMap((r) => {
+    if ('s3' in r) return createdObjects([r]);
+    if ('body' in r) return objectsInS3Notification(r.body).map((o) => o.source);
+    return [];
+  });
 }
 
 export function createRouterHandler(getDeps: () => Promise<RouterDeps> | RouterDeps, obs: Observability) {

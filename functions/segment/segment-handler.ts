@@ -11,7 +11,8 @@ import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
 import type { PseudonymousIds, SourceRef } from '../../src/pipeline/messages';
-import { objectsInS3Notification, stageLogger, type Observability } from '../common';
+import { objectsInS3Notification } from '../../src/aws/s3-notification';
+import { stageLogger, type Observability } from '../common';
 
 export interface SegmentHandlerDeps extends Omit<SegmentStageDeps, 'log'> {
   idempotencyStore: BasePersistenceLayer;

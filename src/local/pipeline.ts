@@ -12,11 +12,11 @@ import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dyn
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import { encodeS3Key } from '../../functions/common';
 import { createScoreHandler } from '../../functions/score/score-handler';
 import { createSegmentHandler } from '../../functions/segment/segment-handler';
 import { loadModel } from '../../layers/onnx/session';
 import { DynamoResults } from '../aws/results-table';
+import { s3Notification } from '../aws/s3-notification';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
 import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
@@ -24,7 +24,7 @@ import { maxInputBytes } from '../limits';
 import { imageIdFor, keepSourceKeysFromEnv, unquoteEtag, type StageMessage } from '../pipeline/messages';
 import type { ObjectStore } from '../pipeline/ports';
 import { LocalQueue } from './queue';
-import { LOCAL_NAMES, startLocalStack, type LocalStack, type S3NotificationLike } from './stack';
+import { LOCAL_NAMES, startLocalStack, type LocalStack } from './stack';
 import { UPLOAD_PREFIX } from '../pipeline/storage-layout';
 
 export { UPLOAD_PREFIX };
@@ -66,23 +66,6 @@ export interface LocalPipeline {
   /** Resolves when both queues are empty and nothing is retrying. */
   drain(): Promise<void>;
   stop(): Promise<void>;
-}
-
-/** S3 URL-encodes keys in notifications and s3rver does not; encode them so the handler sees what AWS sends. */
-export function asAwsNotification(e: S3NotificationLike): S3NotificationLike {
-  return {
-    Records: e.Records.map((r) => ({
-      eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: 'us-east-1', eventTime: new Date().toISOString(),
-      userIdentity: { principalId: 'local' }, requestParameters: { sourceIPAddress: '127.0.0.1' },
-      responseElements: { 'x-amz-request-id': 'local', 'x-amz-id-2': 'local' },
-      ...r,
-      s3: {
-        s3SchemaVersion: '1.0', configurationId: 'local', ...r.s3,
-        bucket: { arn: `arn:aws:s3:::${r.s3.bucket.name}`, ownerIdentity: { principalId: 'local' }, ...r.s3.bucket },
-        object: { ...r.s3.object, key: encodeS3Key(r.s3.object.key), size: r.s3.object.size ?? 0 },
-      },
-    })),
-  } as S3NotificationLike;
 }
 
 /** A per-data-dir pseudonym key, made once (on AWS it lives in Secrets Manager). */
@@ -154,7 +137,9 @@ export async function startLocalPipeline(opts: LocalPipelineOptions = {}): Promi
   // Like the CDK stack's notification filter: only new objects under uploads/ in the uploads bucket.
   stack.onObjectCreated((e) => {
     const records = e.Records.filter((r) => r.s3.bucket.name === LOCAL_NAMES.uploadsBucket && r.s3.object.key.startsWith(UPLOAD_PREFIX));
-    if (records.length > 0) ingest.send(JSON.stringify(asAwsNotification({ Records: records })));
+    // s3rver writes keys as they are; s3Notification encodes them as S3 does, so the handler sees what AWS sends.
+    const objects = records.map((r) => ({ source: { bucket: r.s3.bucket.name, key: r.s3.object.key, etag: r.s3.object.eTag, size: r.s3.object.size }, ids: {} }));
+    if (objects.length > 0) ingest.send(s3Notification(objects, { region: 'us-east-1', time: new Date().toISOString(), principal: 'local' }));
   });
 
   return {

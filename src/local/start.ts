@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { uploadKeyFor } from '../../functions/api/app';
-import { encodeS3Key } from '../../functions/common';
+import { encodeS3Key } from '../aws/s3-notification';
 import { formatTable, type ResultRow } from '../cli/format';
 import { collectInputs } from '../cli/inputs';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV, tooLargeReason } from '../limits';
