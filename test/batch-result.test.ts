@@ -12,6 +12,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import type { SNSEvent } from 'aws-lambda';
 import { loadModel } from '../layers/onnx/session';
 import { loadSeverityConfig } from '../src/core';
+import { dicomIdentityFromEnv, readSegFrames } from '../src/core/dicom-out';
 import { SqsSink } from '../src/aws/sqs-sink';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/local/memory';
 import { imageIdFor, storedSource, type StageMessage } from '../src/pipeline/messages';
@@ -21,6 +22,7 @@ import { runScoreStage } from '../src/pipeline/score-stage';
 import { runSegmentStage } from '../src/pipeline/segment-stage';
 import { createBatchResultHandler, handleAsyncNotification, parseS3Uri } from '../functions/batch-result/batch-result';
 import { writeTinyModel } from './helpers/tiny-model';
+import { makeDicom } from './helpers/fixtures';
 import { chestPng } from './helpers/synthetic';
 
 const UPLOADS = 'cxr-uploads';
@@ -84,6 +86,34 @@ describe('batch-result: SageMaker async notifications to the score queue', () =>
     assert.equal(item.path, 'sagemaker', 'the path is recorded on the item');
     assert.equal(item.imageId, imageIdFor(source));
     assert.ok(item.opacityPctTotal! > 5 && item.opacityPctTotal! < 40, `scored from the masks the endpoint wrote, got ${item.opacityPctTotal}%`);
+  });
+
+  test('a DICOM on the GPU batch path: the endpoint\'s seg.dcm and sr.dcm are forwarded and listed on the scored item and result.json', async () => {
+    const dcm = { bucket: UPLOADS, key: 'batch-images/chest.dcm', etag: 'dcm123' };
+    await objects.put(UPLOADS, dcm.key, makeDicom({ rows: 160, cols: 192 }), 'application/dicom');
+    const model = await loadModel(writeTinyModel(join(mkdtempSync(join(tmpdir(), 'cxr-br-')), 'model')), { threads: 1 });
+    // As the serving container does with DICOM_IDENTITY (functions/sagemaker/main.ts: dicomIdentityFromEnv).
+    const out = await runSegmentStage(dcm, {
+      objects, sink: new MemorySink(), model, pseudonymKey: KEY, resultsBucket: RESULTS, log: silentLogger, path: 'sagemaker',
+      dicomOutputs: { identity: dicomIdentityFromEnv({ DICOM_IDENTITY: 'deidentified' }), severity: loadSeverityConfig() },
+    });
+    await model.release();
+    const req = `s3://${RESULTS}/batches/requests/b1/${imageIdFor(dcm)}.json`;
+    await objects.put(RESULTS, parseS3Uri(req).key, JSON.stringify({ source: dcm, stored: storedSource(KEY, dcm), batchId: 'b1' }), 'application/json');
+    await objects.put(RESULTS, 'batches/outputs/i-dcm.out', JSON.stringify(out), 'application/json');
+    const sink = new MemorySink();
+    await createBatchResultHandler(() => ({ objects, sink, log: silentLogger }))(snsEvent(success(req, `s3://${RESULTS}/batches/outputs/i-dcm.out`, 'i-dcm')));
+    const { item } = await runScoreStage(sink.messages[0]!, { objects, results: new MemoryResults(), severity: loadSeverityConfig(), resultsBucket: RESULTS, log: silentLogger });
+    assert.equal(item.status, 'SCORED');
+    assert.equal(item.path, 'sagemaker');
+    assert.ok(item.keys?.seg && item.keys.sr, 'seg and sr are listed on the item');
+    const stored = JSON.parse(Buffer.from((await objects.get(RESULTS, item.keys.result)).body).toString('utf8')) as { keys: { seg?: string; sr?: string } };
+    assert.equal(stored.keys.seg, item.keys.seg, 'and in result.json');
+    const seg = readSegFrames((await objects.get(RESULTS, item.keys.seg)).body);
+    assert.equal(seg.dataset.Modality, 'SEG');
+    assert.match(String(seg.dataset.PatientID), /^pt_/, 'in the identity mode of the container');
+    assert.equal(seg.frames.length, 3);
+    assert.ok((await objects.get(RESULTS, item.keys.sr)).body.length > 1000);
   });
 
   test('error topic: a FAILED message with code INTERNAL and the reasons, for the image of the request', async () => {

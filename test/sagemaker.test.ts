@@ -18,6 +18,7 @@ import { LOCAL_NAMES, startLocalStack, type LocalStack } from '../src/local/stac
 import { imageIdFor } from '../src/pipeline/messages';
 import { parseStageMessage } from '../src/pipeline/message-schema';
 import { loadSeverityConfig, type SegmentationModel } from '../src/core';
+import { readSegFrames } from '../src/core/dicom-out';
 import { createInferenceServer, type InferenceServer } from '../functions/sagemaker/server';
 import { queuedModel } from '../functions/sagemaker/model-queue';
 import { chooseExecutionProviders } from '../functions/sagemaker/providers';
@@ -138,6 +139,32 @@ describe('SageMaker serving container (loopback, CPU, tiny model, s3rver)', () =
     const lung = await sharp(Buffer.from(body.masks.lung!, 'base64')).metadata();
     assert.equal(lung.width, 320);
     assert.equal((await sharp(Buffer.from(body.overlay, 'base64')).metadata()).height, 256);
+  });
+
+  test('raw DICOM: the SEG and SR come back base64 beside the masks, in the identity mode it was given; its frames are the returned masks', async () => {
+    const res = await invoke(makeDicom({ rows: 160, cols: 192, pixelSpacing: [0.5, 0.5] }), 'application/dicom');
+    assert.equal(res.status, 200, logs.join('\n'));
+    const body = await res.json() as { status: string; masks: Record<string, string>; dicom?: { seg: string; sr: string } };
+    assert.equal(body.status, 'SEGMENTED');
+    assert.ok(body.dicom, 'a DICOM input answers dicom: {seg, sr}');
+    const seg = readSegFrames(Buffer.from(body.dicom.seg, 'base64'));
+    assert.equal(seg.dataset.Modality, 'SEG');
+    assert.equal(seg.frames.length, 3);
+    for (const [i, name] of (['lungRight', 'lungLeft', 'opacity'] as const).entries()) {
+      const png = await sharp(Buffer.from(body.masks[name]!, 'base64')).raw().toBuffer({ resolveWithObject: true });
+      assert.equal(png.info.width, seg.columns);
+      assert.ok(seg.frames[i]!.data.every((v, p) => v === (png.data[p * png.info.channels]! > 0 ? 1 : 0)), `SEG frame ${i + 1} is the ${name} mask`);
+    }
+    const srBytes = Buffer.from(body.dicom.sr, 'base64');
+    const sr = dcmjsData.DicomMetaDictionary.naturalizeDataset(dcmjsData.DicomMessage.readFile(srBytes.buffer.slice(srBytes.byteOffset, srBytes.byteOffset + srBytes.byteLength) as ArrayBuffer).dict);
+    assert.equal(sr.Modality, 'SR');
+    for (const o of [seg.dataset, sr]) {
+      assert.match(String(o.PatientID), /^pt_/, 'deidentified: the keyed patient pseudonym');
+      const text = JSON.stringify({ ...o, PixelData: undefined });
+      for (const v of Object.values(DEFAULT_IDENTIFIERS)) assert.ok(!text.includes(v), `deidentified: ${v} not in the object`);
+    }
+    const png = await (await invoke(await chestPng({ rightOpacity: 0.25 }), 'image/png')).json() as { dicom?: unknown };
+    assert.equal(png.dicom, undefined, 'a PNG input has none');
   });
 
   test('a PDF is a FAILED StageMessage (200) on the JSON form and a 422 raw', async () => {

@@ -12,15 +12,18 @@
  *    and the batch-result function forwards to the score queue. An image we cannot analyse is a FAILED
  *    StageMessage with status 200: it is a result, which the score stage records.
  *  - raw image bytes (`application/dicom`, `image/png`, `image/jpeg`, `application/octet-stream`): direct
- *    calls; answers the masks and overlay as base64 PNGs with the image's meta, or 422 with the reason.
+ *    calls; answers the masks and overlay as base64 PNGs with the image's meta (and, for a DICOM input,
+ *    `dicom: { seg, sr }`: the SEG and SR as base64 Part 10, same identity mode), or 422 with the reason.
+ *    Nothing is stored.
  * Malformed requests get 400, oversized 413, unknown content types 415, a full queue 503.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
-  decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, type SegmentationModel,
+  countMasks, decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, scoreCounts, segmentImage, type SegmentationModel,
 } from '../../src/core';
+import { writeDicomOutputs } from '../../src/core/dicom-out';
 import { asyncRequestSchema } from '../../src/pipeline/batch-request';
 import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
 import { runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
@@ -49,7 +52,7 @@ export interface InferenceServerDeps {
   pseudonymKey: string;
   /** KEEP_SOURCE_KEYS: results keep the upload's key (only for data already de-identified). */
   keepSourceKeys?: boolean;
-  /** DICOM_IDENTITY and the severity config: the JSON route writes seg.dcm / sr.dcm for DICOM inputs, as the Lambda does. */
+  /** DICOM_IDENTITY and the severity config: for DICOM inputs the JSON route writes seg.dcm / sr.dcm as the Lambda does, the raw route returns them. */
   dicomOutputs?: SegmentStageDeps['dicomOutputs'];
   resultsBucket: string;
   log: StageLogger;
@@ -194,16 +197,25 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
         maskToPng(masks.opacity), renderOverlay(img, masks),
       ]);
       const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
+      const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId);
+      // A DICOM input gets its SEG and SR here too, as on the JSON route (same identity mode and severity).
+      const dicom = deps.dicomOutputs && img.dicomSource
+        ? writeDicomOutputs({
+          source: img.dicomSource, masks, model: m.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
+          seed: imageId, patientKey, now: deps.now?.() ?? new Date(),
+        }, scoreCounts(countMasks(masks), deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
+        : undefined;
       return {
         status: 200,
         body: {
           status: 'SEGMENTED', imageId, path: 'sagemaker', meta: img.meta,
-          patientKey: pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId),
+          patientKey,
           studyKey: pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid),
           model: { name: m.manifest.name, version: m.manifest.version },
           size: { width: img.width, height: img.height },
           masks: { lung: b64(lung), lungRight: b64(lungRight), lungLeft: b64(lungLeft), opacity: b64(opacity) },
           overlay: b64(overlay),
+          ...(dicom ? { dicom: { seg: b64(dicom.seg), sr: b64(dicom.sr) } } : {}),
           timingsMs: {
             preprocess: round(timings.preprocessMs), inference: round(timings.inferenceMs),
             postprocess: round(timings.postprocessMs), total: round(Number(process.hrtime.bigint() - t0) / 1e6),
