@@ -14,7 +14,7 @@ import { loadModel } from '../layers/onnx/session';
 import { loadSeverityConfig } from '../src/core';
 import { dicomIdentityFromEnv, readSegFrames } from '../src/core/dicom-out';
 import { SqsSink } from '../src/aws/sqs-sink';
-import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/local/memory';
+import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/pipeline/memory';
 import { imageIdFor, storedSource, type StageMessage } from '../src/pipeline/messages';
 import { pseudonymise } from '../src/core/pseudonym';
 import { parseStageMessage } from '../src/pipeline/message-schema';

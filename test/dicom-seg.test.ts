@@ -16,7 +16,7 @@ import { loadModel } from '../layers/onnx/session';
 import { loadSeverityConfig, pngToMask, type SegmentationModel } from '../src/core';
 import { dicomIdentityFromEnv, readSegFrames, type IdentityMode } from '../src/core/dicom-out';
 import { analyzeMain } from '../src/cli/analyze';
-import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/local/memory';
+import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/pipeline/memory';
 import type { ResultItem } from '../src/pipeline/messages';
 import { runScoreStage } from '../src/pipeline/score-stage';
 import { runSegmentStage } from '../src/pipeline/segment-stage';

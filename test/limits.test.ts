@@ -15,7 +15,7 @@ import { analyzeMain } from '../src/cli/analyze';
 import { collectInputs, MAX_OUTPUT_NAME_BYTES } from '../src/cli/inputs';
 import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_KEY_BYTES, tooLargeReason } from '../src/limits';
 import { CHUNK_BYTES, decodeKeyPath, encodeKeyPath } from '../src/local/long-keys';
-import { FileBackedObjects } from '../src/local/memory';
+import { FileBackedObjects } from '../src/pipeline/memory';
 import { startLocalPipeline, type LocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES } from '../src/local/stack';
 import { startMain } from '../src/local/start';

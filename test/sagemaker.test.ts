@@ -12,7 +12,7 @@ import { data as dcmjsData } from 'dcmjs';
 import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
 import { S3Objects } from '../src/aws/s3-objects';
-import { silentLogger } from '../src/local/memory';
+import { silentLogger } from '../src/pipeline/memory';
 import { pseudonymise } from '../src/core/pseudonym';
 import { LOCAL_NAMES, startLocalStack, type LocalStack } from '../src/local/stack';
 import { imageIdFor } from '../src/pipeline/messages';

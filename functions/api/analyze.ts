@@ -1,5 +1,6 @@
 /**
- * POST /v1/analyze's work: the same segment and score stages as the pipeline, over in-memory ports.
+ * POST /v1/analyze's work: the same segment and score stages as the pipeline, over in-memory ports
+ * (src/pipeline/in-memory.ts).
  * Loaded lazily by app.ts, so the routes that do not analyse never load sharp, the DICOM codecs or
  * onnxruntime (they run in a small Node function; this one runs in the container image).
  */
@@ -7,10 +8,8 @@ import { randomUUID } from 'node:crypto';
 import sharp from 'sharp';
 import type { SegmentationModel, SeverityConfig } from '../../src/core';
 import type { IdentityMode } from '../../src/core/dicom-out/identity';
-import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../../src/local/memory';
+import { analyzeInMemory } from '../../src/pipeline/in-memory';
 import type { ResultItem } from '../../src/pipeline/messages';
-import { runScoreStage } from '../../src/pipeline/score-stage';
-import { runSegmentStage } from '../../src/pipeline/segment-stage';
 
 export type AnalyzeOutcome =
   /** dicom: the SEG and SR (core/dicom-out) of a DICOM input, with the deployment's identity mode; absent for PNG/JPEG. */
@@ -37,22 +36,13 @@ export async function analyzeImage(
   bytes: Uint8Array, model: SegmentationModel, severity: SeverityConfig, now: () => Date, identity: IdentityMode = 'off',
   maxOverlayBytes = Infinity,
 ): Promise<AnalyzeOutcome> {
-  const objects = new MemoryObjects();
-  const bucket = 'analyze';
-  const key = `analyze/${randomUUID()}`;
-  await objects.put(bucket, key, bytes, 'application/octet-stream');
-  // A one-off pseudonym key: nothing of this request is stored, so no pseudonym needs to be stable (under
+  // A one-off pseudonym key and ETag: nothing of this request is stored, so no pseudonym needs to be stable (under
   // `off` and `deidentified` the SEG/SR's pseudonym UIDs therefore differ on every call).
-  const msg = await runSegmentStage({ bucket, key, etag: randomUUID() }, {
-    objects, sink: new MemorySink(), model, pseudonymKey: randomUUID(), resultsBucket: bucket, log: silentLogger, path: 'lambda', now,
-    dicomOutputs: { identity, severity },
+  const { message, item, outputs } = await analyzeInMemory({ bytes, name: `analyze/${randomUUID()}`, etag: randomUUID() }, {
+    model, severity, pseudonymKey: randomUUID(), path: 'lambda', now, dicomOutputs: { identity, severity },
   });
-  if (msg.status === 'FAILED') return { ok: false, code: msg.error.code, reason: msg.error.reason };
-  const { item } = await runScoreStage(msg, {
-    objects, results: new MemoryResults(), severity, resultsBucket: bucket, log: silentLogger, now,
-  });
-  const overlayPng = await fitOverlay((await objects.get(bucket, msg.keys.overlay)).body, maxOverlayBytes);
-  const { seg, sr } = msg.keys;
-  if (!seg || !sr) return { ok: true, item, overlayPng };
-  return { ok: true, item, overlayPng, dicom: { seg: (await objects.get(bucket, seg)).body, sr: (await objects.get(bucket, sr)).body } };
+  if (message.status === 'FAILED') return { ok: false, code: message.error.code, reason: message.error.reason };
+  const overlayPng = await fitOverlay(outputs['overlay.png']!, maxOverlayBytes);
+  const seg = outputs['seg.dcm'], sr = outputs['sr.dcm'];
+  return seg && sr ? { ok: true, item, overlayPng, dicom: { seg, sr } } : { ok: true, item, overlayPng };
 }

@@ -11,13 +11,11 @@ import { loadModel } from '../../layers/onnx/session';
 import { loadSeverityConfig } from '../core';
 import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
-import { FileBackedObjects, MemoryResults, MemorySink, silentLogger } from '../local/memory';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
-import { keepSourceKeysFromEnv, outputFiles } from '../pipeline/messages';
+import { keepSourceKeysFromEnv } from '../pipeline/messages';
 import { mappingEntry, writeSourceMapping, type SourceMappingEntry } from '../local/source-mapping';
 import { writeReport } from '../report/write';
-import { runScoreStage } from '../pipeline/score-stage';
-import { runSegmentStage } from '../pipeline/segment-stage';
+import { analyzeInMemory } from '../pipeline/in-memory';
 import { formatCsv, formatJson, formatTable, type ResultRow } from './format';
 import { collectInputs } from './inputs';
 
@@ -27,9 +25,6 @@ const USAGE = `usage: cxr-opacity analyze <files or folders...> [--out DIR] [--f
   DICOM inputs seg.dcm (DICOM SEG) and sr.dcm (TID 1500 SR). --dicom-identity off|linked|deidentified (or
   DICOM_IDENTITY; default off) sets whose patient/study those carry: see README "DICOM SEG and SR".
   Files over ${formatBytes(maxInputBytes({}))} fail TOO_LARGE without being read (set ${MAX_INPUT_BYTES_ENV}=<bytes> to change).`;
-
-/** The bucket name under which the stage reads input files from disk (the key is the path). */
-const INPUT_FILES = 'files';
 
 export async function analyzeMain(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -60,9 +55,6 @@ export async function analyzeMain(argv: string[]): Promise<number> {
   const limit = maxInputBytes();
   const model = await loadModel(values.model ?? DEFAULT_MODEL_MANIFEST);
   const severity = loadSeverityConfig();
-  // Inputs are read from disk by the segment stage itself, after it has checked their size on stat.
-  const objects = new FileBackedObjects(INPUT_FILES);
-  const results = new MemoryResults();
   const rows: ResultRow[] = [];
   const mapping: SourceMappingEntry[] = [];
   const keepSourceKeys = keepSourceKeysFromEnv(process.env);
@@ -70,22 +62,15 @@ export async function analyzeMain(argv: string[]): Promise<number> {
     for (const [i, input] of inputs.entries()) {
       let row: ResultRow;
       try {
-        const sink = new MemorySink();
-        const msg = await runSegmentStage(
-          { bucket: INPUT_FILES, key: input.path },
-          {
-            objects, sink, model, pseudonymKey: process.env.PSEUDONYM_KEY ?? 'cxr-opacity-local-cli-key', resultsBucket: 'local',
-            log: silentLogger, path: 'local', maxInputBytes: limit, keepSourceKeys, dicomOutputs: { identity, severity },
-          },
-        );
-        const { item } = await runScoreStage(msg, { objects, results, severity, resultsBucket: 'local', log: silentLogger });
+        const { item, outputs } = await analyzeInMemory({ path: input.path }, {
+          model, severity, pseudonymKey: process.env.PSEUDONYM_KEY ?? 'cxr-opacity-local-cli-key',
+          path: 'local', maxInputBytes: limit, keepSourceKeys, dicomOutputs: { identity, severity },
+        });
         const dir = join(values.out ?? 'out', input.name);
         mkdirSync(dir, { recursive: true });
-        if (item.keys) {
-          for (const [file, key] of Object.entries(outputFiles(item.keys))) {
-            // result.json is written below.
-            if (file !== 'result.json') writeFileSync(join(dir, file), (await objects.get('local', key)).body);
-          }
+        for (const [file, body] of Object.entries(outputs)) {
+          // result.json is written below.
+          if (file !== 'result.json') writeFileSync(join(dir, file), body);
         }
         // The input path only where file names are kept (KEEP_SOURCE_KEYS=true); else source-mapping.json has it.
         writeFileSync(join(dir, 'result.json'), JSON.stringify(keepSourceKeys ? { input: input.path, ...item } : item, null, 2));
@@ -94,8 +79,6 @@ export async function analyzeMain(argv: string[]): Promise<number> {
         // One input that cannot even be read (permissions, vanished, a full disk for its outputs) is
         // reported in its row; the others still run.
         row = { input: input.name, lostReason: `not analysed: ${(e as Error).message}` };
-      } finally {
-        objects.objects.clear();
       }
       rows.push(row);
       mapping.push(mappingEntry(input.path, input.name, row.item));

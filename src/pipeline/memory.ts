@@ -1,7 +1,7 @@
-/** In-memory implementations of the pipeline ports, for the stand-alone CLI and for tests. */
+/** In-memory implementations of the pipeline ports: for analyzeInMemory (CLI, the API's POST /v1/analyze) and tests. */
 import { readFile, stat } from 'node:fs/promises';
-import type { ResultItem, StageMessage } from '../pipeline/messages';
-import type { MessageSink, ObjectInfo, ObjectStore, ResultStore, StageLogger, StoredObject } from '../pipeline/ports';
+import type { ResultItem, StageMessage } from './messages';
+import type { MessageSink, ObjectInfo, ObjectStore, ResultStore, StageLogger, StoredObject } from './ports';
 
 export class MemoryObjects implements ObjectStore {
   readonly objects = new Map<string, { body: Uint8Array; contentType: string; metadata: Record<string, string> }>();
