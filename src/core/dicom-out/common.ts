@@ -50,6 +50,7 @@ export const CODING_SCHEME_IDENTIFICATION = [{
 export const SOP_CLASS = {
   segmentation: '1.2.840.10008.5.1.4.1.1.66.4',
   comprehensiveSR: '1.2.840.10008.5.1.4.1.1.88.33',
+  secondaryCapture: '1.2.840.10008.5.1.4.1.1.7',
 };
 
 const EXPLICIT_VR_LE = '1.2.840.10008.1.2.1';
@@ -68,6 +69,7 @@ export function ourUids(secret: string, seed: string) {
   return {
     segSeries: u('seg-series'), segInstance: u('seg-instance'), dimensionOrganization: u('seg-dimension'),
     srSeries: u('sr-series'), srInstance: u('sr-instance'),
+    scSeries: u('sc-series'), scInstance: u('sc-instance'),
     tracking: (group: string) => u(`sr-tracking/${group}`),
   };
 }

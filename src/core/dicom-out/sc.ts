@@ -1,0 +1,75 @@
+/**
+ * The overlay picture as a DICOM Secondary Capture (PS3.3 A.8.1, RGB, 8 bits), for viewers and PACS
+ * without SEG support: it files beside the source like the SEG and SR, under the same identity mode
+ * (identity.ts), and references the source image it was drawn from (Source Image Sequence).
+ *
+ * Written here and encoded by dcmjs (DicomDict), as the SEG: dcmjs derives no Secondary Capture.
+ * A picture, not a measurement: the SEG holds the masks and the SR the numbers.
+ */
+import sharp from 'sharp';
+import { CODES, SOP_CLASS, dateTime, equipment, ourUids, toPart10 } from './common';
+import { identityAttributes, sourceUid } from './identity';
+import type { DicomOutInput } from './seg';
+
+/** What the capture needs: everything of the SEG's input but the masks. */
+export type CaptureInput = Omit<DicomOutInput, 'masks'>;
+
+/** Interleaved 8-bit RGB pixels, row-major. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export function buildOverlayCapture(input: CaptureInput, rgb: RgbImage): Uint8Array {
+  const { source: src, identity, secret, seed } = input;
+  if (rgb.data.length !== rgb.width * rgb.height * 3) throw new Error(`SC: ${rgb.data.length} bytes are not ${rgb.width} x ${rgb.height} RGB pixels`);
+  const uids = ourUids(secret, seed);
+  const ids = identityAttributes(identity, src, secret, seed, input.patientKey);
+  const { date, time } = dateTime(input.now);
+  const pixels = rgb.data.length % 2 ? Uint8Array.from([...rgb.data, 0]) : rgb.data.slice();
+  return toPart10({
+    SOPClassUID: SOP_CLASS.secondaryCapture,
+    SOPInstanceUID: uids.scInstance,
+    ...ids,
+    Modality: 'OT',
+    BodyPartExamined: 'CHEST',
+    SeriesInstanceUID: uids.scSeries,
+    SeriesNumber: '903',
+    SeriesDescription: 'cxr-opacity overlay (secondary capture)',
+    InstanceNumber: '1',
+    ...equipment(input.model),
+    ConversionType: 'WSD',
+    PatientOrientation: src.patientOrientation ?? '',
+    ContentDate: date,
+    ContentTime: time,
+    InstanceCreationDate: date,
+    InstanceCreationTime: time,
+    ImageType: ['DERIVED', 'SECONDARY'],
+    DerivationDescription: `Lungs and opacity of ${input.model.name} ${input.model.version} drawn over the source image`.slice(0, 1024),
+    SourceImageSequence: [{
+      ReferencedSOPClassUID: src.sopClassUid,
+      ReferencedSOPInstanceUID: sourceUid(identity, secret, src.sopInstanceUid),
+      PurposeOfReferenceCodeSequence: [CODES.sourceForProcessing],
+    }],
+    BurnedInAnnotation: 'NO',
+    LossyImageCompression: '00',
+    SamplesPerPixel: 3,
+    PhotometricInterpretation: 'RGB',
+    PlanarConfiguration: 0,
+    Rows: rgb.height,
+    Columns: rgb.width,
+    BitsAllocated: 8,
+    BitsStored: 8,
+    HighBit: 7,
+    PixelRepresentation: 0,
+    PixelData: [pixels.buffer.slice(pixels.byteOffset, pixels.byteOffset + pixels.byteLength)],
+    _vrMap: { PixelData: 'OB' },
+  });
+}
+
+/** buildOverlayCapture of an overlay PNG (core/render.ts renderOverlay's output). */
+export async function overlayCaptureFromPng(input: CaptureInput, png: Uint8Array): Promise<Uint8Array> {
+  const { data, info } = await sharp(png).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  return buildOverlayCapture(input, { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
+}
