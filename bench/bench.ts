@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
-import { decodeImage, loadSeverityConfig, lungUnion, maskToPng, renderOverlay, scoreMasks, type GrayImage } from '../src/core';
+import { countMasks, decodeImage, loadSeverityConfig, lungUnion, maskToPng, opacityPctOf, renderOverlay, scoreCounts, segmentImage, type GrayImage, type SegmentationMasks } from '../src/core';
 import { probabilitiesToMasks } from '../src/core/postprocess';
 import { toModelInput } from '../src/core/preprocess';
 import { S3Objects } from '../src/aws/s3-objects';
@@ -60,6 +60,15 @@ async function sourceImage(width: number, height: number): Promise<{ pixels: Uin
   return { pixels: px, kind: 'synthetic phantom (../shared/data absent)' };
 }
 
+/** The pictures the segment stage writes: four full-size mask PNGs and the overlay with its legend. */
+async function renderAll(img: GrayImage, masks: SegmentationMasks): Promise<Buffer[]> {
+  const full = { width: img.width, height: img.height };
+  return Promise.all([
+    maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full), maskToPng(masks.opacity, full),
+    renderOverlay(img, masks, { legend: opacityPctOf(countMasks(masks, full)) }),
+  ]);
+}
+
 async function main() {
   const { values } = parseArgs({ options: { reps: { type: 'string', default: '15' }, quick: { type: 'boolean' } } });
   const reps = Number(values.reps);
@@ -87,15 +96,25 @@ async function main() {
     const input = await toModelInput(img, model.manifest);
     const probs = await model.run(input, 1);
     const masks = probabilitiesToMasks(probs, S, img.width, img.height, model.manifest.thresholds);
-    const pngs = await Promise.all([maskToPng(lungUnion(masks)), maskToPng(masks.opacity), renderOverlay(img, masks)]);
+    const full = { width: img.width, height: img.height };
+    const pngs = await renderAll(img, masks);
     stages[name] = {
       decode: await time(reps, () => decodeImage(bytes)),
       preprocess: await time(reps, () => toModelInput(img, model.manifest)),
+      guard: model.guard ? await time(reps, () => model.guard!.run(input, 1)) : stat([0]),
       inference: await time(reps, () => model.run(input, 1)),
       postprocess: await time(reps, async () => probabilitiesToMasks(probs, S, img.width, img.height, model.manifest.thresholds)),
-      render: await time(reps, () => Promise.all([maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft), maskToPng(masks.opacity), renderOverlay(img as GrayImage, masks)])),
-      score: await time(reps, async () => scoreMasks(masks, severity, img.meta.pixelSpacingMm)),
+      count: await time(reps, async () => countMasks(masks, full)),
+      render: await time(reps, () => renderAll(img, masks)),
+      score: await time(reps, async () => scoreCounts(countMasks(masks, full), severity, img.meta.pixelSpacingMm)),
       storage: await time(reps, () => Promise.all(pngs.map((b, i) => s3.put(LOCAL_NAMES.resultsBucket, `bench/${i}.png`, b, 'image/png')))),
+      // Everything the segment stage does except storage, in one go, as it runs it (guard included).
+      endToEnd: await time(reps, async () => {
+        const im = await decodeImage(bytes);
+        const seg = await segmentImage(im, model);
+        await renderAll(im, seg.masks);
+        scoreCounts(countMasks(seg.masks, full), severity, im.meta.pixelSpacingMm);
+      }),
     };
   }
   await stack.stop();
@@ -111,8 +130,8 @@ async function main() {
       const img = await decodeImage(bytes);
       const pr = await model.run(await toModelInput(img, model.manifest), 1);
       const m = probabilitiesToMasks(pr, S, img.width, img.height, model.manifest.thresholds);
-      await Promise.all([maskToPng(m.opacity), renderOverlay(img, m)]);
-      scoreMasks(m, severity);
+      await renderAll(img, m);
+      scoreCounts(countMasks(m, { width: img.width, height: img.height }), severity);
     });
   }
   results.endToEndByInputSize = bySize;
@@ -199,10 +218,14 @@ async function main() {
 function toMarkdown(r: Record<string, any>): string {
   const L: string[] = [`# Benchmark (${r.date})`, '', `Machine: ${r.machine.cpus} x ${r.machine.cpu}, Node ${r.machine.node}. Model ${r.model} at ${r.modelSize}x${r.modelSize}, onnxruntime-node with ${r.threads} threads. Stage inputs: ${r.stageInput}. Times in ms, median [p10-p90].`, ''];
   L.push('## Per stage', '', '| stage | ' + Object.keys(r.stages).join(' | ') + ' |', '|---|' + Object.keys(r.stages).map(() => '---').join('|') + '|');
-  const names = Object.keys(Object.values(r.stages)[0] as object);
+  // score (count + scoreCounts) runs in the score stage; count in the segment stage: both shown, summed once.
+  const names = Object.keys(Object.values(r.stages)[0] as object).filter((s) => s !== 'endToEnd');
+  const summed = names.filter((s) => s !== 'score');
   for (const s of names) L.push(`| ${s} | ` + Object.values(r.stages).map((v: any) => `${v[s].median} [${v[s].p10}-${v[s].p90}]`).join(' | ') + ' |');
-  const total = (v: any) => round(names.reduce((a, s) => a + v[s].median, 0));
-  L.push('| **sum of medians** | ' + Object.values(r.stages).map((v: any) => `**${total(v)}**`).join(' | ') + ' |', '');
+  const total = (v: any) => round(summed.reduce((a, s) => a + v[s].median, 0));
+  L.push(`| **sum of medians** (${summed.join(', ')}) | ` + Object.values(r.stages).map((v: any) => `**${total(v)}**`).join(' | ') + ' |');
+  L.push('| **end to end, measured** (decode → guard + model → masks → counts → 4 mask PNGs + overlay → score; no storage) | ' + Object.values(r.stages).map((v: any) => `**${v.endToEnd.median}** [${v.endToEnd.p10}-${v.endToEnd.p90}]`).join(' | ') + ' |');
+  L.push('| end to end / model inference | ' + Object.values(r.stages).map((v: any) => `${round(v.endToEnd.median / v.inference.median)}x`).join(' | ') + ' |', '');
   L.push('## End to end by input size (decode → overlay, one image)', '', '| input | median ms | p10-p90 |', '|---|---|---|');
   for (const [k, v] of Object.entries(r.endToEndByInputSize) as [string, Stat][]) L.push(`| ${k} | ${v.median} | ${v.p10}-${v.p90} |`);
   L.push('', '## Inference by batch size', '', '| batch | per image ms | batch median ms |', '|---|---|---|');

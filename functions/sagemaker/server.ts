@@ -23,6 +23,7 @@ import type { AddressInfo } from 'node:net';
 import {
   countMasks, decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, scoreCounts, segmentImage, type SegmentationModel,
 } from '../../src/core';
+import { upsampleMasks } from '../../src/core/upsample';
 import { writeDicomOutputs } from '../../src/core/dicom-out';
 import { asyncRequestSchema } from '../../src/pipeline/batch-request';
 import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
@@ -192,18 +193,19 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
     try {
       const img = await decodeImage(body);
       const { masks, timings } = await segmentImage(img, m);
+      const full = { width: img.width, height: img.height };
       const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
-        maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft),
-        maskToPng(masks.opacity), renderOverlay(img, masks),
+        maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full),
+        maskToPng(masks.opacity, full), renderOverlay(img, masks),
       ]);
       const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
       const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId);
       // A DICOM input gets its SEG and SR here too, as on the JSON route (same identity mode and severity).
       const dicom = deps.dicomOutputs && img.dicomSource
         ? writeDicomOutputs({
-          source: img.dicomSource, masks, model: m.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
+          source: img.dicomSource, masks: upsampleMasks(masks, full.width, full.height), model: m.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
           seed: imageId, patientKey, now: deps.now?.() ?? new Date(),
-        }, scoreCounts(countMasks(masks), deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
+        }, scoreCounts(countMasks(masks, full), deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
         : undefined;
       return {
         status: 200,

@@ -54,7 +54,7 @@ async function countImage(dataDir: string, key: string, model: Awaited<ReturnTyp
   const img = await decodeImage(readFileSync(imagePath(dataDir, key)));
   try {
     const { masks } = await segmentImage(img, model);
-    return { counts: countMasks(masks) };
+    return { counts: countMasks(masks, { width: img.width, height: img.height }) };
   } catch (e) {
     if (!isInputError(e)) throw e;
     return { counts: null, refused: e.code };

@@ -1,45 +1,47 @@
 /**
- * From the model's probability maps (S x S) to clean binary masks at the original image size:
- * bilinear upsampling of the probabilities (so edges are placed with sub-pixel accuracy), thresholds
- * from the manifest, each pixel given to the more probable lung, the largest component of each lung
+ * From the model's probability maps (S x S) to clean binary masks on a bounded working grid: bilinear
+ * upsampling of the probabilities to the grid (edges placed with sub-pixel accuracy of the model's output),
+ * thresholds from the manifest, each pixel given to the more probable lung, the largest component of each lung
  * kept and its holes filled, and opacity restricted to the lungs.
+ *
+ * The grid is the image's own size up to WORKING_MAX_SIDE on the long side, and the image's aspect ratio
+ * scaled down beyond that: the model sees 256 x 256, so a 3000-pixel grid adds no information, only
+ * 100x the pixels to label and fill. Scores come from counts on this grid (core/score.ts countMasks, which
+ * scales areas to the image's pixels); full-size mask pictures are upsampled from it (core/upsample.ts).
+ * test/working-resolution.test.ts shows opacity % and scores do not move against the full-size grid.
  */
 import { fillHoles, keepLargestComponent } from './morphology';
+import { resampleAxis } from './upsample';
 import type { Mask, ModelManifest, SegmentationMasks } from './types';
 
-interface Axis { i0: Int32Array; i1: Int32Array; f: Float32Array }
+/** The long side of the working grid at most, in pixels. */
+export const WORKING_MAX_SIDE = 512;
 
-/** Source sample positions for resizing n -> m with half-pixel centres (as PyTorch align_corners=False). */
-function axis(src: number, dst: number): Axis {
-  const i0 = new Int32Array(dst);
-  const i1 = new Int32Array(dst);
-  const f = new Float32Array(dst);
-  const scale = src / dst;
-  for (let d = 0; d < dst; d++) {
-    let s = (d + 0.5) * scale - 0.5;
-    if (s < 0) s = 0;
-    if (s > src - 1) s = src - 1;
-    const a = Math.floor(s);
-    i0[d] = a;
-    i1[d] = Math.min(a + 1, src - 1);
-    f[d] = s - a;
-  }
-  return { i0, i1, f };
+/** The working grid for an image: its own size, or scaled down (aspect kept) so the long side is maxSide. */
+export function workingGrid(width: number, height: number, maxSide = WORKING_MAX_SIDE): { width: number; height: number } {
+  const long = Math.max(width, height);
+  if (long <= maxSide) return { width, height };
+  const k = maxSide / long;
+  return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
 }
 
 /**
  * @param probs model output for one image: [3, S, S] (lung_right, lung_left, opacity)
+ * @param imageWidth the image's width (the masks come back at workingGrid(imageWidth, imageHeight, maxSide))
+ * @param maxSide the working grid's long side at most; Infinity gives masks at the image's own size
  */
 export function probabilitiesToMasks(
   probs: Float32Array,
   S: number,
-  width: number,
-  height: number,
+  imageWidth: number,
+  imageHeight: number,
   thresholds: ModelManifest['thresholds'],
+  maxSide = WORKING_MAX_SIDE,
 ): SegmentationMasks {
   if (probs.length !== 3 * S * S) throw new Error(`expected 3x${S}x${S} probabilities, got ${probs.length}`);
-  const ax = axis(S, width);
-  const ay = axis(S, height);
+  const { width, height } = workingGrid(imageWidth, imageHeight, maxSide);
+  const ax = resampleAxis(S, width);
+  const ay = resampleAxis(S, height);
   const n = width * height;
   const right = new Uint8Array(n);
   const left = new Uint8Array(n);
@@ -48,12 +50,12 @@ export function probabilitiesToMasks(
   const { lung_right: tR, lung_left: tL, opacity: tO } = thresholds;
   for (let y = 0; y < height; y++) {
     const r0 = ay.i0[y] * S;
-    const r1 = ay.i1[y] * S;
+    const r1 = Math.min(ay.i0[y] + 1, S - 1) * S;
     const fy = ay.f[y];
     const row = y * width;
     for (let x = 0; x < width; x++) {
       const c0 = ax.i0[x];
-      const c1 = ax.i1[x];
+      const c1 = c0 + 1 < S ? c0 + 1 : c0;
       const fx = ax.f[x];
       const w00 = (1 - fy) * (1 - fx);
       const w01 = (1 - fy) * fx;

@@ -29,10 +29,14 @@ export interface SideCounts {
 /**
  * Everything the score needs from the masks, as pixel counts (small enough to travel in a stage message).
  * `lung`/`opacity` are over the union of the lungs (a pixel claimed by both lungs counts once).
+ * `width` x `height` is the grid the masks were counted on; `image`, when given, is the size of the image that
+ * grid covers (core/postprocess.ts counts on a working grid), and areas in pixels are reported in the image's
+ * pixels (count x image area / grid area).
  */
 export interface MaskCounts {
   width: number;
   height: number;
+  image?: { width: number; height: number };
   lung: number;
   opacity: number;
   right: SideCounts;
@@ -80,8 +84,11 @@ function sideCounts(lungRows: Int32Array, opacRows: Int32Array): SideCounts {
   return { lung, opacity, zoneLung, zoneOpacity };
 }
 
-/** One linear pass over the masks: the counts every score is computed from. */
-export function countMasks(masks: SegmentationMasks): MaskCounts {
+/**
+ * One linear pass over the masks: the counts every score is computed from.
+ * @param image the size of the image the masks cover, when they are on a smaller working grid
+ */
+export function countMasks(masks: SegmentationMasks, image?: { width: number; height: number }): MaskCounts {
   const { width, height } = checkSizes(masks);
   const lr = masks.lungRight.data;
   const ll = masks.lungLeft.data;
@@ -108,7 +115,12 @@ export function countMasks(masks: SegmentationMasks): MaskCounts {
     lung += ul;
     opacity += uo;
   }
-  return { width, height, lung, opacity, right: sideCounts(rL, rO), left: sideCounts(lL, lO) };
+  const sides = { lung, opacity, right: sideCounts(rL, rO), left: sideCounts(lL, lO) };
+  if (!image || (image.width === width && image.height === height)) return { width, height, ...sides };
+  if (!(Number.isInteger(image.width) && Number.isInteger(image.height) && image.width >= width && image.height >= height)) {
+    throw new Error(`countMasks: image ${image.width}x${image.height} must be whole pixels and at least the ${width}x${height} grid`);
+  }
+  return { width, height, image: { width: image.width, height: image.height }, ...sides };
 }
 
 const pct = (part: number, whole: number): number | null => (whole > 0 ? (100 * part) / whole : null);
@@ -120,12 +132,18 @@ export function opacityPctOf(c: MaskCounts): Sides<number | null> {
 }
 
 /**
- * The score from pixel counts. `pixelSpacingMm` is [row, column] spacing of the counted grid; when given, areas
- * are also reported in mm² (rounded to 0.01 mm²).
+ * The score from pixel counts. `pixelSpacingMm` is [row, column] spacing of the image's pixels (`c.image`, or
+ * the counted grid when it has none); when given, areas are also reported in mm² (rounded to 0.01 mm²).
  */
 export function scoreCounts(c: MaskCounts, cfg: SeverityConfig, pixelSpacingMm?: [number, number]): OpacityScore {
-  const lungAreaPx: Sides<number> = { total: c.lung, right: c.right.lung, left: c.left.lung };
-  const opacityAreaPx: Sides<number> = { total: c.opacity, right: c.right.opacity, left: c.left.opacity };
+  // Grid pixels -> image pixels (1 when the masks were counted at the image's size).
+  const k = c.image ? (c.image.width * c.image.height) / (c.width * c.height) : 1;
+  const sides = (t: number, r: number, l: number): Sides<number> => ({ total: t * k, right: r * k, left: l * k });
+  const rawLung = sides(c.lung, c.right.lung, c.left.lung);
+  const rawOpacity = sides(c.opacity, c.right.opacity, c.left.opacity);
+  const whole = (s: Sides<number>): Sides<number> => ({ total: Math.round(s.total), right: Math.round(s.right), left: Math.round(s.left) });
+  const lungAreaPx = whole(rawLung);
+  const opacityAreaPx = whole(rawOpacity);
   const opacityPct = opacityPctOf(c);
   const exR = extentLevel(c.right.opacity, c.right.lung, cfg);
   const exL = extentLevel(c.left.opacity, c.left.lung, cfg);
@@ -157,8 +175,8 @@ export function scoreCounts(c: MaskCounts, cfg: SeverityConfig, pixelSpacingMm?:
       throw new Error(`scoreMasks: pixel spacing must be two positive numbers, got [${sr}, ${sc}]`);
     }
     const mm2 = (s: Sides<number>): Sides<number> => ({ total: round2(s.total * sr * sc), right: round2(s.right * sr * sc), left: round2(s.left * sr * sc) });
-    out.lungAreaMm2 = mm2(lungAreaPx);
-    out.opacityAreaMm2 = mm2(opacityAreaPx);
+    out.lungAreaMm2 = mm2(rawLung);
+    out.opacityAreaMm2 = mm2(rawOpacity);
   }
   return out;
 }

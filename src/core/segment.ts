@@ -1,4 +1,8 @@
-/** Segmentation of one decoded image: preprocess, run the model, post-process to full-size masks. */
+/**
+ * Segmentation of one decoded image: preprocess, run the model, post-process to clean masks on the working grid
+ * (core/postprocess.ts: the image's size up to WORKING_MAX_SIDE on the long side). Count them with
+ * countMasks(masks, image) and upsample them (core/upsample.ts) where full-size pictures are needed.
+ */
 import { probabilitiesToMasks } from './postprocess';
 import { toModelInput } from './preprocess';
 import { assessMasks, judgeGuard, type GuardVerdict } from './guard';
@@ -13,12 +17,14 @@ export interface SegmentTimings {
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /**
+ * @param opts.workingMaxSide the working grid's long side at most (default WORKING_MAX_SIDE; Infinity: full size)
  * @throws InputError NOT_A_CHEST_XRAY when the guard or the mask plausibility check says the image is not a
  *   frontal chest X-ray (src/core/guard.ts), NO_LUNGS_FOUND when no lung fields were found at all.
  */
 export async function segmentImage(
   img: GrayImage,
   model: SegmentationModel,
+  opts: { workingMaxSide?: number } = {},
 ): Promise<{ masks: SegmentationMasks; timings: SegmentTimings; quality: QualityReport }> {
   const m = model.manifest;
   const S = m.input.size;
@@ -32,7 +38,7 @@ export async function segmentImage(
   const probs = await model.run(input, 1);
   const inferenceMs = ms(t);
   t = process.hrtime.bigint();
-  const masks = probabilitiesToMasks(probs, S, img.width, img.height, m.thresholds);
+  const masks = probabilitiesToMasks(probs, S, img.width, img.height, m.thresholds, opts.workingMaxSide);
   const postprocessMs = ms(t);
   const quality = assessMasks(masks, verdict);
   return { masks, timings: { preprocessMs, inferenceMs, postprocessMs }, quality };

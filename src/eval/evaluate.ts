@@ -11,9 +11,10 @@ import { parseArgs } from 'node:util';
 import { parse } from 'csv-parse/sync';
 import { loadModel } from '../../layers/onnx/session';
 import {
-  decodeImage, isInputError, loadSeverityConfig, pngToMask, scoreMasks, segmentImage,
-  renderOverlay, type GrayImage, type Mask, type SegmentationMasks, type SegmentationModel, type SeverityConfig,
+  countMasks, decodeImage, isInputError, loadSeverityConfig, pngToMask, scoreCounts, scoreMasks, segmentImage,
+  renderOverlay, type GrayImage, type Mask, type MaskCounts, type SegmentationMasks, type SegmentationModel, type SeverityConfig,
 } from '../core';
+import { upsampleMasks } from '../core/upsample';
 import sharp from 'sharp';
 import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { bootstrapCi, dice, iou, mean, overlap, pearson, pooled, spearman, type Overlap } from './metrics';
@@ -91,10 +92,15 @@ export async function evaluateImage(
   if (!tLung) throw new Error(`${id}: no lung mask`);
   const tOpac = (await m('opacity')) ?? empty(W, H);
   let pred: SegmentationMasks;
+  let predCounts: MaskCounts | undefined;
   let failed: string | undefined;
   const t0 = process.hrtime.bigint();
   try {
-    pred = (await segmentImage(img, model)).masks;
+    // Scored from the working grid's counts, as the service scores; compared with the manual masks at the
+    // image's size, as the service's mask PNGs are (core/upsample.ts).
+    const grid = (await segmentImage(img, model)).masks;
+    predCounts = countMasks(grid, { width: W, height: H });
+    pred = upsampleMasks(grid, W, H);
   } catch (e) {
     if (!isInputError(e)) throw e;
     failed = e.code;
@@ -104,7 +110,7 @@ export async function evaluateImage(
   const pLung = union(pred.lungRight, pred.lungLeft);
   const tOpacInLung: Mask = { width: W, height: H, data: tOpac.data.map((v, i) => v & tLung.data[i]) };
   const o = overlap(pred.opacity, tOpacInLung);
-  const predScore = scoreMasks(pred, severity);
+  const predScore = scoreCounts(predCounts ?? countMasks(pred), severity);
   const trueScore = tRight && tLeft ? scoreMasks({ lungRight: tRight, lungLeft: tLeft, opacity: tOpac }, severity) : null;
   const trueArea = overlap(tOpacInLung, tLung);
   if (pictures) {

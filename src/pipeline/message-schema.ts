@@ -29,7 +29,10 @@ const keys = z.object({
 
 const count = z.number().int().nonnegative();
 const side = z.object({ lung: count, opacity: count, zoneLung: z.tuple([count, count, count]), zoneOpacity: z.tuple([count, count, count]) });
-const counts = z.object({ width: count, height: count, lung: count, opacity: count, right: side, left: side });
+const counts = z.object({
+  width: count, height: count, image: z.object({ width: count, height: count }).optional(),
+  lung: count, opacity: count, right: side, left: side,
+});
 const quality = z.object({
   guard: z.object({ frontal: z.number(), mirrored: z.number(), notChest: z.number(), reconstructionError: z.number().optional() }).optional(),
   warnings: z.array(z.object({

@@ -15,6 +15,7 @@ import {
 import type { MessageSink, ObjectStore, StageLogger } from './ports';
 import { InputError } from '../core/errors';
 import { scoreCounts } from '../core/score';
+import { upsampleMasks } from '../core/upsample';
 import type { SeverityConfig } from '../core/severity';
 import { writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
@@ -43,6 +44,8 @@ export interface SegmentStageDeps {
 /** User metadata an uploader may set on PNG/JPEG uploads, which carry no DICOM identifiers. */
 export const PATIENT_METADATA = 'patient-id';
 export const STUDY_METADATA = 'study-id';
+/** The acquisition date (ISO 8601) of such an upload; shifted per patient like a DICOM's (core/date-shift.ts). */
+export const ACQUIRED_METADATA = 'acquired-at';
 
 const since = (t0: bigint) => Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10;
 
@@ -74,7 +77,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
       ?? given.patientKey ?? pseudonymise(deps.pseudonymKey, 'patient', obj?.metadata[PATIENT_METADATA]);
     const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid)
       ?? given.studyKey ?? pseudonymise(deps.pseudonymKey, 'study', obj?.metadata[STUDY_METADATA]);
-    return { patientKey, studyKey, studyDate: shiftedStudyDate(deps.pseudonymKey, patientKey, img.meta.acquiredAt) };
+    return { patientKey, studyKey, studyDate: shiftedStudyDate(deps.pseudonymKey, patientKey, img.meta.acquiredAt ?? obj?.metadata[ACQUIRED_METADATA]) };
   };
 
   let decoded: DecodedImage | undefined;
@@ -86,8 +89,10 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     timingsMs.decode = since(t);
     const who = identify(img);
     const { masks, timings, quality } = await segmentImage(img, model);
-    // Everything the score needs, as counts: the score stage reads no mask back.
-    const counts = countMasks(masks);
+    // Everything the score needs, as counts on the working grid scaled to the image's pixels: the score stage
+    // reads no mask back.
+    const full = { width: img.width, height: img.height };
+    const counts = countMasks(masks, full);
     timingsMs.preprocess = round(timings.preprocessMs);
     timingsMs.inference = round(timings.inferenceMs);
     timingsMs.postprocess = round(timings.postprocessMs);
@@ -95,14 +100,14 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     t = process.hrtime.bigint();
     const dicomOut = deps.dicomOutputs && img.dicomSource
       ? writeDicomOutputs({
-        source: img.dicomSource, masks, model: model.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
+        source: img.dicomSource, masks: upsampleMasks(masks, full.width, full.height), model: model.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
         seed: imageId, patientKey: who.patientKey, now: new Date(receivedAt),
       }, scoreCounts(counts, deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
       : undefined;
     const keys = outputKeysFor(imageId, undefined, { dicom: !!dicomOut });
     const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
-      maskToPng(lungUnion(masks)), maskToPng(masks.lungRight), maskToPng(masks.lungLeft),
-      maskToPng(masks.opacity), renderOverlay(img, masks, { legend: opacityPctOf(counts) }),
+      maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full),
+      maskToPng(masks.opacity, full), renderOverlay(img, masks, { legend: opacityPctOf(counts) }),
     ]);
     timingsMs.render = since(t);
     t = process.hrtime.bigint();
