@@ -1,13 +1,18 @@
 /**
- * The Athena named queries of the CDK analytics construct, run for real on DuckDB over a small table shaped
- * like the Glue table (`snapshot` partition + `item` struct of DynamoDB JSON), with an older snapshot and a
- * manifest-like null row that the queries must ignore.
+ * The Athena named queries of the CDK analytics construct are the files of analytics/queries (what
+ * `npm run analytics` runs locally), and the `results` view's DDL is deployed with them. Here they run
+ * for real on DuckDB over a small table shaped like the Glue table (`snapshot` partition + `item` struct
+ * of DynamoDB JSON, with ITEM_TYPE's exact types), with an older snapshot and a manifest-like null row
+ * that the view must ignore.
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { ITEM_TYPE } from '../cdk/lib/analytics';
-import { NAMED_QUERIES } from '../cdk/lib/analytics-queries';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NAMED_QUERIES, RESULTS_VIEW_QUERY } from '../cdk/lib/analytics-queries';
+import { namedQueries, querySql } from '../src/export/analytics';
 
 /** The Glue (Hive) column type in DuckDB syntax. */
 const duckType = (hive: string): string => hive
@@ -40,7 +45,7 @@ const N = (n: number) => ({ n: String(n) });
 const ROWS: [string, Record<string, unknown> | null][] = [
   // An older export: must not be counted.
   ['2025-03-01T02:00:00Z', { imageId: S('old'), patientKey: S('p1'), status: S('SCORED'), sortKey: S('2025-02-28#old'), createdAt: S('2025-02-28T00:00:00Z'), opacityPctTotal: N(99), grade: S('critical') }],
-  ['2025-03-02T02:00:00Z', { imageId: S('a'), patientKey: S('p1'), studyKey: S('s1'), status: S('SCORED'), sortKey: S('2022-01-10#a'), studyDate: S('2022-01-10'), createdAt: S('2025-03-01T10:05:00Z'), opacityPctTotal: N(10), grade: S('mild') }],
+  ['2025-03-02T02:00:00Z', { imageId: S('a'), source: { m: { keyPseudonym: S('src_a'), key: null } }, patientKey: S('p1'), studyKey: S('s1'), status: S('SCORED'), sortKey: S('2022-01-10#a'), studyDate: S('2022-01-10'), createdAt: S('2025-03-01T10:05:00Z'), opacityPctTotal: N(10), grade: S('mild') }],
   ['2025-03-02T02:00:00Z', { imageId: S('b'), patientKey: S('p1'), studyKey: S('s2'), status: S('SCORED'), sortKey: S('2022-01-11#b'), studyDate: S('2022-01-11'), createdAt: S('2025-03-02T09:01:00Z'), opacityPctTotal: N(35.5), grade: S('severe') }],
   ['2025-03-02T02:00:00Z', { imageId: S('d'), patientKey: S('p2'), status: S('SCORED'), sortKey: S('2023-07-30#d'), studyDate: S('2023-07-30'), createdAt: S('2025-03-02T11:01:00Z'), opacityPctTotal: N(0.5), grade: S('none') }],
   ['2025-03-02T02:00:00Z', { imageId: S('c'), patientKey: S('UNKNOWN'), status: S('FAILED'), sortKey: S('2025-03-02T12:00:00Z#c'), createdAt: S('2025-03-02T12:00:00Z'), errorCode: S('LATERAL_VIEW'), errorReason: S('lateral view: only frontal (PA/AP) views are measured') }],
@@ -62,28 +67,43 @@ before(async () => {
     const value = item ? `'${JSON.stringify(complete(item)).replace(/'/g, "''")}'::JSON::${duckType(ITEM_TYPE)}` : 'NULL';
     await conn.run(`INSERT INTO results_export VALUES ('${snapshot}', ${value})`);
   }
+  await run(RESULTS_VIEW_QUERY);
 });
 
-describe('Athena named queries (run on DuckDB)', () => {
+describe('Athena named queries (run on DuckDB over a Glue-shaped table)', () => {
+  test('are the files of analytics/queries, same names and text, plus the results view of analytics/schema', () => {
+    const dir = join(__dirname, '..', 'analytics');
+    const files = readdirSync(join(dir, 'queries')).filter((f) => f.endsWith('.sql')).map((f) => f.slice(0, -4)).sort();
+    assert.deepEqual(namedQueries(), files);
+    assert.deepEqual(NAMED_QUERIES.map((q) => q.name), [RESULTS_VIEW_QUERY, ...files]);
+    for (const name of files) assert.equal(NAMED_QUERIES.find((q) => q.name === name)!.sql, querySql(name), name);
+    assert.equal(NAMED_QUERIES[0]!.sql, readFileSync(join(dir, 'schema', 'results.view.sql'), 'utf8'));
+  });
+
+  test('the results view reads only the newest snapshot and drops manifest rows', async () => {
+    const rows = await run('results_flat');
+    assert.deepEqual(rows.map((r) => r.image_id), ['a', 'b', 'd', 'c', 'e']);
+    assert.ok(rows.every((r) => r.snapshot === '2025-03-02T02:00:00Z'));
+    assert.equal(rows[0]!.source_key_pseudonym, 'src_a', 'the source pseudonym, through the Glue struct type');
+    assert.equal(rows[0]!.source_key, null, 'no key unless the deployment keeps keys');
+  });
+
   test('opacity trend per patient: scored images in time order with the change since the previous one', async () => {
-    const rows = await run('opacity-trend-per-patient');
-    assert.deepEqual(rows.map((r) => [r.patient_key, r.image_id, r.study_date, r.opacity_pct_total, r.change_pct_points]), [
+    const rows = await run('opacity_trend_per_patient');
+    assert.deepEqual(rows.map((r) => [r.patient_key, r.image_id, r.taken_at, r.opacity_pct_total, r.change_pct_points]), [
       ['p1', 'a', '2022-01-10', 10, null], ['p1', 'b', '2022-01-11', 35.5, 25.5], ['p2', 'd', '2023-07-30', 0.5, null],
     ]);
   });
 
   test('severe share per (processing) day: shifted study days do not line up across patients', async () => {
-    const rows = await run('severe-share-per-day');
+    const rows = await run('severe_share_per_day');
     assert.deepEqual(rows.map((r) => [r.day, Number(r.scored_images), Number(r.severe_images), r.severe_share]), [
       ['2025-03-01', 1, 0, 0], ['2025-03-02', 2, 1, 0.5],
     ]);
   });
 
-  test('failed images and reasons', async () => {
-    const rows = await run('failed-images-and-reasons');
-    assert.equal(rows.length, 1);
-    assert.equal(rows[0]!.error_code, 'LATERAL_VIEW');
-    assert.equal(Number(rows[0]!.images), 2);
-    assert.equal(rows[0]!.first_seen, '2025-03-02T12:00:00Z');
+  test('failed images: newest first, with the count per code', async () => {
+    const rows = await run('failed_images');
+    assert.deepEqual(rows.map((r) => [r.image_id, r.error_code, Number(r.images_with_code)]), [['e', 'LATERAL_VIEW', 2], ['c', 'LATERAL_VIEW', 2]]);
   });
 });

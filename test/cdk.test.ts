@@ -5,7 +5,7 @@
  */
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
@@ -573,18 +573,20 @@ describe('analyst exports (issue 5)', () => {
     assert.match(JSON.stringify(c.ResultConfiguration.OutputLocation), /athena-results\//);
   });
 
-  test('named queries: opacity trend per patient, severe share per day, failed images and reasons', () => {
+  test('named queries: the files of analytics/queries (same names and text as npm run analytics) plus the results view', () => {
     const queries: Record<string, Json> = Object.fromEntries(ofType('AWS::Athena::NamedQuery').map(([, q]) => [q.Properties.Name as string, q.Properties as Json]));
-    assert.deepEqual(Object.keys(queries).sort(), ['failed-images-and-reasons', 'opacity-trend-per-patient', 'severe-share-per-day']);
+    const files = readdirSync(join(__dirname, '..', 'analytics', 'queries')).filter((f) => f.endsWith('.sql')).map((f) => f.slice(0, -4));
+    assert.deepEqual(Object.keys(queries).sort(), ['create_results_view', ...files].sort());
+    for (const name of files) {
+      assert.equal(queries[name].QueryString, readFileSync(join(__dirname, '..', 'analytics', 'queries', `${name}.sql`), 'utf8'), `${name}: the file's text`);
+      assert.match(queries[name].QueryString, /FROM results\b/);
+    }
     for (const q of Object.values(queries)) {
       assert.equal(q.Database, 'cxr_opacity');
       assert.equal(q.WorkGroup, 'cxr-opacity');
-      assert.match(q.QueryString, /FROM results_export/);
-      assert.match(q.QueryString, /max\(snapshot\)/, 'reads the newest export only');
+      assert.ok(q.Description.length > 0 && q.Description.length <= 1024);
     }
-    assert.match(queries['opacity-trend-per-patient'].QueryString, /lag\(opacity_pct_total\) OVER \(PARTITION BY patient_key ORDER BY sort_key\)/);
-    assert.match(queries['severe-share-per-day'].QueryString, /'severe', 'critical'/);
-    assert.match(queries['failed-images-and-reasons'].QueryString, /item\.status\.s = 'FAILED'/);
+    assert.match(queries.create_results_view.QueryString, /snapshot = \(SELECT MAX\(snapshot\) FROM results_export/, 'the view reads the newest export only');
   });
 
   test('the analyst policy is read-only on exports and scoped to the workgroup, database and table', () => {

@@ -6,11 +6,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { parse } from 'csv-parse/sync';
 import { DynamoResults } from '../src/aws/results-table';
 import { ExportDatabase, main as analyticsMain, namedQueries } from '../src/export/analytics';
 import { exportTable, main as exportMain, type ExportResult, type ManifestFileEntry } from '../src/export/export';
@@ -162,10 +164,18 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
   test('the view types numbers and keeps NULLs; each named query has a file and runs', async () => {
     const [row] = await db.query(`SELECT opacity_pct_right, risk_mortality, geographic_extent, processing_path FROM results WHERE image_id = '${id(2)}'`);
     assert.deepEqual(row, { opacity_pct_right: null, risk_mortality: null, geographic_extent: 3, processing_path: 'lambda' });
-    assert.deepEqual(namedQueries(), ['failed_images', 'opacity_trend_per_patient', 'severe_share_per_day']);
+    assert.deepEqual(namedQueries(), ['failed_images', 'opacity_trend_per_patient', 'results_flat', 'severe_share_per_day']);
   });
 
-  test('CLIs: npm run export (against a running endpoint) then npm run analytics print results', async () => {
+  test('results_flat: every image, flat, named by the source key pseudonym only (no file names in the export)', async () => {
+    const rows = await db.run('results_flat');
+    assert.equal(rows.length, ITEMS.length);
+    assert.equal(rows.find((r) => r.image_id === id(2))!.source_key_pseudonym, keyPseudonym(2));
+    assert.ok(rows.every((r) => r.source_key === null), 'keys are not kept by default');
+    assert.ok(!('source_file' in rows[0]), 'file names only with a local mapping');
+  });
+
+  test('CLIs: npm run export (against a running endpoint) then npm run analytics: CSV per query, --sql, Parquet, --mapping', async () => {
     const printed: string[] = [];
     const orig = console.log;
     console.log = (...a: unknown[]) => { printed.push(a.join(' ')); };
@@ -173,8 +183,38 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
       const out2 = mkdtempSync(join(tmpdir(), 'cxr-export-cli-'));
       assert.equal(await exportMain(['--out', out2, '--endpoint', stack.ddbEndpoint]), 0);
       assert.match(printed.join('\n'), /exported 8 item\(s\)/);
+      printed.length = 0;
       assert.equal(await analyticsMain(['--export', out2, '--format', 'csv', 'severe_share_per_day']), 0);
-      assert.match(printed.join('\n'), /day,scored_images,severe_images,severe_share\n2024-03-01,2,1,0.5/);
+      assert.equal(printed.join('\n').split('\n')[0], 'day,scored_images,severe_images,severe_share');
+      assert.match(printed.join('\n'), /\n2024-03-01,2,1,0.5\n/);
+
+      // One valid CSV file per query; a header-only file for no rows; no comment lines.
+      const tables = join(out2, 'tables');
+      printed.length = 0;
+      assert.equal(await analyticsMain(['--export', out2, '--format', 'csv', '--out', tables, 'failed_images', 'results_flat',
+        '--sql', "SELECT image_id, grade FROM results WHERE grade = 'no such grade'"]), 0);
+      assert.deepEqual(readdirSync(tables).sort(), ['failed_images.csv', 'results_flat.csv', 'sql.csv']);
+      assert.equal(readFileSync(join(tables, 'sql.csv'), 'utf8'), 'image_id,grade\n');
+      for (const f of readdirSync(tables)) {
+        const text = readFileSync(join(tables, f), 'utf8');
+        assert.doesNotMatch(text, /^#|\(no rows\)/m, f);
+        const rows = parse(text, { columns: true }) as Record<string, string>[];
+        assert.equal(rows.length, f === 'results_flat.csv' ? ITEMS.length : f === 'failed_images.csv' ? 3 : 0, f);
+      }
+      assert.equal(await analyticsMain(['--export', out2, '--format', 'csv', 'failed_images', 'results_flat']), 2, 'several CSVs need --out');
+
+      // Parquet (DuckDB's writer), read back with its types.
+      assert.equal(await analyticsMain(['--export', out2, '--format', 'parquet', '--out', tables, 'results_flat']), 0);
+      const conn = await (await DuckDBInstance.create(':memory:')).connect();
+      const back = (await conn.runAndReadAll(`SELECT image_id, opacity_pct_total, geographic_extent FROM read_parquet('${join(tables, 'results_flat.parquet')}') WHERE image_id = '${id(3)}'`)).getRowObjectsJS();
+      assert.deepEqual(back, [{ image_id: id(3), opacity_pct_total: 55.5, geographic_extent: 3 }]);
+
+      // --mapping: npm start's local file -> pseudonym mapping adds source_file (locally only).
+      const mapping = join(out2, 'source-mapping.json');
+      writeFileSync(mapping, JSON.stringify({ note: 'x', images: [{ file: 'in/chest 1.png', output: 'chest 1.png', imageId: id(1), keyPseudonym: keyPseudonym(1), status: 'SCORED' }] }));
+      printed.length = 0;
+      assert.equal(await analyticsMain(['--export', out2, '--mapping', mapping, '--format', 'json', '--sql', 'SELECT image_id, source_file FROM results ORDER BY created_at LIMIT 2']), 0);
+      assert.deepEqual(JSON.parse(printed.join('\n')), [{ image_id: id(1), source_file: 'in/chest 1.png' }, { image_id: id(5), source_file: null }]);
     } finally {
       console.log = orig;
     }

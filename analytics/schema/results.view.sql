@@ -7,6 +7,12 @@
 -- `taken_at` orders a patient's images: the shifted study day when the image has one (DICOM with a
 -- patient), else the time the pipeline recorded the result (as the table's sortKey does).
 -- `processed_day` is the day the result was recorded: the calendar axis for counts across patients.
+-- `source_key_pseudonym` is the keyed pseudonym (src_...) of the upload's key (often a file name): the
+-- uploader matches it to a file with their own mapping (npm start writes OUT/source-mapping.json; locally
+-- `npm run analytics -- --mapping` joins it as source_file). `source_key`, the upload key itself, is only
+-- there for deployments that keep keys (keepSourceKeys / KEEP_SOURCE_KEYS=true), else NULL.
+-- `snapshot` names the export: the relation may hold several (Athena: one partition per daily export),
+-- and the view reads only the newest; rows without an item (manifest files under the same prefix) are dropped.
 CREATE OR REPLACE VIEW results AS
 SELECT
   item.imageId.S AS image_id,
@@ -29,5 +35,10 @@ SELECT
   CAST(item.riskIcu.N AS DOUBLE) AS risk_icu,
   CAST(item.riskMortality.N AS DOUBLE) AS risk_mortality,
   item.modelVersion.S AS model_version,
-  item.severityVersion.S AS severity_version
+  item.severityVersion.S AS severity_version,
+  item.source.M.keyPseudonym.S AS source_key_pseudonym,
+  item.source.M.key.S AS source_key,
+  snapshot
 FROM results_export
+WHERE item.imageId.S IS NOT NULL
+  AND snapshot = (SELECT MAX(snapshot) FROM results_export WHERE item.imageId.S IS NOT NULL)

@@ -2,9 +2,10 @@
 -- Same logical relation as results_export.athena.sql: one column `item` holding the DynamoDB JSON of
 -- one results-table item. The struct is declared rather than inferred so that attributes absent from
 -- a small export (no FAILED item yet, say) still exist as NULL columns, as they do in Athena.
--- ${EXPORT_DATA_GLOB} is replaced by <export dir>/data/*.json.gz.
+-- ${EXPORT_DATA_GLOB} is replaced by <export dir>/data/*.json.gz, ${SNAPSHOT} by its export id (the
+-- `snapshot` column that Athena's table has as its partition; one export is read here).
 CREATE OR REPLACE VIEW results_export AS
-SELECT "Item" AS item
+SELECT '${SNAPSHOT}' AS snapshot, "Item" AS item
 FROM read_json(
   '${EXPORT_DATA_GLOB}',
   format = 'newline_delimited',
@@ -30,7 +31,8 @@ FROM read_json(
       riskIcu STRUCT(N VARCHAR),
       riskMortality STRUCT(N VARCHAR),
       modelVersion STRUCT(S VARCHAR),
-      severityVersion STRUCT(S VARCHAR)
+      severityVersion STRUCT(S VARCHAR),
+      source STRUCT(M STRUCT(keyPseudonym STRUCT(S VARCHAR), key STRUCT(S VARCHAR)))
     )'
   }
 )

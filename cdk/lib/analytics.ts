@@ -36,7 +36,8 @@ export const ITEM_TYPE = `struct<${[
     .map((a) => `${a}:${N}`),
   `keys:struct<m:map<string,${S}>>`,
   `timingsMs:struct<m:map<string,${N}>>`,
-  `source:struct<m:map<string,${S}>>`,
+  // A struct, not a map, so that the same `item.source.M.keyPseudonym.S` reads it in Athena and DuckDB.
+  `source:struct<m:struct<keyPseudonym:${S},key:${S}>>`,
 ].join(',')}>`;
 
 export interface AnalyticsProps {
