@@ -18,6 +18,7 @@ export default defineConfig(
       'layers/**/*.ts',
       'cdk/**/*.ts',
       'bench/**/*.ts',
+      'fixtures/**/*.ts',
       'models/severity/**/*.ts',
       'test/**/*.ts',
       'docs/*.ts',
@@ -82,7 +83,7 @@ export default defineConfig(
   {
     // Tests and the report writers (bench, severity analysis) walk untyped JSON (CloudFormation templates, HTTP
     // bodies, their own result files) and check its shape at run time; typing every path of it would be noise.
-    files: ['test/**/*.ts', 'bench/**/*.ts', 'models/severity/analyze.ts'],
+    files: ['test/**/*.ts', 'bench/**/*.ts', 'fixtures/**/*.ts', 'models/severity/analyze.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-member-access': 'off',
       '@typescript-eslint/no-unsafe-argument': 'off',

@@ -17,7 +17,7 @@ import OpenAPIBackend from 'openapi-backend';
 import sharp from 'sharp';
 import {
   API_ROUTES, createApiHandler, MAX_ANALYZE_BYTES, MAX_ANALYZE_OVERLAY_BYTES, newUploadId, uploadIdIssuedAt,
-} from '../functions/api/app';
+} from '../src/aws/api/app';
 import { createApiServer, startLocalApi, toRestEvent, type LocalApi } from '../src/local/api-server';
 import { loadSeverityConfig } from '../src/core';
 import { LOCAL_NAMES } from '../src/local/stack';

@@ -12,8 +12,9 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-l
 import { data as dcmjsData } from 'dcmjs';
 import sharp from 'sharp';
 import {
-  createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, sanitiseFileName, STUDY_METADATA, uploadKeyFor, type ApiHandler,
-} from '../functions/api/app';
+  createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, STUDY_METADATA, type ApiHandler,
+} from '../src/aws/api/app';
+import { sanitiseFileName, uploadKeyFor } from '../src/pipeline/storage-layout';
 import * as segmentStage from '../src/pipeline/segment-stage';
 import { loadSeverityConfig } from '../src/core';
 import { DEFAULT_MAX_INPUT_BYTES } from '../src/limits';

@@ -10,15 +10,15 @@
  *    step for that command's module is run as written and the bundle loaded with only its `--external:`s.
  *  - The SageMaker serving image runs its sources with tsx: every file they import must be COPY'd into the
  *    image, and every package must be a production dependency.
- * Plus: no function imports another function (shared code lives in src/ or functions/common.ts, env.ts).
+ * (That no function imports another function is test/layering.test.ts's.)
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { AssetManifestArtifact } from 'aws-cdk-lib/cx-api';
 import { buildSync } from 'esbuild';
@@ -203,32 +203,5 @@ describe('the deployed container image functions (Dockerfile esbuild bundles)', 
         assert.ok(pkg.dependencies[name], `${id}: the serving sources import ${p}, which is not a production dependency (package.json "dependencies")`);
       }
     }
-  });
-});
-
-describe('functions are independent', () => {
-  test('no file under functions/<a>/ imports from functions/<b>/ (shared code: src/, functions/common.ts, functions/env.ts)', () => {
-    const fnRoot = join(ROOT, 'functions');
-    const names = readdirSync(fnRoot).filter((n) => statSync(join(fnRoot, n)).isDirectory());
-    const walk = (dir: string): string[] => readdirSync(dir).flatMap((n) => {
-      const p = join(dir, n);
-      return statSync(p).isDirectory() ? (n === 'node_modules' ? [] : walk(p)) : /\.[cm]?[tj]sx?$/.test(n) ? [p] : [];
-    });
-    const crossings: string[] = [];
-    for (const name of names) {
-      for (const file of walk(join(fnRoot, name))) {
-        const text = readFileSync(file, 'utf8');
-        const specifiers = [...text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm)].map((m) => m[1]);
-        for (const s of specifiers) {
-          if (!s.startsWith('.')) continue;
-          const target = relative(fnRoot, resolve(dirname(file), s));
-          const first = target.split(sep)[0];
-          if (!target.startsWith('..') && names.includes(first) && first !== name) {
-            crossings.push(`${relative(ROOT, file)} imports '${s}' (functions/${first}): move what both need into src/ (e.g. src/pipeline/)`);
-          }
-        }
-      }
-    }
-    assert.deepEqual(crossings, [], crossings.join('\n'));
   });
 });

@@ -10,7 +10,7 @@ import { InvokeEndpointAsyncCommand, SageMakerRuntimeClient } from '@aws-sdk/cli
 import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { mockClient } from 'aws-sdk-client-mock';
 import type { S3Event } from 'aws-lambda';
-import { observability } from '../functions/common';
+import { observability } from '../src/aws/observability';
 import { encodeS3Key, objectsInS3Notification } from '../src/aws/s3-notification';
 import { chooseRoute, routeConfigFromEnv, type RouteConfig } from '../functions/router/route';
 import { ManifestError, parseBatchManifest } from '../functions/router/manifest';

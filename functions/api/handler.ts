@@ -13,9 +13,9 @@ import severityJson from '../../models/severity.json';
 import { dicomIdentityFromEnv } from '../../src/core/dicom-out/identity';
 import { validateSeverityConfig } from '../../src/core/severity';
 import { maxInputBytes } from '../../src/limits';
-import { observability } from '../common';
+import { observability } from '../../src/aws/observability';
 import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
-import { createApiHandler } from './app';
+import { createApiHandler } from '../../src/aws/api/app';
 import { env } from '../env';
 
 const { logger, tracer } = observability('cxr-opacity-api');

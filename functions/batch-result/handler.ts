@@ -7,7 +7,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SNSEvent } from 'aws-lambda';
 import { S3Objects } from '../../src/aws/s3-objects';
 import { SqsSink } from '../../src/aws/sqs-sink';
-import { observability, stageLogger } from '../common';
+import { observability, stageLogger } from '../../src/aws/observability';
 import { createBatchResultHandler } from './batch-result';
 import { env } from '../env';
 

@@ -13,7 +13,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
-import { observability } from '../common';
+import { observability } from '../../src/aws/observability';
 import { routeConfigFromEnv } from './route';
 import { createRouterHandler } from './router-handler';
 import { env } from '../env';

@@ -23,7 +23,7 @@ import { pseudonymise } from '../../src/core/pseudonym';
 import { imageIdFor, storedSource, unquoteEtag, type PseudonymousIds, type SourceRef } from '../../src/pipeline/messages';
 import type { StageLogger } from '../../src/pipeline/ports';
 import type { AsyncRequest } from '../../src/pipeline/batch-request';
-import { stageLogger, type Observability } from '../common';
+import { stageLogger, type Observability } from '../../src/aws/observability';
 import { createdObjects, objectsInS3Notification, s3Notification } from '../../src/aws/s3-notification';
 import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './manifest';
 import { chooseRoute, type Route, type RouteConfig } from './route';

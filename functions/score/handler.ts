@@ -5,8 +5,8 @@ import severityJson from '../../models/severity.json';
 import { DynamoResults } from '../../src/aws/results-table';
 import { S3Objects } from '../../src/aws/s3-objects';
 import { validateSeverityConfig } from '../../src/core/severity';
-import { observability } from '../common';
-import { createScoreHandler } from './score-handler';
+import { observability } from '../../src/aws/observability';
+import { createScoreHandler } from '../../src/aws/score-handler';
 import { env } from '../env';
 
 const obs = observability('cxr-opacity-score');

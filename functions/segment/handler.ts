@@ -16,8 +16,8 @@ import { dicomIdentityFromEnv } from '../../src/core/dicom-out/identity';
 import { validateSeverityConfig } from '../../src/core/severity';
 import { maxInputBytes } from '../../src/limits';
 import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
-import { observability } from '../common';
-import { createSegmentHandler } from './segment-handler';
+import { observability } from '../../src/aws/observability';
+import { createSegmentHandler } from '../../src/aws/segment-handler';
 import { env } from '../env';
 
 const obs = observability('cxr-opacity-segment');

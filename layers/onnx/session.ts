@@ -5,12 +5,15 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GUARD_CLASSES } from '../../src/core/guard';
 import type { GuardManifest, GuardModel, GuardOutput, ModelManifest, SegmentationModel } from '../../src/core/types';
 
 export type { SegmentationModel };
+
+/** The committed model's manifest (models/cxr-unet-r18.json): what the CLI, `npm start` and the evaluation load by default. */
+export const DEFAULT_MODEL_MANIFEST = join(__dirname, '..', '..', 'models', 'cxr-unet-r18.json');
 
 export interface LoadModelOptions {
   /** Intra-op threads; default: the CPUs this process may use (Lambda: 2 at 3 GB memory). */

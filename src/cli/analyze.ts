@@ -7,10 +7,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../../layers/onnx/session';
+import { DEFAULT_MODEL_MANIFEST, loadModel } from '../../layers/onnx/session';
 import { loadSeverityConfig } from '../core';
 import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
-import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
 import { keepSourceKeysFromEnv } from '../pipeline/messages';
 import { mappingEntry, writeSourceMapping, type SourceMappingEntry } from '../local/source-mapping';

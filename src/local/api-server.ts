@@ -1,5 +1,5 @@
 /**
- * The HTTP API on this machine: the same app as on AWS (functions/api/app.ts createApiHandler, same routes
+ * The HTTP API on this machine: the same app as on AWS (src/aws/api/app.ts createApiHandler, same routes
  * and validation) over the local S3 and DynamoDB stand-ins and the local pipeline, behind a Node http server
  * that does what API Gateway's REST proxy integration does: request -> APIGatewayProxyEvent -> handler ->
  * APIGatewayProxyResult -> response. Upload URLs are presigned by the local S3 client, so they point at
@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { API_ROUTES, BINARY_MEDIA_TYPES, createApiHandler, matchRoutes, type ApiHandler, type ApiLogger } from '../../functions/api/app';
+import { API_ROUTES, BINARY_MEDIA_TYPES, createApiHandler, matchRoutes, type ApiHandler, type ApiLogger } from '../aws/api/app';
 import { loadSeverityConfig } from '../core';
 import { dicomIdentityFromEnv } from '../core/dicom-out/identity';
 import { maxInputBytes } from '../limits';

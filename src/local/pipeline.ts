@@ -12,11 +12,11 @@ import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dyn
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import { createScoreHandler } from '../../functions/score/score-handler';
-import { createSegmentHandler } from '../../functions/segment/segment-handler';
-import { loadModel } from '../../layers/onnx/session';
+import { DEFAULT_MODEL_MANIFEST, loadModel } from '../../layers/onnx/session';
 import { DynamoResults } from '../aws/results-table';
 import { s3Notification } from '../aws/s3-notification';
+import { createScoreHandler } from '../aws/score-handler';
+import { createSegmentHandler } from '../aws/segment-handler';
 import { S3Objects } from '../aws/s3-objects';
 import { loadSeverityConfig, type SegmentationModel } from '../core';
 import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
@@ -28,7 +28,7 @@ import { LOCAL_NAMES, startLocalStack, type LocalStack } from './stack';
 import { UPLOAD_PREFIX } from '../pipeline/storage-layout';
 
 export { UPLOAD_PREFIX };
-export const DEFAULT_MODEL_MANIFEST = join(__dirname, '..', '..', 'models', 'cxr-unet-r18.json');
+export { DEFAULT_MODEL_MANIFEST };
 
 export interface LocalPipelineOptions {
   dataDir?: string;

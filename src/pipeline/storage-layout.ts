@@ -22,3 +22,22 @@ export const BATCH_FAILURES_PREFIX = 'batches/failures/';
 
 /** Prefixes under batches/ that are the router's own bookkeeping, never manifests. */
 export const RESERVED_BATCH_PREFIXES = [BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX, BATCH_OUTPUTS_PREFIX, BATCH_FAILURES_PREFIX];
+
+/** `uploads/<uuid>/<name>`: the name keeps letters, digits, dot, dash and underscore. */
+export function sanitiseFileName(fileName: string): string {
+  const base = fileName.split(/[\\/]/).pop() ?? '';
+  const clean = base.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(-100);
+  return clean.length > 0 ? clean : 'image';
+}
+
+/**
+ * The key of an upload. By default `uploads/<uploadId>/image<.ext>`: the client's file name (often a
+ * patient's name or MRN) is not stored anywhere, only its extension when it is an image's; the client
+ * keeps the uploadId -> file mapping. With keepSourceKeys, `uploads/<uploadId>/<sanitised file name>`.
+ */
+export function uploadKeyFor(uploadId: string, fileName: string, keepSourceKeys = false): string {
+  const name = sanitiseFileName(fileName);
+  if (keepSourceKeys) return `${UPLOAD_PREFIX}${uploadId}/${name}`;
+  const ext = /\.(dcm|dicom|png|jpe?g)$/i.exec(name)?.[0].toLowerCase() ?? '';
+  return `${UPLOAD_PREFIX}${uploadId}/image${ext}`;
+}

@@ -1,11 +1,11 @@
 /**
- * Wiring shared by the Lambda handlers: Powertools logger/metrics/tracer set-up, the StageLogger
+ * Wiring shared by the Lambda handlers (each functions/<name>/handler.ts, and the handler factories here): Powertools logger/metrics/tracer set-up, the StageLogger
  * adapter. No business logic lives here (S3 notifications: src/aws/s3-notification.ts).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import type { StageLogger } from '../src/pipeline/ports';
+import type { StageLogger } from '../pipeline/ports';
 
 export interface Observability {
   logger: Logger;

@@ -22,12 +22,12 @@ import {
 } from '@aws-lambda-powertools/event-handler/http';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
-import { DynamoResults, RESULTS_TABLE_KEYS } from '../../src/aws/results-table';
-import type { SegmentationModel, SeverityConfig } from '../../src/core';
-import type { IdentityMode } from '../../src/core/dicom-out/identity';
-import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../src/limits';
-import { imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../src/pipeline/messages';
-import { UPLOAD_PREFIX } from '../../src/pipeline/storage-layout';
+import { DynamoResults, RESULTS_TABLE_KEYS } from '../results-table';
+import type { SegmentationModel, SeverityConfig } from '../../core';
+import type { IdentityMode } from '../../core/dicom-out/identity';
+import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../limits';
+import { imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../pipeline/messages';
+import { UPLOAD_PREFIX, uploadKeyFor } from '../../pipeline/storage-layout';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
 export const UPLOAD_URL_TTL_S = 15 * 60;
@@ -45,7 +45,7 @@ export const MAX_ANALYZE_BYTES = 4 * 1024 * 1024;
 export const MAX_ANALYZE_RESPONSE_BYTES = 5 * 1024 * 1024;
 /**
  * Largest overlay PNG in a /v1/analyze response (2 MiB once base64): a larger one is sent downscaled
- * (functions/api/analyze.ts fitOverlay), so a PNG/JPEG response stays near 2 MB whatever the image. The
+ * (src/aws/api/analyze.ts fitOverlay), so a PNG/JPEG response stays near 2 MB whatever the image. The
  * full-size overlay comes with POST /v1/uploads.
  */
 export const MAX_ANALYZE_OVERLAY_BYTES = 1.5 * 1024 * 1024;
@@ -193,25 +193,6 @@ const listQuery = z.object({
   nextToken: z.string().max(2048).optional(),
   order: z.enum(['asc', 'desc']).optional(),
 });
-
-/** `uploads/<uuid>/<name>`: the name keeps letters, digits, dot, dash and underscore. */
-export function sanitiseFileName(fileName: string): string {
-  const base = fileName.split(/[\\/]/).pop() ?? '';
-  const clean = base.normalize('NFKD').replace(/[\u0300-\u036f]/g, '').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(-100);
-  return clean.length > 0 ? clean : 'image';
-}
-
-/**
- * The key of an upload. By default `uploads/<uploadId>/image<.ext>`: the client's file name (often a
- * patient's name or MRN) is not stored anywhere, only its extension when it is an image's; the client
- * keeps the uploadId -> file mapping. With keepSourceKeys, `uploads/<uploadId>/<sanitised file name>`.
- */
-export function uploadKeyFor(uploadId: string, fileName: string, keepSourceKeys = false): string {
-  const name = sanitiseFileName(fileName);
-  if (keepSourceKeys) return `${UPLOAD_PREFIX}${uploadId}/${name}`;
-  const ext = /\.(dcm|dicom|png|jpe?g)$/i.exec(name)?.[0].toLowerCase() ?? '';
-  return `${UPLOAD_PREFIX}${uploadId}/image${ext}`;
-}
 
 // ---- pagination tokens: the LastEvaluatedKey of the byPatient query, base64url JSON ----
 

@@ -6,9 +6,9 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { parseStageMessage } from '../../src/pipeline/message-schema';
-import { runScoreStage, type ScoreStageDeps } from '../../src/pipeline/score-stage';
-import { stageLogger, type Observability } from '../common';
+import { parseStageMessage } from '../pipeline/message-schema';
+import { runScoreStage, type ScoreStageDeps } from '../pipeline/score-stage';
+import { stageLogger, type Observability } from './observability';
 
 export type ScoreHandlerDeps = Omit<ScoreStageDeps, 'log'>;
 

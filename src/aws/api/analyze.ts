@@ -6,10 +6,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import sharp from 'sharp';
-import type { SegmentationModel, SeverityConfig } from '../../src/core';
-import type { IdentityMode } from '../../src/core/dicom-out/identity';
-import { analyzeInMemory } from '../../src/pipeline/in-memory';
-import type { ResultItem } from '../../src/pipeline/messages';
+import type { SegmentationModel, SeverityConfig } from '../../core';
+import type { IdentityMode } from '../../core/dicom-out/identity';
+import { analyzeInMemory } from '../../pipeline/in-memory';
+import type { ResultItem } from '../../pipeline/messages';
 
 export type AnalyzeOutcome =
   /** dicom: the SEG and SR (core/dicom-out) of a DICOM input, with the deployment's identity mode; absent for PNG/JPEG. */

@@ -9,10 +9,10 @@ import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempo
 import type { BasePersistenceLayer } from '@aws-lambda-powertools/idempotency/persistence';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
-import type { PseudonymousIds, SourceRef } from '../../src/pipeline/messages';
-import { objectsInS3Notification } from '../../src/aws/s3-notification';
-import { stageLogger, type Observability } from '../common';
+import { runSegmentStage, type SegmentStageDeps } from '../pipeline/segment-stage';
+import type { PseudonymousIds, SourceRef } from '../pipeline/messages';
+import { objectsInS3Notification } from './s3-notification';
+import { stageLogger, type Observability } from './observability';
 
 export interface SegmentHandlerDeps extends Omit<SegmentStageDeps, 'log'> {
   idempotencyStore: BasePersistenceLayer;
