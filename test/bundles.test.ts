@@ -15,7 +15,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -65,6 +65,12 @@ function environmentOf(props: Json): Record<string, string> {
       : k.endsWith('_ARN') ? `arn:aws:secretsmanager:us-east-1:123456789012:secret:${k.toLowerCase()}`
         : `placeholder-${k.toLowerCase()}`]));
 }
+
+/**
+ * Size budgets of bundles (minified JS, without the source map): the score function runs once per image and
+ * imports no imaging code (src/pipeline/score-stage.ts), so its bundle stays small: 219 KB when set.
+ */
+const BUNDLE_BUDGET_BYTES: Record<string, number> = { 'functions/score/handler.ts': 300 * 1024 };
 
 /** CDK's esbuild arguments for a NodejsFunction's bundling (aws-lambda-nodejs buildEsbuildArgs), as build options. */
 function esbuildOptions(b: BundlingOptions) {
@@ -138,6 +144,8 @@ describe('the deployed Node.js functions (zip bundles)', () => {
       const result = buildSync({ ...esbuildOptions(meta.bundling), entryPoints: [join(ROOT, meta.entry)], outfile, absWorkingDir: ROOT, logLevel: 'silent' });
       assert.deepEqual(result.errors, []);
       assert.equal(load(outfile, meta.handler, environmentOf(r.Properties)), 'function', `${id}: index.js exports ${meta.handler}`);
+      const budget = BUNDLE_BUDGET_BYTES[meta.entry];
+      if (budget) assert.ok(statSync(outfile).size <= budget, `${meta.entry} bundles to ${statSync(outfile).size} bytes, over its budget of ${budget} (issue 12)`);
     });
   }
 });
