@@ -107,6 +107,26 @@ describe('BatchInferenceConstruct', () => {
     });
   });
 
+  test('zero instances until a batch arrives: SageMaker\'s minimum of one at creation is scaled to exactly 0 after 5 idle minutes', () => {
+    // CreateEndpointConfig refuses InitialInstanceCount 0 (the API minimum is 1); the idle policy removes that instance.
+    t.hasResourceProperties('AWS::SageMaker::EndpointConfig', {
+      ProductionVariants: [Match.objectLike({ InitialInstanceCount: 1 })],
+      AsyncInferenceConfig: Match.anyValue(),
+    });
+    const toZero = ofType('AWS::ApplicationAutoScaling::ScalingPolicy').find(([id]) => /ScaleInToZero/.test(id));
+    assert.ok(toZero, 'a ScaleInToZero step policy');
+    const cfg = toZero[1].Properties.StepScalingPolicyConfiguration;
+    assert.equal(cfg.AdjustmentType, 'ExactCapacity');
+    assert.deepEqual(cfg.StepAdjustments, [{ MetricIntervalUpperBound: 0, ScalingAdjustment: 0 }]);
+    assert.deepEqual(toZero[1].Properties.ScalingTargetId, { Ref: lid(batch.scalingTarget as never) });
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateBacklogSize', Namespace: 'AWS/SageMaker', Statistic: 'Maximum', Threshold: 0,
+      ComparisonOperator: 'LessThanOrEqualToThreshold', EvaluationPeriods: 5, DatapointsToAlarm: 5, Period: 60, TreatMissingData: 'breaching',
+      AlarmActions: [{ Ref: toZero[0] }],
+    });
+    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', { MinCapacity: 0 });
+  });
+
   test('the batch-result function is subscribed to both topics; the router is ready for the S3 notification', () => {
     const subsToFn = ofType('AWS::SNS::Subscription').filter(([, r]) => r.Properties.Protocol === 'lambda'
       && JSON.stringify(r.Properties.Endpoint).includes(lid(batch.batchResultFunction as never)));

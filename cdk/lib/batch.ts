@@ -9,7 +9,8 @@
  *
  * Scaling: Application Auto Scaling on the variant's instance count, MinCapacity 0; target tracking on
  * ApproximateBacklogSizePerInstance, and a step policy on HasBacklogWithoutCapacity to start the first
- * instance when requests wait and no instance runs (target tracking cannot scale out from zero).
+ * instance when requests wait and no instance runs (target tracking cannot scale out from zero), and one
+ * back to exactly zero after a few idle minutes (scaleInToZeroWhenIdle), also right after the deploy.
  *
  * IAM follows the pipeline's pattern: one role per principal with one customer-managed policy written out
  * statement by statement; `batchNagAcknowledgements` lists the intended cdk-nag findings with reasons.
@@ -69,6 +70,8 @@ export interface BatchInferenceProps {
   readonly maxConcurrentInvocationsPerInstance?: number;
   /** Target of ApproximateBacklogSizePerInstance (default 8). */
   readonly backlogPerInstanceTarget?: number;
+  /** Minutes without any queued or running request before the endpoint goes back to zero instances (default 5). */
+  readonly idleMinutesBeforeZero?: number;
   /** Router thresholds (defaults 50 images, 500 queued messages). */
   readonly batchThreshold?: number;
   readonly backlogThreshold?: number;
@@ -116,6 +119,8 @@ export class BatchInferenceConstruct extends Construct {
   readonly deadLetterQueue: sqs.Queue;
   readonly scalingTarget: appscaling.ScalableTarget;
   readonly hasBacklogWithoutCapacityAlarm: cloudwatch.Alarm;
+  /** No request queued or in progress for idleMinutesBeforeZero minutes: back to zero instances. */
+  readonly idleAlarm: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: BatchInferenceProps) {
     super(scope, id);
@@ -337,6 +342,7 @@ export class BatchInferenceConstruct extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     this.hasBacklogWithoutCapacityAlarm.addAlarmAction(new cwActions.ApplicationScalingAction(fromZero));
+    this.idleAlarm = this.scaleInToZeroWhenIdle(endpointMetric, props.idleMinutesBeforeZero ?? 5);
 
     // ---- the two functions ----
     const xray = () => new iam.PolicyStatement({ sid: 'XRayTraces', actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resources: ['*'] });
@@ -454,6 +460,35 @@ export class BatchInferenceConstruct extends Construct {
     for (const t of [this.successTopic, this.errorTopic]) {
       t.addSubscription(new subs.LambdaSubscription(this.batchResultFunction, { deadLetterQueue: this.deadLetterQueue }));
     }
+  }
+
+  /**
+   * Zero instances while no batch is there. SageMaker creates an endpoint with at least one instance
+   * (CreateEndpointConfig: InitialInstanceCount >= 1) and target tracking alone scales in only after
+   * 15 quiet minutes; so a step policy sets the count to exactly 0 once ApproximateBacklogSize (queued +
+   * in progress) has been 0 for `idleMinutes`: right after the deploy, and after every batch. The first
+   * request then finds no capacity and HasBacklogWithoutCapacity starts one instance (ScaleOutFromZero).
+   */
+  private scaleInToZeroWhenIdle(endpointMetric: (name: string, statistic: string) => cloudwatch.Metric, idleMinutes: number): cloudwatch.Alarm {
+    const toZero = new appscaling.StepScalingAction(this, 'ScaleInToZero', {
+      scalingTarget: this.scalingTarget,
+      adjustmentType: appscaling.AdjustmentType.EXACT_CAPACITY,
+      metricAggregationType: appscaling.MetricAggregationType.MAXIMUM,
+      cooldown: Duration.minutes(idleMinutes),
+    });
+    toZero.addAdjustment({ adjustment: 0, upperBound: 0 });
+    const alarm = new cloudwatch.Alarm(this, 'IdleNoBacklog', {
+      alarmDescription: `No request queued or in progress on the batch endpoint for ${idleMinutes} minutes: scale in to zero instances`,
+      metric: endpointMetric('ApproximateBacklogSize', 'Maximum'),
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: idleMinutes,
+      datapointsToAlarm: idleMinutes,
+      // An idle endpoint may publish nothing: no data is no backlog.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    alarm.addAlarmAction(new cwActions.ApplicationScalingAction(toZero));
+    return alarm;
   }
 }
 
