@@ -164,7 +164,7 @@ describe('privacy: identifiers in file names and tags through the local pipeline
     assert.match(a.studyDate!, /^\d{4}-\d{2}-\d{2}$/);
     assert.equal((Date.parse(b.studyDate!) - Date.parse(a.studyDate!)) / 86_400_000, 3, 'three days apart, as taken');
     assert.ok(a.sortKey.startsWith(`${a.studyDate}#`));
-    const trend = await p.results.listByPatient(a.patientKey);
+    const trend = (await p.results.listByPatient(a.patientKey)).items;
     assert.deepEqual(trend.filter((i) => i.studyDate).map((i) => i.imageId), [first, lateral, second].filter((id) => byId.get(id)!.studyDate)
       .sort((x, y) => byId.get(x)!.sortKey.localeCompare(byId.get(y)!.sortKey)));
     assert.ok(trend.findIndex((i) => i.imageId === first) < trend.findIndex((i) => i.imageId === second), 'the byPatient index keeps study order');

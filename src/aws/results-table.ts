@@ -78,15 +78,27 @@ export class DynamoResults implements ResultStore {
     return res.Item as ResultItem | undefined;
   }
 
-  /** A patient's images in time order (oldest first). */
-  async listByPatient(patientKey: string, limit = 100): Promise<ResultItem[]> {
+  /**
+   * A page of a patient's images in time order (byPatient: acquiredAt#imageId), oldest first unless
+   * order is 'desc'. `next` is DynamoDB's LastEvaluatedKey: pass it back as `after` for the next page.
+   */
+  async listByPatient(patientKey: string, opts: { limit?: number; order?: 'asc' | 'desc'; after?: Record<string, unknown> } = {}): Promise<PatientPage> {
+    const k = RESULTS_TABLE_KEYS.byPatient;
     const res = await this.doc.send(new QueryCommand({
       TableName: this.tableName,
-      IndexName: RESULTS_TABLE_KEYS.byPatient.name,
-      KeyConditionExpression: 'patientKey = :p',
+      IndexName: k.name,
+      KeyConditionExpression: '#p = :p',
+      ExpressionAttributeNames: { '#p': k.partitionKey },
       ExpressionAttributeValues: { ':p': patientKey },
-      Limit: limit,
+      ScanIndexForward: (opts.order ?? 'asc') === 'asc',
+      Limit: opts.limit ?? 100,
+      ...(opts.after ? { ExclusiveStartKey: opts.after } : {}),
     }));
-    return (res.Items ?? []) as ResultItem[];
+    return { items: (res.Items ?? []) as ResultItem[], ...(res.LastEvaluatedKey ? { next: res.LastEvaluatedKey } : {}) };
   }
+}
+
+export interface PatientPage {
+  items: ResultItem[];
+  next?: Record<string, unknown>;
 }

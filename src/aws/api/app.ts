@@ -15,14 +15,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import {
   HttpError, MethodNotAllowedError, NotFoundError, RequestValidationError, Router,
 } from '@aws-lambda-powertools/event-handler/http';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { z } from 'zod';
-import { DynamoResults, RESULTS_TABLE_KEYS } from '../results-table';
+import { DynamoResults } from '../results-table';
 import type { SegmentationModel, SeverityConfig } from '../../core';
 import type { IdentityMode } from '../../core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../limits';
@@ -220,7 +219,6 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   const log = deps.logger ?? { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
   const now = deps.now ?? (() => new Date());
   const results = new DynamoResults(deps.ddb, deps.resultsTable);
-  const doc = DynamoDBDocumentClient.from(deps.ddb);
   let model: Promise<SegmentationModel> | undefined;
   const getModel = (): Promise<SegmentationModel> => {
     if (!deps.model) throw new ApiError(503, 'ANALYZE_UNAVAILABLE', 'synchronous analysis is not configured on this deployment');
@@ -355,24 +353,14 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   app.get(routerPath(API_ROUTES.listPatientImages), async ({ valid }) => {
     const { patientKey } = valid.req.path;
     const { limit = 50, nextToken, order = 'asc' } = valid.req.query;
-    const k = RESULTS_TABLE_KEYS.byPatient;
-    const res = await doc.send(new QueryCommand({
-      TableName: deps.resultsTable,
-      IndexName: k.name,
-      KeyConditionExpression: '#p = :p',
-      ExpressionAttributeNames: { '#p': k.partitionKey },
-      ExpressionAttributeValues: { ':p': patientKey },
-      ScanIndexForward: order === 'asc',
-      Limit: limit,
-      ...(nextToken ? { ExclusiveStartKey: decodeToken(nextToken, patientKey) } : {}),
-    }));
-    const items = await Promise.all(((res.Items ?? []) as ResultItem[]).map(view));
+    const page = await results.listByPatient(patientKey, { limit, order, ...(nextToken ? { after: decodeToken(nextToken, patientKey) } : {}) });
+    const items = await Promise.all(page.items.map(view));
     log.info('patient images listed', { count: items.length });
     return json(200, {
       patientKey,
       order,
       items,
-      ...(res.LastEvaluatedKey ? { nextToken: encodeToken(res.LastEvaluatedKey) } : {}),
+      ...(page.next ? { nextToken: encodeToken(page.next) } : {}),
     });
   }, { validation: { req: { path: patientPath, query: listQuery } } });
 
