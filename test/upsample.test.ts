@@ -1,9 +1,11 @@
 /**
  * core/upsample.ts: the run-filling upsample equals the plain per-pixel formula (bilinear of the 0/1 mask,
- * thresholded at 1/2) on random masks of many shapes, and the working grid / count scaling around it.
+ * thresholded at 1/2) on random masks of many shapes, and the working grid / count scaling around it; the
+ * overlay's outline (core/render.ts) equals its per-pixel definition.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
+import { outline } from '../src/core/render';
 import { resampleAxis, upsampleMask } from '../src/core/upsample';
 import { workingGrid, WORKING_MAX_SIDE } from '../src/core/postprocess';
 import { countMasks, scoreCounts } from '../src/core/score';
@@ -108,5 +110,32 @@ describe('working grid', () => {
     assert.deepEqual(scaled.opacityPct, onGrid.opacityPct);
     assert.deepEqual(scaled.zones, onGrid.zones);
     assert.throws(() => countMasks(masks, { width: 5, height: 30 }), /at least the 10x10 grid/);
+  });
+});
+
+describe('overlay outline', () => {
+  /** The definition: a mask pixel with a pixel outside the mask (or the image's edge) within r along its row or column. */
+  function reference(m: Mask, r: number): Uint8Array {
+    const { width: w, height: h, data } = m;
+    const out = new Uint8Array(w * h);
+    const outside = (x: number, y: number) => x < 0 || y < 0 || x >= w || y >= h || !data[y * w + x];
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        if (!data[y * w + x]) continue;
+        for (let d = 1; d <= r && !out[y * w + x]; d++) {
+          if (outside(x - d, y) || outside(x + d, y) || outside(x, y - d) || outside(x, y + d)) out[y * w + x] = 1;
+        }
+      }
+    }
+    return out;
+  }
+
+  test('the four-pass outline equals the definition for radii 1-6 on random masks', () => {
+    for (const [w, h] of [[1, 1], [5, 3], [40, 31], [97, 64]]) {
+      for (let r = 1; r <= 6; r++) {
+        const m = randomMask(w, h, w * 31 + r);
+        assert.deepEqual(outline(m, r), reference(m, r), `${w}x${h} r=${r}`);
+      }
+    }
   });
 });

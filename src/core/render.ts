@@ -34,20 +34,45 @@ export async function pngToMask(png: Uint8Array): Promise<Mask> {
   return { width: info.width, height: info.height, data: out };
 }
 
-/** Pixels of `m` within `r` pixels (along rows or columns) of a pixel outside it. */
-function outline(m: Mask, r: number): Uint8Array {
+/**
+ * Pixels of `m` within `r` pixels (along its row or its column) of a pixel outside it or of the image's edge:
+ * the outline drawn on the overlay. Four linear passes (distance to the nearest outside pixel leftwards,
+ * rightwards, upwards, downwards, capped at r + 1) instead of testing 4r neighbours per pixel.
+ */
+export function outline(m: Mask, r: number): Uint8Array {
   const { width: w, height: h, data } = m;
+  const cap = r + 1;
+  const hd = new Uint16Array(w * h);
   const out = new Uint8Array(w * h);
   for (let y = 0; y < h; y++) {
+    const row = y * w;
+    let d = 0; // distance to the nearest outside pixel on the left (the edge is outside)
     for (let x = 0; x < w; x++) {
-      const i = y * w + x;
-      if (!data[i]) continue;
-      for (let d = 1; d <= r; d++) {
-        if (x - d < 0 || !data[i - d] || x + d >= w || !data[i + d] || y - d < 0 || !data[i - d * w] || y + d >= h || !data[i + d * w]) {
-          out[i] = 1;
-          break;
-        }
-      }
+      d = data[row + x] ? Math.min(d + 1, cap) : 0;
+      hd[row + x] = d;
+    }
+    d = 0;
+    for (let x = w - 1; x >= 0; x--) {
+      d = data[row + x] ? Math.min(d + 1, cap) : 0;
+      if (d < hd[row + x]) hd[row + x] = d;
+    }
+  }
+  const vd = new Uint16Array(w);
+  for (let y = 0; y < h; y++) {
+    const row = y * w;
+    for (let x = 0; x < w; x++) {
+      const i = row + x;
+      vd[x] = data[i] ? Math.min(vd[x] + 1, cap) : 0;
+      if (data[i] && (hd[i] <= r || vd[x] <= r)) out[i] = 1;
+    }
+  }
+  vd.fill(0);
+  for (let y = h - 1; y >= 0; y--) {
+    const row = y * w;
+    for (let x = 0; x < w; x++) {
+      const i = row + x;
+      vd[x] = data[i] ? Math.min(vd[x] + 1, cap) : 0;
+      if (data[i] && vd[x] <= r) out[i] = 1;
     }
   }
   return out;
