@@ -9,6 +9,8 @@ export interface ResultRow {
   lostReason?: string;
   /** When the input was refused before it entered the pipeline (e.g. over the size cap, as the upload API would). */
   refused?: { code: string; reason: string };
+  /** npm start: the result came from an earlier run over the same data and was not computed again. */
+  reused?: boolean;
 }
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v.toFixed(1));
@@ -20,17 +22,20 @@ export function rowValues(r: ResultRow): string[] {
   const it = r.item;
   if (!it && r.refused) return [r.input, 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-', `${r.refused.code}: ${r.refused.reason}`];
   if (!it) return [r.input, 'LOST', '-', '-', '-', '-', '-', '-', '-', '-', r.lostReason ?? 'no result'];
-  if (it.status === 'FAILED') return [r.input, 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-', `${it.errorCode}: ${it.errorReason}`];
+  if (it.status === 'FAILED') return [r.input, r.reused ? 'FAILED (reused)' : 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-', `${it.errorCode}: ${it.errorReason}`];
   return [
-    r.input, it.status, pct(it.opacityPctTotal), pct(it.opacityPctRight), pct(it.opacityPctLeft),
+    r.input, r.reused ? `${it.status} (reused)` : it.status, pct(it.opacityPctTotal), pct(it.opacityPctRight), pct(it.opacityPctLeft),
     String(it.geographicExtent ?? '-'), String(it.zoneScore ?? '-'), it.grade ?? '-', prob(it.riskIcu), prob(it.riskMortality), '',
   ];
 }
 
+/** A fixed-width table; the last column (the reason) is never cut: an error's reason is printed whole. */
 export function formatTable(rows: ResultRow[]): string {
   const cells = [COLUMNS.slice() as string[], ...rows.map(rowValues)];
-  const widths = COLUMNS.map((_, c) => Math.min(c === COLUMNS.length - 1 ? 80 : 40, Math.max(...cells.map((r) => r[c].length))));
-  const line = (r: string[]) => r.map((v, c) => (v.length > widths[c] ? `${v.slice(0, widths[c] - 1)}…` : v.padEnd(widths[c]))).join('  ').trimEnd();
+  const last = COLUMNS.length - 1;
+  const widths = COLUMNS.map((_, c) => Math.min(c === last ? 80 : 40, Math.max(...cells.map((r) => r[c].length))));
+  const fit = (v: string, c: number) => (c === last ? v : v.length > widths[c] ? `${v.slice(0, widths[c] - 1)}…` : v.padEnd(widths[c]));
+  const line = (r: string[]) => r.map(fit).join('  ').trimEnd();
   return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 

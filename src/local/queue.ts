@@ -30,6 +30,8 @@ export class LocalQueue {
   private timers = 0;
   private idleWaiters: (() => void)[] = [];
   private handler?: SqsHandler;
+  private closed = false;
+  private readonly retryTimers = new Set<NodeJS.Timeout>();
 
   constructor(private readonly opts: LocalQueueOptions) {}
 
@@ -40,6 +42,7 @@ export class LocalQueue {
   }
 
   send(body: string): void {
+    if (this.closed) return;
     const messageId = randomUUID();
     this.pending.push({
       receiveCount: 0,
@@ -62,6 +65,19 @@ export class LocalQueue {
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
+  /**
+   * Stops delivering, as a stopped process does (npm start on Ctrl-C): pending and retrying records are
+   * dropped; resolves when no handler call is running any more.
+   */
+  close(): Promise<void> {
+    this.closed = true;
+    this.pending.length = 0;
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.timers -= this.retryTimers.size;
+    this.retryTimers.clear();
+    return this.idle();
+  }
+
   get depth(): number {
     return this.pending.length + this.inFlight + this.timers;
   }
@@ -72,7 +88,7 @@ export class LocalQueue {
 
   private pump(): void {
     const handler = this.handler;
-    if (!handler) return;
+    if (!handler || this.closed) return;
     while (this.pending.length > 0 && this.inFlight < (this.opts.concurrency ?? 1)) {
       const batch = this.pending.splice(0, this.opts.batchSize ?? 1);
       this.inFlight++;
@@ -114,11 +130,13 @@ export class LocalQueue {
         continue;
       }
       this.timers++;
-      setTimeout(() => {
+      const timer = setTimeout(() => {
+        this.retryTimers.delete(timer);
         this.timers--;
         this.pending.push(p);
         this.pump();
       }, this.opts.retryDelayMs ?? 500);
+      this.retryTimers.add(timer);
     }
   }
 }
