@@ -8,6 +8,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { formatTable } from '../src/cli/format';
 import { shiftedStudyDate } from '../src/core/date-shift';
 import { pseudonymise } from '../src/core/pseudonym';
 import { readManifest } from '../src/local/manifest';
+import { formatDuration, Progress } from '../src/local/progress';
 import { startMain } from '../src/local/start';
 import type { ResultItem } from '../src/pipeline/messages';
 import { capture } from './helpers/capture';
@@ -194,6 +196,19 @@ describe('npm start as a batch tool', () => {
     assert.throws(m('file,acquired_at\nx.png,10/03/2020\n'), /row 1, acquired_at: not a date/);
     assert.throws(m('file,patient_id\nx.png,Müller\n'), /row 1, patient_id: only printable ASCII/);
     assert.doesNotThrow(m('\ufefffile,patient_id\nx.png,P1\n'));
+    // The terminal bar (cli-progress): our rate and ETA, not cli-progress's own {eta} (which counts reused images).
+    let drawn = '';
+    const tty = Object.assign(new PassThrough(), { isTTY: true, columns: 200, cursorTo: () => true, clearLine: () => true, moveCursor: () => true, clearScreenDown: () => true });
+    tty.on('data', (d: Buffer) => { drawn += d.toString(); });
+    const bar = new Progress(3, { tty: true, stream: tty as unknown as NodeJS.WriteStream });
+    bar.started();
+    bar.finish('scored', 'a.png  SCORED');
+    bar.finish('failed', 'b.png  FAILED  X: why', true);
+    bar.stop();
+    assert.match(drawn, /2\/3 \| [\d.]+ img\/s \| ETA \d+s \| 1 scored, 1 failed, 0 lost, 1 reused/);
+    assert.match(drawn, /\[1\/3\] a\.png  SCORED/);
+    assert.equal(formatDuration(3725), '1h02m');
+    assert.equal(formatDuration(245), '4m05s');
     const reason = `${'a long refusal reason '.repeat(8)}END`;
     const table = formatTable([{ input: 'x.png', refused: { code: 'TOO_LARGE', reason } }]);
     assert.ok(table.includes(`TOO_LARGE: ${reason}`), 'the reason is not cut');

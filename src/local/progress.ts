@@ -30,7 +30,8 @@ export class Progress {
     if (opts.tty ?? stream.isTTY) {
       this.multi = new MultiBar({
         stream, hideCursor: true, clearOnComplete: false, stopOnComplete: false, etaBuffer: 20,
-        format: '{bar} {value}/{total} | {rate} img/s | ETA {eta} | {scored} scored, {failed} failed, {lost} lost, {reused} reused',
+        // {eta} is cli-progress's own (counting reused images too): ours is {remaining}.
+        format: '{bar} {value}/{total} | {rate} img/s | ETA {remaining} | {scored} scored, {failed} failed, {lost} lost, {reused} reused',
       }, Presets.shades_classic);
       this.bar = this.multi.create(total, 0, this.payload());
     }
@@ -63,6 +64,8 @@ export class Progress {
   }
 
   stop(): void {
+    // MultiBar.log() buffers lines until the next redraw; draw once more so the last lines are not lost.
+    this.multi?.update();
     this.multi?.stop();
   }
 
@@ -82,6 +85,6 @@ export class Progress {
   }
 
   private payload() {
-    return { rate: this.rateText(), eta: formatDuration(this.etaSeconds()), ...this.tally };
+    return { rate: this.rateText(), remaining: formatDuration(this.etaSeconds()), ...this.tally };
   }
 }
