@@ -206,7 +206,7 @@ describe('npm start as a batch tool', () => {
     bar.finish('failed', 'b.png  FAILED  X: why', true);
     bar.stop();
     assert.match(drawn, /2\/3 \| [\d.]+ img\/s \| ETA \d+s \| 1 scored, 1 failed, 0 lost, 1 reused/);
-    assert.match(drawn, /\[1\/3\] a\.png  SCORED/);
+    assert.match(drawn, /\[1\/3\] a\.png {2}SCORED/);
     assert.equal(formatDuration(3725), '1h02m');
     assert.equal(formatDuration(245), '4m05s');
     const reason = `${'a long refusal reason '.repeat(8)}END`;
