@@ -132,25 +132,7 @@ export class BatchInferenceConstruct extends Construct {
     const imagePrefixes = props.imagePrefixes ?? [BATCH_IMAGE_PREFIX];
     const keys = messagingKey === key ? [key.keyArn] : [key.keyArn, messagingKey.keyArn];
 
-    // ---- topics and the functions' dead-letter queue ----
-    const topic = (tid: string, name: string) => new sns.Topic(this, tid, {
-      displayName: `cxr-opacity batch inference ${name}`, masterKey: messagingKey, enforceSSL: true,
-    });
-    this.successTopic = topic('SuccessTopic', 'success');
-    this.errorTopic = topic('ErrorTopic', 'error');
-    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
-      encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: messagingKey, enforceSSL: true, retentionPeriod: Duration.days(14),
-    });
-
-    // SNS moves undeliverable notifications to the (KMS-encrypted) dead-letter queue itself.
-    messagingKey.addToResourcePolicy(new iam.PolicyStatement({
-      sid: 'AllowSnsToBatchDeadLetterQueue',
-      principals: [new iam.ServicePrincipal('sns.amazonaws.com')],
-      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-      resources: ['*'],
-      // The topics' own ARNs would make a cycle (the topics are encrypted with this key): this account's topics.
-      conditions: { ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:sns:${Aws.REGION}:${Aws.ACCOUNT_ID}:*` } },
-    }), true);
+    ({ successTopic: this.successTopic, errorTopic: this.errorTopic, deadLetterQueue: this.deadLetterQueue } = this.notifications(messagingKey));
 
     // ---- the serving container and the endpoint's execution role ----
     this.image = new ecrAssets.DockerImageAsset(this, 'ServingImage', {
@@ -308,41 +290,7 @@ export class BatchInferenceConstruct extends Construct {
     this.endpoint = new sagemaker.CfnEndpoint(this, 'Endpoint', { endpointConfigName: this.endpointConfig.attrEndpointConfigName });
     this.endpointName = this.endpoint.attrEndpointName;
 
-    // ---- scaling: 0..max instances ----
-    this.scalingTarget = new appscaling.ScalableTarget(this, 'ScalingTarget', {
-      serviceNamespace: appscaling.ServiceNamespace.SAGEMAKER,
-      resourceId: `endpoint/${this.endpointName}/variant/${VARIANT}`,
-      scalableDimension: 'sagemaker:variant:DesiredInstanceCount',
-      minCapacity: 0,
-      maxCapacity: props.maxInstances ?? 2,
-    });
-    this.scalingTarget.node.addDependency(this.endpoint);
-    const endpointMetric = (metricName: string, statistic: string) => new cloudwatch.Metric({
-      namespace: 'AWS/SageMaker', metricName, dimensionsMap: { EndpointName: this.endpointName }, statistic, period: Duration.minutes(1),
-    });
-    this.scalingTarget.scaleToTrackMetric('BacklogPerInstance', {
-      targetValue: props.backlogPerInstanceTarget ?? 8,
-      customMetric: endpointMetric('ApproximateBacklogSizePerInstance', 'Average'),
-      scaleOutCooldown: Duration.minutes(2),
-      scaleInCooldown: Duration.minutes(10),
-    });
-    const fromZero = new appscaling.StepScalingAction(this, 'ScaleOutFromZero', {
-      scalingTarget: this.scalingTarget,
-      adjustmentType: appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
-      metricAggregationType: appscaling.MetricAggregationType.MAXIMUM,
-      cooldown: Duration.minutes(5),
-    });
-    fromZero.addAdjustment({ adjustment: 1, lowerBound: 0 });
-    this.hasBacklogWithoutCapacityAlarm = new cloudwatch.Alarm(this, 'HasBacklogWithoutCapacity', {
-      alarmDescription: 'Requests wait on the batch endpoint and no instance runs: start one (scale out from zero)',
-      metric: endpointMetric('HasBacklogWithoutCapacity', 'Maximum'),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    this.hasBacklogWithoutCapacityAlarm.addAlarmAction(new cwActions.ApplicationScalingAction(fromZero));
-    this.idleAlarm = this.scaleInToZeroWhenIdle(endpointMetric, props.idleMinutesBeforeZero ?? 5);
+    ({ scalingTarget: this.scalingTarget, hasBacklogWithoutCapacityAlarm: this.hasBacklogWithoutCapacityAlarm, idleAlarm: this.idleAlarm } = this.scaling(props));
 
     // ---- the two functions ----
     const xray = () => new iam.PolicyStatement({ sid: 'XRayTraces', actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resources: ['*'] });
@@ -462,6 +410,71 @@ export class BatchInferenceConstruct extends Construct {
     }
   }
 
+  /** The endpoint's success and error topics and the functions' dead-letter queue, encrypted with the messaging key. */
+  private notifications(messagingKey: kms.IKey): { successTopic: sns.Topic; errorTopic: sns.Topic; deadLetterQueue: sqs.Queue } {
+    const topic = (tid: string, name: string) => new sns.Topic(this, tid, {
+      displayName: `cxr-opacity batch inference ${name}`, masterKey: messagingKey, enforceSSL: true,
+    });
+    const successTopic = topic('SuccessTopic', 'success');
+    const errorTopic = topic('ErrorTopic', 'error');
+    const deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.KMS, encryptionMasterKey: messagingKey, enforceSSL: true, retentionPeriod: Duration.days(14),
+    });
+
+    // SNS moves undeliverable notifications to the (KMS-encrypted) dead-letter queue itself.
+    messagingKey.addToResourcePolicy(new iam.PolicyStatement({
+      sid: 'AllowSnsToBatchDeadLetterQueue',
+      principals: [new iam.ServicePrincipal('sns.amazonaws.com')],
+      actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      resources: ['*'],
+      // The topics' own ARNs would make a cycle (the topics are encrypted with this key): this account's topics.
+      conditions: { ArnLike: { 'aws:SourceArn': `arn:${Aws.PARTITION}:sns:${Aws.REGION}:${Aws.ACCOUNT_ID}:*` } },
+    }), true);
+    return { successTopic, errorTopic, deadLetterQueue };
+  }
+
+  /**
+   * 0..maxInstances instances: target tracking on the backlog per instance, a step out of zero when requests
+   * wait with no instance, and back to zero when idle (scaleInToZeroWhenIdle).
+   */
+  private scaling(props: BatchInferenceProps): { scalingTarget: appscaling.ScalableTarget; hasBacklogWithoutCapacityAlarm: cloudwatch.Alarm; idleAlarm: cloudwatch.Alarm } {
+    const scalingTarget = new appscaling.ScalableTarget(this, 'ScalingTarget', {
+      serviceNamespace: appscaling.ServiceNamespace.SAGEMAKER,
+      resourceId: `endpoint/${this.endpointName}/variant/${VARIANT}`,
+      scalableDimension: 'sagemaker:variant:DesiredInstanceCount',
+      minCapacity: 0,
+      maxCapacity: props.maxInstances ?? 2,
+    });
+    scalingTarget.node.addDependency(this.endpoint);
+    const endpointMetric = (metricName: string, statistic: string) => new cloudwatch.Metric({
+      namespace: 'AWS/SageMaker', metricName, dimensionsMap: { EndpointName: this.endpointName }, statistic, period: Duration.minutes(1),
+    });
+    scalingTarget.scaleToTrackMetric('BacklogPerInstance', {
+      targetValue: props.backlogPerInstanceTarget ?? 8,
+      customMetric: endpointMetric('ApproximateBacklogSizePerInstance', 'Average'),
+      scaleOutCooldown: Duration.minutes(2),
+      scaleInCooldown: Duration.minutes(10),
+    });
+    const fromZero = new appscaling.StepScalingAction(this, 'ScaleOutFromZero', {
+      scalingTarget: scalingTarget,
+      adjustmentType: appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+      metricAggregationType: appscaling.MetricAggregationType.MAXIMUM,
+      cooldown: Duration.minutes(5),
+    });
+    fromZero.addAdjustment({ adjustment: 1, lowerBound: 0 });
+    const hasBacklogWithoutCapacityAlarm = new cloudwatch.Alarm(this, 'HasBacklogWithoutCapacity', {
+      alarmDescription: 'Requests wait on the batch endpoint and no instance runs: start one (scale out from zero)',
+      metric: endpointMetric('HasBacklogWithoutCapacity', 'Maximum'),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    hasBacklogWithoutCapacityAlarm.addAlarmAction(new cwActions.ApplicationScalingAction(fromZero));
+    const idleAlarm = this.scaleInToZeroWhenIdle(scalingTarget, endpointMetric, props.idleMinutesBeforeZero ?? 5);
+    return { scalingTarget, hasBacklogWithoutCapacityAlarm, idleAlarm };
+  }
+
   /**
    * Zero instances while no batch is there. SageMaker creates an endpoint with at least one instance
    * (CreateEndpointConfig: InitialInstanceCount >= 1) and target tracking alone scales in only after
@@ -469,9 +482,9 @@ export class BatchInferenceConstruct extends Construct {
    * in progress) has been 0 for `idleMinutes`: right after the deploy, and after every batch. The first
    * request then finds no capacity and HasBacklogWithoutCapacity starts one instance (ScaleOutFromZero).
    */
-  private scaleInToZeroWhenIdle(endpointMetric: (name: string, statistic: string) => cloudwatch.Metric, idleMinutes: number): cloudwatch.Alarm {
+  private scaleInToZeroWhenIdle(scalingTarget: appscaling.ScalableTarget, endpointMetric: (name: string, statistic: string) => cloudwatch.Metric, idleMinutes: number): cloudwatch.Alarm {
     const toZero = new appscaling.StepScalingAction(this, 'ScaleInToZero', {
-      scalingTarget: this.scalingTarget,
+      scalingTarget,
       adjustmentType: appscaling.AdjustmentType.EXACT_CAPACITY,
       metricAggregationType: appscaling.MetricAggregationType.MAXIMUM,
       cooldown: Duration.minutes(idleMinutes),
