@@ -31,7 +31,7 @@ const base = {
 const meta = z.looseObject({ format: z.enum(['dicom', 'png', 'jpeg']), pixelSpacingMm: z.optional(z.tuple([z.number(), z.number()])) });
 const keys = z.object({
   lung: z.string(), lungRight: z.string(), lungLeft: z.string(), opacity: z.string(), overlay: z.string(), result: z.string(),
-  seg: z.optional(z.string()), sr: z.optional(z.string()),
+  seg: z.optional(z.string()), sr: z.optional(z.string()), sc: z.optional(z.string()),
 });
 
 const side = z.object({ lung: count, opacity: count, zoneLung: z.tuple([count, count, count]), zoneOpacity: z.tuple([count, count, count]) });

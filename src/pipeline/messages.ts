@@ -91,9 +91,13 @@ export interface OutputKeys {
   opacity: string;
   overlay: string;
   result: string;
-  /** DICOM inputs only (core/dicom-out): the binary SEG of the masks and the TID 1500 SR of the score. */
+  /**
+   * DICOM inputs only (core/dicom-out): the binary SEG of the masks, the TID 1500 SR of the score, and the overlay
+   * as a Secondary Capture for viewers without SEG support.
+   */
   seg?: string;
   sr?: string;
+  sc?: string;
 }
 
 interface StageMessageBase {
@@ -181,7 +185,7 @@ export function imageIdFor(src: SourceRef): string {
 export function outputKeysFor(imageId: string, prefix = RESULTS_PREFIX.slice(0, -1), opts: { dicom?: boolean } = {}): OutputKeys {
   const base = `${prefix}/${imageId}`;
   return {
-    ...(opts.dicom ? { seg: `${base}/seg.dcm`, sr: `${base}/sr.dcm` } : {}),
+    ...(opts.dicom ? { seg: `${base}/seg.dcm`, sr: `${base}/sr.dcm`, sc: `${base}/overlay.dcm` } : {}),
     lung: `${base}/lung.png`,
     lungRight: `${base}/lung_right.png`,
     lungLeft: `${base}/lung_left.png`,
@@ -196,6 +200,6 @@ export function outputFiles(keys: OutputKeys): Record<string, string> {
   return {
     'lung.png': keys.lung, 'lung_right.png': keys.lungRight, 'lung_left.png': keys.lungLeft,
     'opacity.png': keys.opacity, 'overlay.png': keys.overlay, 'result.json': keys.result,
-    ...(keys.seg ? { 'seg.dcm': keys.seg } : {}), ...(keys.sr ? { 'sr.dcm': keys.sr } : {}),
+    ...(keys.seg ? { 'seg.dcm': keys.seg } : {}), ...(keys.sr ? { 'sr.dcm': keys.sr } : {}), ...(keys.sc ? { 'overlay.dcm': keys.sc } : {}),
   };
 }

@@ -17,7 +17,7 @@ import { InputError } from '../core/errors';
 import { scoreCounts } from '../core/score';
 import { upsampleMasks } from '../core/upsample';
 import type { SeverityConfig } from '../core/severity';
-import { writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
+import { overlayCaptureFromPng, writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
 
 export interface SegmentStageDeps {
@@ -98,17 +98,22 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     timingsMs.postprocess = round(timings.postprocessMs);
 
     t = process.hrtime.bigint();
-    const dicomOut = deps.dicomOutputs && img.dicomSource
-      ? writeDicomOutputs({
-        source: img.dicomSource, masks: upsampleMasks(masks, full.width, full.height), model: model.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
+    const dicomIn = deps.dicomOutputs && img.dicomSource
+      ? {
+        source: img.dicomSource, model: model.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
         seed: imageId, patientKey: who.patientKey, now: new Date(receivedAt),
-      }, scoreCounts(counts, deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
+      }
+      : undefined;
+    const dicomOut = dicomIn && deps.dicomOutputs
+      ? writeDicomOutputs({ ...dicomIn, masks: upsampleMasks(masks, full.width, full.height) }, scoreCounts(counts, deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
       : undefined;
     const keys = outputKeysFor(imageId, undefined, { dicom: !!dicomOut });
     const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
       maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full),
       maskToPng(masks.opacity, full), renderOverlay(img, masks, { legend: opacityPctOf(counts) }),
     ]);
+    // The overlay as a DICOM Secondary Capture, for viewers and PACS without SEG support.
+    const capture = dicomIn ? await overlayCaptureFromPng(dicomIn, overlay) : undefined;
     timingsMs.render = since(t);
     t = process.hrtime.bigint();
     const bucket = deps.resultsBucket;
@@ -122,6 +127,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
         objects.put(bucket, keys.seg, dicomOut.seg, 'application/dicom'),
         objects.put(bucket, keys.sr, dicomOut.sr, 'application/dicom'),
       ] : []),
+      ...(capture && keys.sc ? [objects.put(bucket, keys.sc, capture, 'application/dicom')] : []),
     ]);
     timingsMs.store = since(t);
     timingsMs.total = since(t0);

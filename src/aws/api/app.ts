@@ -212,7 +212,7 @@ export interface ImageView extends Omit<ResultItem, 'keys' | 'sortKey' | 'source
   /** The key's pseudonym (and the key itself only where the deployment keeps file names). */
   source: Pick<StoredSource, 'keyPseudonym' | 'key' | 'size'>;
   /** seg and sr (DICOM SEG and SR, core/dicom-out) only where the item has them: DICOM inputs. */
-  urls?: { overlay: string; lung: string; lungRight: string; lungLeft: string; opacity: string; result: string; seg?: string; sr?: string; expiresAt: string };
+  urls?: { overlay: string; lung: string; lungRight: string; lungLeft: string; opacity: string; result: string; seg?: string; sr?: string; sc?: string; expiresAt: string };
 }
 
 export function createApiHandler(deps: ApiDeps): ApiHandler {
@@ -238,14 +238,14 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       source: { keyPseudonym: source.keyPseudonym, ...(source.key !== undefined ? { key: source.key } : {}), size: source.size },
     };
     if (item.status === 'SCORED' && keys) {
-      const [overlay, lung, lungRight, lungLeft, opacity, result, seg, sr] = await Promise.all(
+      const [overlay, lung, lungRight, lungLeft, opacity, result, seg, sr, sc] = await Promise.all(
         // eslint-disable-next-line @typescript-eslint/await-thenable -- absent keys map to undefined, which Promise.all passes through
-        [keys.overlay, keys.lung, keys.lungRight, keys.lungLeft, keys.opacity, keys.result, keys.seg, keys.sr]
+        [keys.overlay, keys.lung, keys.lungRight, keys.lungLeft, keys.opacity, keys.result, keys.seg, keys.sr, keys.sc]
           .map((k) => (k ? presignGet(k) : undefined)),
-      ) as [string, string, string, string, string, string, string | undefined, string | undefined];
+      ) as [string, string, string, string, string, string, string | undefined, string | undefined, string | undefined];
       out.urls = {
         overlay, lung, lungRight, lungLeft, opacity, result,
-        ...(seg ? { seg } : {}), ...(sr ? { sr } : {}),
+        ...(seg ? { seg } : {}), ...(sr ? { sr } : {}), ...(sc ? { sc } : {}),
         expiresAt: new Date(now().getTime() + RESULT_URL_TTL_S * 1000).toISOString(),
       };
     }
