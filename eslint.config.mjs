@@ -41,11 +41,6 @@ export default defineConfig(
       reportUnusedDisableDirectives: 'error',
     },
     rules: {
-      // node:test's test()/describe()/it() return promises the runner itself awaits.
-      '@typescript-eslint/no-floating-promises': [
-        'error',
-        { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'suite'] }] },
-      ],
       // Async functions without await implement Promise-returning ports (stores, queues, clients); dropping `async`
       // would turn their rejections into synchronous throws.
       '@typescript-eslint/require-await': 'off',

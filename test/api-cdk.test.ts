@@ -3,7 +3,7 @@
  * key: IAM authorisation on every method, request validation, throttling, access logs, the two
  * functions, and the resource tree matching api/openapi.yaml.
  */
-import { before, describe, test } from 'node:test';
+import { beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,7 +37,7 @@ describe('ApiConstruct (API Gateway REST + Lambda)', () => {
   let construct: ApiConstruct;
   let nagReports: PolicyValidationPluginReport[];
 
-  before(() => {
+  beforeAll(() => {
     const app = new App({ context: pinnedContext() });
     stack = new Stack(app, 'ApiTest', { env: { account: '123456789012', region: 'eu-west-1' } });
     const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });

@@ -4,7 +4,7 @@
  * model), validated against api/openapi.yaml with openapi-backend (ajv, with ajv-formats for uuid, uri,
  * date-time, byte). A last test checks that each documented (operation, status) with a body was exercised.
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -76,7 +76,7 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
     return created.uploadId;
   }
 
-  before(async () => {
+  beforeAll(async () => {
     spec = new OpenAPIBackend({ definition: SPEC, quick: false, validate: true, strict: true, customizeAjv: (ajv) => addFormats(ajv as never) as never });
     await spec.init();
     const dir = mkdtempSync(join(tmpdir(), 'cxr-contract-'));
@@ -85,7 +85,7 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
       accessLog: (l) => access.push(`${l.method} ${l.route} ${l.status}`),
     });
   });
-  after(async () => api?.stop());
+  afterAll(async () => api?.stop());
 
   test('the app\'s routes are exactly the operations of api/openapi.yaml', () => {
     const documented = spec.getOperations().map((o) => `${o.operationId} ${o.method.toUpperCase()} ${o.path}`).sort();

@@ -3,7 +3,7 @@
  * the real segment/score handlers, a small real ONNX model). Uploads go through the presigned URL to
  * s3rver with fetch, exactly as a client would send them.
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,7 +89,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     return r.body.imageId;
   };
 
-  before(async () => {
+  beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cxr-api-'));
     p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: dir, retryDelayMs: 50 });
     const sink = (level: string) => (m: string, e?: Record<string, unknown>) => logs.push(JSON.stringify({ level, m, ...e }));
@@ -100,7 +100,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
       logger: { info: sink('info'), warn: sink('warn'), error: sink('error'), debug: sink('debug') },
     });
   });
-  after(async () => p?.stop());
+  afterAll(async () => p?.stop());
 
   test('upload via presigned PUT → pipeline → GET /v1/images/{id} is SCORED with a downloadable overlay', async () => {
     const image = await chestPng({ rightOpacity: 0.25 });

@@ -3,7 +3,7 @@
  * configuration, scale-to-zero, SNS wiring, IAM least privilege, and cdk-nag (AwsSolutions + HIPAA) on the
  * construct's own resources with its acknowledgements applied.
  */
-import { before, describe, test } from 'node:test';
+import { beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,7 +30,7 @@ const statementsOf = (policyConstruct: { node: { defaultChild?: unknown } }): Js
 const bySid = (stmts: Json[], sid: string) => stmts.find((s) => s.Sid === sid)!;
 const asArray = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
 
-before(() => {
+beforeAll(() => {
   app = new App({ outdir: mkdtempSync(join(tmpdir(), 'cxr-batch-cdk-')) });
   stack = new Stack(app, 'BatchTest', { env: { account: '123456789012', region: 'eu-west-1' } });
   const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });

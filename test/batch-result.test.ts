@@ -2,7 +2,7 @@
  * The batch-result function: SageMaker async notifications (success and error) become StageMessages on
  * the score queue, and a SageMaker result goes through the same score stage as a Lambda one.
  */
-import { before, describe, test } from 'node:test';
+import { beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,7 +58,7 @@ describe('batch-result: SageMaker async notifications to the score queue', () =>
   const source = { bucket: UPLOADS, key: 'batch-images/a.png', etag: 'abc123' };
   const requestUri = `s3://${RESULTS}/batches/requests/b1/${imageIdFor(source)}.json`;
 
-  before(async () => {
+  beforeAll(async () => {
     const model = await loadModel(writeTinyModel(join(mkdtempSync(join(tmpdir(), 'cxr-br-')), 'model')), { threads: 1 });
     await objects.put(UPLOADS, source.key, await chestPng({ rightOpacity: 0.25 }), 'image/png');
     // What the serving container returns for this request, as SageMaker stores it.

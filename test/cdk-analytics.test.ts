@@ -5,7 +5,7 @@
  * of DynamoDB JSON, with ITEM_TYPE's exact types), with an older snapshot and a manifest-like null row
  * that the view must ignore.
  */
-import { before, describe, test } from 'node:test';
+import { beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { ITEM_TYPE } from '../cdk/lib/analytics';
@@ -60,7 +60,7 @@ const run = async (name: string): Promise<Record<string, unknown>[]> => {
   return (await conn.runAndReadAll(q.sql)).getRowObjectsJson() as Record<string, unknown>[];
 };
 
-before(async () => {
+beforeAll(async () => {
   conn = await (await DuckDBInstance.create(':memory:')).connect();
   await conn.run(`CREATE TABLE results_export (snapshot VARCHAR, item ${duckType(ITEM_TYPE)})`);
   for (const [snapshot, item] of ROWS) {

@@ -3,7 +3,8 @@
  * .dockerignore lets through, the Dockerfile's instructions, and the esbuild bundle step run exactly as the
  * Dockerfile runs it, then loaded with the externals it leaves to node_modules.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -73,7 +74,8 @@ describe('segment Dockerfile', () => {
     assert.match(pipeline, /MODEL_MANIFEST: '\/var\/task\/models\/cxr-unet-r18\.json'/);
   });
 
-  test('the exported model matches its manifest (what the image build checks)', (t) => {
+  test('the exported model matches its manifest (what the image build checks)', () => {
+    const t = testContext();
     const manifestPath = join(ROOT, 'models', 'cxr-unet-r18.json');
     if (!existsSync(manifestPath)) {
       t.skip('models/cxr-unet-r18.json not exported yet; the image build would stop with a clear message');

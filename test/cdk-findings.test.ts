@@ -4,7 +4,7 @@
  * access-logs bucket; and the size cap wired into the functions and the upload request model. Assertions on
  * the synthesised template (the app synthesised once, cdk-nag packs included: cdk.test.ts checks they pass).
  */
-import { before, describe, test } from 'node:test';
+import { beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +27,7 @@ const ofType = (type: string): [string, Json][] => Object.entries(resources).fil
 const asArray = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
 const text = (x: unknown) => JSON.stringify(x);
 
-before(() => {
+beforeAll(() => {
   ({ stack } = buildApp({ outdir: mkdtempSync(join(tmpdir(), 'cxr-cdk-findings-')) }));
   resources = Template.fromStack(stack).toJSON().Resources as Record<string, Json>;
 });

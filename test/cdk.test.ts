@@ -3,7 +3,7 @@
  * privilege and cdk-nag (AwsSolutions + HIPAA Security). The app is synthesised once, with the real esbuild
  * bundling of the score function and the real Docker asset staging (no Docker daemon needed).
  */
-import { before, describe, test } from 'node:test';
+import { beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,7 +32,7 @@ const lid = (c: { node: { defaultChild?: unknown } }): string => stack.getLogica
 const ofType = (type: string): [string, Json][] => Object.entries(resources).filter(([, r]) => r.Type === type);
 const asArray = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
 
-before(() => {
+beforeAll(() => {
   outdir = mkdtempSync(join(tmpdir(), 'cxr-cdk-'));
   ({ app, stack } = buildApp({ outdir }));
   // Synthesises the whole app once; the validation plugins (cdk-nag packs, CloudFormation validation) run

@@ -1,4 +1,4 @@
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { fillHoles, keepLargestComponent, labelComponents, countOnes } from '../src/core/morphology';
 import { probabilitiesToMasks } from '../src/core/postprocess';

@@ -3,7 +3,8 @@
  * against an independent encoder (dcmtk / OpenJPEG), a cross-check against dcmtk's own rendering,
  * PNG/JPEG precision and orientation, and the hostile-input corpus. All fixtures are generated here.
  */
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from '@jest/globals';
+import { testContext, type TestContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
 import sharp from 'sharp';
@@ -301,7 +302,8 @@ describe('compressed transfer syntaxes against independent encoders', () => {
   ];
   for (const { variant, spec, tol } of cases) {
     const label = `${variant} (${spec.bitsAllocated ?? 16}-bit allocated, ${spec.bitsStored} stored${spec.pixelRepresentation ? ', signed' : ''}) ${tol ? 'within tolerance of' : 'reproduces exactly'} the uncompressed source`;
-    test(label, async (t) => {
+    test(label, async () => {
+      const t = testContext();
       if (skipWithout(t, VARIANTS[variant].tool)) return;
       const src = makeDicom(spec);
       const compressed = compressedVariant(src, variant, spec);
@@ -330,7 +332,8 @@ describe('compressed transfer syntaxes against independent encoders', () => {
     assert.equal(maxAbsDiff(img.data, ref.data), 0);
   });
 
-  test('cross-check with dcmtk: JPEG Lossless MONOCHROME1 with rescale, rendered by dcmj2pnm', async (t) => {
+  test('cross-check with dcmtk: JPEG Lossless MONOCHROME1 with rescale, rendered by dcmj2pnm', async () => {
+    const t = testContext();
     if (skipWithout(t, 'dcmcjpeg') || skipWithout(t, 'dcmj2pnm')) return;
     const spec: DicomSpec = { rows: 120, cols: 100, bitsStored: 12, photometric: 'MONOCHROME1', rescaleSlope: 1, rescaleIntercept: -1000, windowCenter: 900, windowWidth: 2500 };
     const compressed = compressedVariant(makeDicom(spec), 'jpeg-lossless-sv1');
@@ -345,7 +348,8 @@ describe('compressed transfer syntaxes against independent encoders', () => {
     assert.ok(max < 2e-3, `max difference to dcm2pnm ${max}`);
   });
 
-  test('cross-check with dcmtk: VOI LUT Sequence after rescale, rendered by dcmj2pnm +Wl', async (t) => {
+  test('cross-check with dcmtk: VOI LUT Sequence after rescale, rendered by dcmj2pnm +Wl', async () => {
+    const t = testContext();
     if (skipWithout(t, 'dcmj2pnm')) return;
     const lut = Array.from({ length: 1024 }, (_, i) => Math.round(Math.sqrt(i / 1023) * 4095));
     const dicom = makeDicom({
@@ -359,7 +363,8 @@ describe('compressed transfer syntaxes against independent encoders', () => {
     assert.ok(maxAbsDiff(ours.data, theirs) < 1e-6, `max difference to dcmj2pnm ${maxAbsDiff(ours.data, theirs)}`);
   });
 
-  test('JPEG 2000 decodes the same as OpenJPEG\'s own opj_decompress', async (t) => {
+  test('JPEG 2000 decodes the same as OpenJPEG\'s own opj_decompress', async () => {
+    const t = testContext();
     if (skipWithout(t, 'opj_compress')) return;
     // Lossless J2K equals the source, so equality with the source (above) is equality with OpenJPEG;
     // here the lossy stream, where the decoder matters, is compared with the source within tolerance
@@ -483,7 +488,8 @@ describe('hostile inputs', () => {
     await expectCode(decodeImage(bomb, { maxPixels: 1000 }), 'TOO_LARGE');
   });
 
-  test('concurrent decodes: corrupt compressed files do not break the good ones in flight', async (t) => {
+  test('concurrent decodes: corrupt compressed files do not break the good ones in flight', async () => {
+    const t = testContext();
     if (skipWithout(t, 'dcmcjpls')) return;
     const good = compressedVariant(makeDicom({ rows: 48, cols: 48 }), 'jpegls');
     const ref = await decodeImage(good);

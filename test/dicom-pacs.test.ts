@@ -3,7 +3,8 @@
  * documented `storescu -R -aec <AE> <host> <port> seg.dcm sr.dcm` sends our SEG and SR to it; what it
  * stored is our objects (same SOP instances, same SEG frames). Skipped where dcmtk is not installed.
  */
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,12 +43,13 @@ function boxMasks(w: number, h: number): SegmentationMasks {
 describe('sending the SEG and SR to a PACS with dcmtk (storescp as the PACS)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cxr-pacs-'));
   let scp: ChildProcess | undefined;
-  after(() => {
+  afterAll(() => {
     if (scp?.pid && scp.exitCode === null) process.kill(scp.pid);
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('storescu -R -aec PACS_AE 127.0.0.1 <port> seg.dcm sr.dcm: both stored, unchanged', async (t) => {
+  test('storescu -R -aec PACS_AE 127.0.0.1 <port> seg.dcm sr.dcm: both stored, unchanged', async () => {
+    const t = testContext();
     if (!hasTool('storescp') || !hasTool('storescu')) {
       t.diagnostic('dcmtk not installed: skipped (apt-get install dcmtk)');
       return;

@@ -4,7 +4,8 @@
  * the source image, and the identity modes hold as for the SEG and SR (deidentified: no source identifier;
  * linked: the source's study and UIDs). dcmtk's dcm2pnm reads it back to the same pixels.
  */
-import { after, describe, test } from 'node:test';
+import { afterAll, describe, test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,10 +33,11 @@ const naturalize = (b: Uint8Array) => {
 
 describe('Secondary Capture of the overlay', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'cxr-sc-'));
-  after(() => rmSync(tmp, { recursive: true, force: true }));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
   for (const identity of IDENTITY_MODES) {
-    test(`identity ${identity}: valid SC (dciodvfy), the overlay's pixels, referencing the source`, async (t) => {
+    test(`identity ${identity}: valid SC (dciodvfy), the overlay's pixels, referencing the source`, async () => {
+      const t = testContext();
       const source = makeDicom({ rows: 160, cols: 192, pixelSpacing: [0.5, 0.5], extra: { PatientOrientation: ['L', 'F'] } });
       const img = await decodeImage(source);
       const overlay = await renderOverlay(img, boxMasks(192, 160));

@@ -5,7 +5,8 @@
  * dicom3tools' dciodvfy (no errors), dcmtk's dcmdump and dsrdump (they read the objects); the SEG read
  * back with dcmjs equals the pipeline's masks frame by frame.
  */
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
+import { testContext, type TestContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,10 +32,10 @@ const COLS = 192;
 const tmp = mkdtempSync(join(tmpdir(), 'cxr-seg-'));
 let model: SegmentationModel;
 
-before(async () => {
+beforeAll(async () => {
   model = await loadModel(writeTinyModel(join(tmp, 'model'), { size: 64 }), { threads: 1 });
 });
-after(async () => {
+afterAll(async () => {
   await model.release();
   rmSync(tmp, { recursive: true, force: true });
 });
@@ -121,7 +122,8 @@ const SOURCES: [string, DicomSpec][] = [
 describe('DICOM SEG and SR for scored DICOM inputs', () => {
   for (const [name, spec] of SOURCES) {
     for (const identity of ['off', 'linked', 'deidentified'] as const) {
-      test(`${name}, identity ${identity}: valid SEG and SR; the SEG holds exactly the masks`, async (t) => {
+      test(`${name}, identity ${identity}: valid SEG and SR; the SEG holds exactly the masks`, async () => {
+        const t = testContext();
         const r = await run(spec, identity);
         const back = readSegFrames(r.seg);
         assert.equal(back.rows, ROWS);
@@ -161,7 +163,8 @@ describe('DICOM SEG and SR for scored DICOM inputs', () => {
   ];
   for (const [variant, tool, encode] of compressed) {
     for (const [name, spec] of [SOURCES[0]!, SOURCES[1]!]) {
-      test(`${variant} transfer syntax, ${name}: valid SEG and SR referencing the received file; the SEG holds exactly the masks`, async (t) => {
+      test(`${variant} transfer syntax, ${name}: valid SEG and SR referencing the received file; the SEG holds exactly the masks`, async () => {
+        const t = testContext();
         if (tool && !hasTool(tool)) {
           // Loudly: a skipped variant is a gap in the round trip, not a pass.
           t.diagnostic(`SKIPPED ${variant}: ${tool} is not installed (apt-get install ${tool === 'opj_compress' ? 'libopenjp2-tools' : 'dcmtk'})`);

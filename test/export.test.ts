@@ -3,7 +3,7 @@
  * ExportTableToPointInTime, DYNAMODB_JSON) → every item round-trips → the named queries of analytics/
  * run in DuckDB over the export and give the expected answers.
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -65,7 +65,7 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
   let result: ExportResult;
   let db: ExportDatabase;
 
-  before(async () => {
+  beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cxr-export-'));
     stack = await startLocalStack({ dataDir: join(dir, 'stack') });
     const results = new DynamoResults(stack.ddb, LOCAL_NAMES.resultsTable);
@@ -74,7 +74,7 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
     result = await exportTable({ ddb: stack.ddb, tableName: LOCAL_NAMES.resultsTable, outDir: out, itemsPerFile: 3 });
     db = await ExportDatabase.open(out);
   });
-  after(async () => {
+  afterAll(async () => {
     db?.close();
     await stack?.stop();
   });
@@ -101,7 +101,7 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
     assert.equal(readFileSync(join(exportDir, 'manifest-files.checksum'), 'utf8'), createHash('md5').update(filesText).digest('hex'));
     const entries = filesText.trim().split('\n').map((l) => JSON.parse(l) as ManifestFileEntry);
     assert.equal(entries.length, 3, '8 items at 3 per file');
-    assert.deepEqual(readdirSync(join(exportDir, 'data')).sort(), entries.map((e) => e.dataFileS3Key.split('/').pop()).sort());
+    assert.deepEqual([...readdirSync(join(exportDir, 'data'))].sort(), entries.map((e) => e.dataFileS3Key.split('/').pop()).sort());
     let count = 0;
     for (const e of entries) {
       assert.match(e.dataFileS3Key, new RegExp(`^AWSDynamoDB/${result.exportId}/data/[0-9a-f]+\\.json\\.gz$`));
@@ -164,7 +164,7 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
   test('the view types numbers and keeps NULLs; each named query has a file and runs', async () => {
     const [row] = await db.query(`SELECT opacity_pct_right, risk_mortality, geographic_extent, processing_path FROM results WHERE image_id = '${id(2)}'`);
     assert.deepEqual(row, { opacity_pct_right: null, risk_mortality: null, geographic_extent: 3, processing_path: 'lambda' });
-    assert.deepEqual(namedQueries(), ['failed_images', 'opacity_trend_per_patient', 'results_flat', 'severe_share_per_day']);
+    assert.deepEqual([...namedQueries()], ['failed_images', 'opacity_trend_per_patient', 'results_flat', 'severe_share_per_day']);
   });
 
   test('results_flat: every image, flat, named by the source key pseudonym only (no file names in the export)', async () => {
@@ -193,7 +193,7 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
       printed.length = 0;
       assert.equal(await analyticsMain(['--export', out2, '--format', 'csv', '--out', tables, 'failed_images', 'results_flat',
         '--sql', "SELECT image_id, grade FROM results WHERE grade = 'no such grade'"]), 0);
-      assert.deepEqual(readdirSync(tables).sort(), ['failed_images.csv', 'results_flat.csv', 'sql.csv']);
+      assert.deepEqual([...readdirSync(tables)].sort(), ['failed_images.csv', 'results_flat.csv', 'sql.csv']);
       assert.equal(readFileSync(join(tables, 'sql.csv'), 'utf8'), 'image_id,grade\n');
       for (const f of readdirSync(tables)) {
         const text = readFileSync(join(tables, f), 'utf8');

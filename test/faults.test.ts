@@ -3,7 +3,7 @@
  * stand-in stopped mid-run, the S3 stand-in stopped mid-run and a handler that hangs mid-image (abandoned
  * at its timeout, like a killed Lambda) all end with exactly one result per upload.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -4,7 +4,8 @@
  * the CLI as a user runs it), and on the frontal films of ../shared/data (at most 1% refused; skips loudly when the
  * data are absent).
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -74,17 +75,17 @@ describe('judgeGuard', () => {
 
 describe('the shipped model refuses what is not a frontal chest X-ray', () => {
   let model: SegmentationModel;
-  before(async () => {
+  beforeAll(async () => {
     model = await loadModel(MANIFEST, { threads: 2 });
   });
-  after(() => model.release());
+  afterAll(() => model.release());
 
   test('the model manifest names its guard and the guard loads with it', () => {
     assert.ok(model.guard, 'models/cxr-unet-r18.json names a guard (models/cxr-guard.json)');
     assert.equal(model.guard!.manifest.input.size, model.manifest.input.size);
   });
 
-  test('generated images, packaged photographs and spoiled films: every one FAILED, exactly one result each (CLI)', { timeout: 240_000 }, async () => {
+  test('generated images, packaged photographs and spoiled films: every one FAILED, exactly one result each (CLI)', async () => {
     const corpus: NonChest[] = await generatedNonChest();
     const { photos, missing } = packagedPhotos();
     if (missing.length) console.warn(`guard test: not installed, so not tested: ${missing.join(', ')} (apt-get install python3-skimage desktop-base imagemagick)`);
@@ -116,9 +117,10 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
     console.log(`guard corpus: ${corpus.length} images, ${byGuard} refused as NOT_A_CHEST_XRAY; ${codes.join(' | ')}`);
     assert.ok(byGuard >= corpus.length - 4, 'almost all refused by the guard or plausibility check itself (the rest by decode limits)');
     rmSync(dir, { recursive: true, force: true });
-  });
+  }, 240_000);
 
-  test('a real film flipped left-right is measured but carries POSSIBLY_MIRRORED; the original does not', { timeout: 120_000 }, async (t) => {
+  test('a real film flipped left-right is measured but carries POSSIBLY_MIRRORED; the original does not', async () => {
+    const t = testContext();
     const dir = join(dataDir, 'external22', 'images');
     if (!existsSync(dir)) {
       console.warn(`SKIPPED: ${dataDir} absent, so the mirrored-film warning is not tested on a real film`);
@@ -135,9 +137,10 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
       if (flipped.quality.warnings.some((w) => w.code === 'POSSIBLY_MIRRORED')) flagged++;
     }
     assert.ok(flagged >= ids.length - 1, `only ${flagged} of ${ids.length} flipped films were flagged as mirrored`);
-  });
+  }, 120_000);
 
-  test('frontal films of ../shared/data: at most 1% refused (seeded sample of 300)', { timeout: 300_000 }, async (t) => {
+  test('frontal films of ../shared/data: at most 1% refused (seeded sample of 300)', async () => {
+    const t = testContext();
     if (!existsSync(join(dataDir, 'covidqu_infection', 'manifest.csv'))) {
       const why = `../shared/data not found (${dataDir}): the refusal rate on real films is not measured`;
       console.warn(`SKIPPED: ${why}`);
@@ -161,5 +164,5 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
     }
     console.log(`refused ${refused.length} of ${sample.length} real frontal films: ${refused.join(', ')}`);
     assert.ok(refused.length <= 3, `more than 1% of real frontal films refused: ${refused.join(', ')}`);
-  });
+  }, 300_000);
 });

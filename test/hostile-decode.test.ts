@@ -3,7 +3,7 @@
  * echoes no tag text, and DICOM parsing is bounded (depth, element count, time). Every file is generated
  * here (helpers/hostile-files.ts); dcmtk's dcmdump checks that the nested files are DICOM it can read.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

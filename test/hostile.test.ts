@@ -4,7 +4,7 @@
  * logs, S3 objects or table items. Runs the local pipeline (s3rver + dynalite, real handlers) with the
  * small test model.
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,11 +32,11 @@ function chestStored(monochrome1 = false): { rows: number; cols: number; pixels:
 describe('hostile and varied inputs through the local pipeline', () => {
   let p: LocalPipeline;
   const logs: string[] = [];
-  before(async () => {
+  beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cxr-hostile-'));
     p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: dir, retryDelayMs: 20, logLevel: 'INFO', logSink: (l) => logs.push(l) });
   });
-  after(async () => p?.stop());
+  afterAll(async () => p?.stop());
 
   test('each input ends as exactly one item with the right status and reason', async () => {
     const expected = new Map<string, { name: string; status: 'SCORED' | 'FAILED'; code?: string }>();

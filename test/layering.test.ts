@@ -8,7 +8,7 @@
  * Import specifiers are read with TypeScript's own pre-parser (ts.preProcessFile: import/export-from, import(),
  * require()), not a regular expression.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';

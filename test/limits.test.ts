@@ -4,7 +4,7 @@
  * the local pipeline (s3rver + dynalite, real handlers), `cxr-opacity analyze` and `npm start`, with the
  * small test model. The oversized file is never read: the read path is spied on and the peak RSS bounded.
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,7 +58,7 @@ describe('names and sizes through the local pipeline', () => {
   let p: LocalPipeline;
   const reads: string[] = [];
   const cap = 64 * 1024;
-  before(async () => {
+  beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cxr-limits-'));
     p = await startLocalPipeline({
       model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: dir, retryDelayMs: 20, maxInputBytes: cap,
@@ -69,7 +69,7 @@ describe('names and sizes through the local pipeline', () => {
       }),
     });
   });
-  after(async () => p?.stop());
+  afterAll(async () => p?.stop());
 
   test('keys of 234-260 bytes and of 1024 bytes each give one SCORED item; an object over the cap one TOO_LARGE item, unread', async () => {
     const png = await chestPng({ width: 160, height: 128, rightOpacity: 0.5 });
@@ -104,7 +104,7 @@ describe('names and sizes through the CLI and npm start', () => {
   let model: string;
   const names = [nameOf(234, '.png', 'b'), nameOf(240, '.png', 'c'), nameOf(250, '.png', 'd'), nameOf(255, '.png', 'e')];
   const big = 'zeros.dcm';
-  before(async () => {
+  beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cxr-limits-cli-'));
     mkdirSync(join(dir, 'in', nameOf(200, '', 'f')), { recursive: true });
     const png = await chestPng({ width: 160, height: 128, rightOpacity: 0.5 });

@@ -2,7 +2,8 @@
 // models/training/torch_reference.py rebuilds the PyTorch model from the .onnx initializers, runs it on a few real
 // validation images of ../shared/data/gb_covid_seg (never external22) and writes input/output tensors; this test runs
 // the same inputs through onnxruntime-node and requires max |torch - ort| < 1e-4 on the probabilities.
-import { test } from 'node:test';
+import { test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -30,7 +31,8 @@ function readF32(file: string): Float32Array {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
 }
 
-test('onnxruntime-node matches PyTorch on real CXRs (max abs diff < 1e-4)', { timeout: 120_000 }, async (t) => {
+test('onnxruntime-node matches PyTorch on real CXRs (max abs diff < 1e-4)', async () => {
+  const t = testContext();
   const reason = skipReason();
   if (reason) {
     console.warn(`\n*** SKIPPED model parity test: ${reason} ***\n`);
@@ -59,7 +61,7 @@ test('onnxruntime-node matches PyTorch on real CXRs (max abs diff < 1e-4)', { ti
     // the whole batch at once (dynamic batch axis) and image by image must both agree with torch
     const batch = await session.run({ image: new ort.Tensor('float32', input, [n, 1, size, size]) });
     const out = batch.probabilities;
-    assert.deepEqual(out.dims, [n, channels, size, size]);
+    assert.deepEqual([...out.dims], [n, channels, size, size]); // a copy: the native addon's array is another realm's under jest
     const got = out.data as Float32Array;
     let maxDiff = 0;
     for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i] - expected[i]));
@@ -78,4 +80,4 @@ test('onnxruntime-node matches PyTorch on real CXRs (max abs diff < 1e-4)', { ti
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}, 120_000);

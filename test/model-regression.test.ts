@@ -4,7 +4,8 @@
  * model was committed (models/eval/external22.json) minus the margins below. Skips loudly when the data
  * folder or the model is absent.
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -17,7 +18,8 @@ const COMMITTED = resolve(__dirname, '..', 'models', 'eval', 'external22.json');
 /** Margins: run-to-run noise is zero (deterministic), so these only absorb platform-level float differences. */
 const MARGIN = { lungDice: 0.01, opacityDice: 0.02, opacityPctMae: 1.0 };
 
-test('external22 metrics stay at or above the committed model\'s measured values', async (t) => {
+test('external22 metrics stay at or above the committed model\'s measured values', async () => {
+  const t = testContext();
   const missing = [[DATA, 'the data folder ../shared/data/external22'], [DEFAULT_MODEL_MANIFEST, 'the model manifest'], [COMMITTED, 'models/eval/external22.json']].find(([p]) => !existsSync(p));
   if (missing) {
     const why = `SKIPPED model regression: ${missing[1]} is missing (${missing[0]})`;

@@ -2,7 +2,7 @@
  * The local pipeline end to end against real s3rver and dynalite servers, with the same handlers as
  * on AWS and a small real ONNX model (test/helpers/tiny-model.ts).
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,11 +25,11 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
   const ids = new Map<string, string>();
   let dir: string;
 
-  before(async () => {
+  beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cxr-pipe-'));
     p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: dir, retryDelayMs: 50, logLevel: 'INFO', logSink: (l) => logs.push(l) });
   });
-  after(async () => p?.stop());
+  afterAll(async () => p?.stop());
 
   const scanAll = async (): Promise<ResultItem[]> =>
     ((await p.stack.ddb.send(new ScanCommand({ TableName: LOCAL_NAMES.resultsTable }))).Items ?? []).map((i) => unmarshall(i) as ResultItem);

@@ -5,7 +5,7 @@
  * object, the analytics export, or the logs. Results name the upload by a keyed pseudonym of its key,
  * dates only as the patient's shifted study day; the uploader gets the file -> imageId mapping locally.
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -132,11 +132,11 @@ describe('privacy: identifiers in file names and tags through the local pipeline
   let p: LocalPipeline;
   let dir: string;
   const logs: string[] = [];
-  before(async () => {
+  beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cxr-privacy-'));
     p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: join(dir, 'data'), retryDelayMs: 20, logLevel: 'DEBUG', logSink: (l) => logs.push(l) });
   });
-  after(async () => p?.stop());
+  afterAll(async () => p?.stop());
 
   test('no identifier in items, result.json, other objects, the export or the logs; the trend still works', async () => {
     const first = await p.upload(`uploads/${FILE_NAME}`, chestDicom('20200315', '101530'));

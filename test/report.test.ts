@@ -3,7 +3,8 @@
  * self-contained, and a small npm start run whose report is opened in a real headless Chromium: no
  * console errors, every image loaded, a trend chart per patient; the screenshot is kept (path printed).
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,7 +103,8 @@ describe('run report', () => {
     assert.equal((await corner(120, 96, true)).dark, 0, 'no legend where it would cover the image');
   });
 
-  test('npm start writes results.csv and report.html; Chromium renders it without errors and loads every image', async (t) => {
+  test('npm start writes results.csv and report.html; Chromium renders it without errors and loads every image', async () => {
+    const t = testContext();
     const dir = mkdtempSync(join(tmpdir(), 'cxr-report-'));
     const model = writeTinyModel(join(dir, 'model'), { size: 128 });
     const input = join(dir, 'in');

@@ -2,7 +2,7 @@
  * The batch router: the pure route decision, manifest validation, and the handler against
  * aws-sdk-client-mock'd S3 (an in-memory bucket behind the mock), SQS and SageMaker runtime clients.
  */
-import { beforeEach, describe, test } from 'node:test';
+import { beforeEach, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';

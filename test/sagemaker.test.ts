@@ -2,7 +2,7 @@
  * The SageMaker serving container on loopback, CPU, with the tiny real ONNX model: real HTTP requests
  * against the contract (/ping, /invocations), the async JSON form reading from and writing to s3rver.
  */
-import { after, before, describe, test } from 'node:test';
+import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,7 +36,7 @@ describe('SageMaker serving container (loopback, CPU, tiny model, s3rver)', () =
   let release!: (m: SegmentationModel) => void;
   const logs: string[] = [];
 
-  before(async () => {
+  beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cxr-sm-'));
     stack = await startLocalStack({ dataDir: dir });
     model = await loadModel(writeTinyModel(join(dir, 'model')), { threads: 1 });
@@ -53,7 +53,7 @@ describe('SageMaker serving container (loopback, CPU, tiny model, s3rver)', () =
     const addr = await srv.listen(0, '127.0.0.1');
     base = `http://127.0.0.1:${addr.port}`;
   });
-  after(async () => {
+  afterAll(async () => {
     await srv?.close();
     await model?.release();
     await stack?.stop();

@@ -2,7 +2,8 @@
  * The committed models/severity.json and models/SEVERITY.md are exactly what models/severity/analyze.ts produces
  * from ../shared/data. Skips (loudly) on a machine without the data.
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -12,7 +13,8 @@ import { gradeFor, loadSeverityConfig, riskFor } from '../src/core/severity';
 const repo = path.resolve(__dirname, '..');
 const dataDir = path.resolve(repo, '..', 'shared', 'data');
 
-test('re-running the severity analysis reproduces the committed severity.json and SEVERITY.md', { timeout: 180_000 }, async (t) => {
+test('re-running the severity analysis reproduces the committed severity.json and SEVERITY.md', async () => {
+  const t = testContext();
   if (!existsSync(path.join(dataDir, 'covid_rural_ar', 'manifest.csv'))) {
     const why = `../shared/data not found: ${dataDir} is absent, so the severity calibration cannot be re-run (models/severity.json is checked only for its shape)`;
     console.warn(`SKIPPED: ${why}`);
@@ -30,4 +32,4 @@ test('re-running the severity analysis reproduces the committed severity.json an
   const lo = riskFor(0, cfg);
   const hi = riskFor(60, cfg);
   assert.ok(hi.icu! > lo.icu! && hi.mortality! > lo.mortality!, 'risk rises with opacity');
-});
+}, 180_000);

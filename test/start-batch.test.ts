@@ -5,7 +5,7 @@
  * marked, output folders never overwrite another image, logs go to a file, --manifest gives PNG
  * inputs a patient, study and shifted date, --watch takes files as they arrive.
  */
-import { describe, test } from 'node:test';
+import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { PassThrough } from 'node:stream';

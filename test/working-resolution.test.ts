@@ -6,7 +6,8 @@
  * largest difference 0.10 points (external22) and 0.14 (gb_covid_seg); extent equal on 22/22 and 100/100, zone
  * score on 22/22 and 99/100. Skips loudly when the data or the model is absent.
  */
-import { test } from 'node:test';
+import { test } from '@jest/globals';
+import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -19,7 +20,8 @@ import { compareWorkingResolution } from './helpers/working-resolution';
 const DATA = resolve(__dirname, '..', '..', 'shared', 'data');
 
 for (const set of ['external22', 'gb_covid_seg']) {
-  test(`${set} at original size: working-grid scores equal the full-size path's`, { timeout: 600_000 }, async (t) => {
+  test(`${set} at original size: working-grid scores equal the full-size path's`, async () => {
+    const t = testContext();
     const dir = resolve(DATA, set);
     if (!existsSync(dir) || !existsSync(DEFAULT_MODEL_MANIFEST)) {
       const why = `SKIPPED working-resolution proof: ${dir} or the model is missing`;
@@ -50,5 +52,5 @@ for (const set of ['external22', 'gb_covid_seg']) {
     } finally {
       await model.release();
     }
-  });
+  }, 600_000);
 }
