@@ -283,7 +283,7 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     return dcmjsData.DicomMetaDictionary.naturalizeDataset(dcmjsData.DicomMessage.readFile(ab).dict);
   };
 
-  test('a DICOM upload: GET /v1/images/{id} links seg.dcm and sr.dcm (DICOM SEG and SR of that image, identity off)', async () => {
+  test('a DICOM upload: GET /v1/images/{id} links seg.dcm, sr.dcm and overlay.dcm (DICOM SEG, SR and Secondary Capture of that image, identity off)', async () => {
     const dicom = makeDicom({ rows: 160, cols: 192 });
     const created = await post('/v1/uploads', { fileName: 'chest.dcm', size: dicom.length, contentType: 'application/dicom' });
     assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -301,12 +301,16 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     };
     const seg = readDicom(await fetchDicom(got.body.urls.seg));
     const sr = readDicom(await fetchDicom(got.body.urls.sr));
+    const sc = readDicom(await fetchDicom(got.body.urls.sc));
+    assert.equal(sc.SOPClassUID, '1.2.840.10008.5.1.4.1.1.7', 'overlay.dcm is a Secondary Capture');
+    assert.equal(sc.SamplesPerPixel, 3, 'of the RGB overlay');
+    assert.equal(sc.StudyInstanceUID, seg.StudyInstanceUID, 'filed with the SEG and SR');
     assert.equal(seg.Modality, 'SEG');
     assert.equal(seg.SegmentSequence.length, 3, 'right lung, left lung, opacity');
     assert.equal(sr.Modality, 'SR');
     assert.equal(sr.StudyInstanceUID, seg.StudyInstanceUID, 'SEG and SR of one image share a study');
     // The local pipeline runs with DICOM_IDENTITY unset: off, so nothing of the source's patient or study.
-    const text = JSON.stringify([seg, sr].map(({ PixelData: _px, ...rest }) => rest));
+    const text = JSON.stringify([seg, sr, sc].map(({ PixelData: _px, ...rest }) => rest));
     for (const v of Object.values(DEFAULT_IDENTIFIERS)) assert.ok(!text.includes(v), `identity off: ${v} not in the objects`);
   });
 
