@@ -20,6 +20,7 @@ export default defineConfig(
       'bench/**/*.ts',
       'fixtures/**/*.ts',
       'models/severity/**/*.ts',
+      'models/quantize/**/*.ts',
       'test/**/*.ts',
       'docs/*.ts',
     ],
@@ -29,7 +30,7 @@ export default defineConfig(
         projectService: {
           // Scripts that nothing under tsconfig.json's "include" imports (so outside `tsc --noEmit`), typed with its
           // compiler options. (models/severity/analyze.ts and data.ts are imported by a test, so the project has them.)
-          allowDefaultProject: ['models/severity/fit-scales.ts', 'docs/*.ts'],
+          allowDefaultProject: ['models/severity/fit-scales.ts', 'models/quantize/fold.ts', 'models/quantize/cold.ts', 'docs/*.ts'],
           defaultProject: 'tsconfig.json',
         },
         tsconfigRootDir: import.meta.dirname,
