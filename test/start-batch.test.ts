@@ -95,12 +95,14 @@ describe('npm start as a batch tool', () => {
     assert.equal(second.code, 0, `${second.out}\n${second.err}`);
     assert.doesNotMatch(second.out, /LOST|IdempotencyAlreadyInProgress/);
     const reused = (second.out.match(/\(reused from an earlier run\)/g) ?? []).length;
-    assert.equal(reused, done1, 'every image finished before Ctrl-C is reused, the rest computed');
-    assert.match(second.out, new RegExp(`10 of 10 image\\(s\\) done .*: 10 scored, 0 failed, 0 lost; ${done1} reused from an earlier run`));
+    // Every image reported done before Ctrl-C is reused; an image whose result was recorded while the first run was
+    // stopping (after its last line) is reused too: nothing is computed twice, nothing lost.
+    assert.ok(reused >= done1 && reused < 10, `${reused} reused after ${done1} reported done: every finished image is reused, the rest computed`);
+    assert.match(second.out, new RegExp(`10 of 10 image\\(s\\) done .*: 10 scored, 0 failed, 0 lost; ${reused} reused from an earlier run`));
     assert.match(second.out, /SCORED \(reused\)/, 'the summary table marks reused rows');
     const mapping = JSON.parse(readFileSync(join(out, 'source-mapping.json'), 'utf8')) as { images: { output: string; reused?: boolean }[] };
     assert.equal(mapping.images.length, 10);
-    assert.equal(mapping.images.filter((e) => e.reused).length, done1);
+    assert.equal(mapping.images.filter((e) => e.reused).length, reused);
     const csv = parse(readFileSync(join(out, 'results.csv'), 'utf8'), { columns: true }) as Record<string, string>[];
     assert.equal(csv.length, 10);
   });
