@@ -145,6 +145,26 @@ async function main() {
   results.inferenceByBatch = byBatch;
   const onnxInference = stages['JPEG 1024x1229'].inference.median;
 
+  // 2b. The int8 model (models/quantize), interleaved with fp32 on the same input so the ratio sees the same load.
+  const int8Manifest = join(ROOT, 'models', 'cxr-unet-r18-int8.json');
+  if (existsSync(int8Manifest)) {
+    const int8 = await loadModel(int8Manifest, { threads });
+    const x = new Float32Array(S * S).map(() => Math.random() * 2 - 1);
+    const a: number[] = [], b: number[] = [];
+    await model.run(x, 1);
+    await int8.run(x, 1);
+    for (let i = 0; i < reps * 2; i++) {
+      let t = now();
+      await model.run(x, 1);
+      a.push(now() - t);
+      t = now();
+      await int8.run(x, 1);
+      b.push(now() - t);
+    }
+    results.int8 = { model: `${int8.manifest.name}@${int8.manifest.version}`, fp32Ms: stat(a), int8Ms: stat(b), fp32OverInt8: round(stat(a).median / stat(b).median) };
+    await int8.release();
+  }
+
   // 3. Cold start: a new process, model load, one image, exit. The CLI is bundled as the container images bundle
   // their handlers (functions/segment/Dockerfile: esbuild, one CJS file, natives external), so the time is the
   // deployed code's, not tsx's on-the-fly TypeScript compilation. The bundle sits two folders below the
@@ -162,11 +182,13 @@ async function main() {
   const dcmPath = join(dir, 'cold.dcm');
   writeFileSync(dcmPath, dicom);
   const coldStart: Record<string, Stat> = {};
-  for (const [name, file] of [['JPEG 1024x1229', jpgPath], ['DICOM 2500x3000 12-bit', dcmPath]] as const) {
+  const coldRuns: Array<[string, string, string[]]> = [['JPEG 1024x1229', jpgPath, []], ['DICOM 2500x3000 12-bit', dcmPath, []]];
+  if (existsSync(int8Manifest)) coldRuns.push(['JPEG 1024x1229, int8 model', jpgPath, ['--model', int8Manifest]], ['DICOM 2500x3000 12-bit, int8 model', dcmPath, ['--model', int8Manifest]]);
+  for (const [name, file, extra] of coldRuns) {
     const cold: number[] = [];
     for (let i = 0; i < (values.quick ? 1 : 3); i++) {
       const t = now();
-      const r = spawnSync(process.execPath, [cli, file, '--out', join(dir, `cold-${i}`), '--format', 'json'], { cwd: ROOT, encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [cli, file, '--out', join(dir, `cold-${i}`), '--format', 'json', ...extra], { cwd: ROOT, encoding: 'utf8' });
       if (r.status !== 0 && r.status !== 1) throw new Error(`cold start run failed: ${r.stderr}`);
       cold.push(now() - t);
     }
@@ -215,6 +237,7 @@ async function main() {
       results.pytorch = t;
       results.ratios = {
         pytorchOverOnnxruntime: round(torchBest / onnxInference),
+        ...(results.int8 ? { pytorchOverOnnxruntimeInt8: round(torchBest / (results.int8 as { int8Ms: Stat }).int8Ms.median * ((results.int8 as { fp32Ms: Stat }).fp32Ms.median / onnxInference)) } : {}),
         onnxruntimeOverFloor: round(onnxInference / t.floor_ms_per_image),
       };
     } else {
@@ -251,13 +274,20 @@ function toMarkdown(r: Record<string, any>): string {
   L.push('', '## Cold start (new process of the bundled CLI → its first result written, model load included)', '', '| input | median ms | p10-p90 | runs |', '|---|---|---|---|');
   for (const [k, v] of Object.entries(r.coldStartMs) as [string, Stat][]) L.push(`| ${k} | ${v.median} | ${v.p10}-${v.p90} | ${v.n} |`);
   L.push('');
+  if (r.int8) {
+    L.push('## int8 model (models/quantize), interleaved with fp32', '', '| model | inference ms, batch 1 | p10-p90 |', '|---|---|---|',
+      `| fp32 ${r.model} | ${r.int8.fp32Ms.median} | ${r.int8.fp32Ms.p10}-${r.int8.fp32Ms.p90} |`,
+      `| int8 ${r.int8.model} | ${r.int8.int8Ms.median} | ${r.int8.int8Ms.p10}-${r.int8.int8Ms.p90} |`, '',
+      `fp32 / int8: ${r.int8.fp32OverInt8}x. Accuracy of the int8 model: models/MODEL_CARD.md (every external22 metric inside the fp32 model's 95% CI).`, '');
+  }
   L.push('## Local pipeline throughput (s3rver + dynalite + handlers)', '', '| concurrency | images/s | seconds | images |', '|---|---|---|---|');
   for (const [k, v] of Object.entries(r.localPipelineThroughput) as [string, any][]) L.push(`| ${k} | ${v.imagesPerSecond} | ${v.seconds} | ${v.images} |`);
   L.push('', `Peak RSS of the benchmark process: ${r.peakRssMb} MB.`, '');
   if (r.ratios) {
     L.push('## Against PyTorch and the floor', '', `PyTorch ${r.pytorch.torch} CPU (${r.pytorch.threads} threads, best of contiguous/channels_last, batch 1): ${round(Math.min(r.pytorch.batches.contiguous_b1.per_image_ms, r.pytorch.batches.channels_last_b1.per_image_ms))} ms per image.`,
       `Model: ${(r.pytorch.flops_per_image / 1e9).toFixed(2)} GFLOP per image. Measured fp32 matmul (${r.matmul.n}x${r.matmul.n}) rate: ${r.pytorch.matmul_gflops.toFixed(1)} GFLOP/s in PyTorch, ${r.matmul.gflopsOnnxruntime} GFLOP/s in onnxruntime; floor at the faster (${r.pytorch.floor_gemm}): ${r.pytorch.floor_ms_per_image.toFixed(1)} ms per image.`, '',
-      `| ratio | value |`, `|---|---|`, `| PyTorch time / onnxruntime-node time | ${r.ratios.pytorchOverOnnxruntime} |`, `| onnxruntime-node time / floor | ${r.ratios.onnxruntimeOverFloor} |`, '',
+      `| ratio | value |`, `|---|---|`, `| PyTorch time / onnxruntime-node time | ${r.ratios.pytorchOverOnnxruntime} |`, `| onnxruntime-node time / floor | ${r.ratios.onnxruntimeOverFloor} |`,
+      ...(r.ratios.pytorchOverOnnxruntimeInt8 ? [`| PyTorch fp32 time / onnxruntime-node int8 time | ${r.ratios.pytorchOverOnnxruntimeInt8} |`] : []), '',
       'A ratio to the floor near or below 1 means inference already runs at the rate of the best GEMM we could measure on this machine: onnxruntime\'s blocked convolution kernels can beat a plain MatMul call, so the floor is a practical reference, not a hard bound. Remaining speed-ups must come from doing less work (int8 quantisation, a smaller decoder or input), not from the runtime.', '');
   } else L.push(`PyTorch comparison skipped: ${r.pytorch?.skipped}`, '');
   return L.join('\n');
