@@ -9,14 +9,13 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse } from 'csv-parse/sync';
-import { loadModel } from '../../layers/onnx/session';
+import { DEFAULT_MODEL_MANIFEST, loadModel } from '../../layers/onnx/session';
 import {
   countMasks, decodeImage, isInputError, loadSeverityConfig, pngToMask, scoreCounts, scoreMasks, segmentImage,
   renderOverlay, type GrayImage, type Mask, type MaskCounts, type SegmentationMasks, type SegmentationModel, type SeverityConfig,
 } from '../core';
 import { upsampleMasks } from '../core/upsample';
 import sharp from 'sharp';
-import { DEFAULT_MODEL_MANIFEST } from '../local/pipeline';
 import { bootstrapCi, dice, iou, mean, overlap, pearson, pooled, spearman, type Overlap } from './metrics';
 
 export interface ImageEval {
