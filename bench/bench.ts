@@ -14,7 +14,7 @@ import { buildSync } from 'esbuild';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
-import { countMasks, decodeImage, loadSeverityConfig, lungUnion, maskToPng, opacityPctOf, renderOverlay, scoreCounts, segmentImage, type GrayImage, type SegmentationMasks } from '../src/core';
+import { countMasks, decodeImage, loadSeverityConfig, opacityPctOf, renderOutputs, scoreCounts, segmentImage, type GrayImage, type SegmentationMasks } from '../src/core';
 import { probabilitiesToMasks } from '../src/core/postprocess';
 import { toModelInput } from '../src/core/preprocess';
 import { S3Objects } from '../src/aws/s3-objects';
@@ -62,13 +62,8 @@ async function sourceImage(width: number, height: number): Promise<{ pixels: Uin
 }
 
 /** The pictures the segment stage writes: four full-size mask PNGs and the overlay with its legend. */
-async function renderAll(img: GrayImage, masks: SegmentationMasks): Promise<Buffer[]> {
-  const full = { width: img.width, height: img.height };
-  return Promise.all([
-    maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full), maskToPng(masks.opacity, full),
-    renderOverlay(img, masks, { legend: opacityPctOf(countMasks(masks, full)) }),
-  ]);
-}
+const renderAll = (img: GrayImage, masks: SegmentationMasks) =>
+  renderOutputs(img, masks, { legend: opacityPctOf(countMasks(masks, { width: img.width, height: img.height })) });
 
 async function main() {
   const { values } = parseArgs({ options: { reps: { type: 'string', default: '15' }, quick: { type: 'boolean' } } });
@@ -98,7 +93,8 @@ async function main() {
     const probs = await model.run(input, 1);
     const masks = probabilitiesToMasks(probs, S, img.width, img.height, model.manifest.thresholds);
     const full = { width: img.width, height: img.height };
-    const pngs = await renderAll(img, masks);
+    const out = await renderAll(img, masks);
+    const pngs = [out.lung, out.lungRight, out.lungLeft, out.opacity, out.overlay];
     stages[name] = {
       decode: await time(reps, () => decodeImage(bytes)),
       preprocess: await time(reps, () => toModelInput(img, model.manifest)),

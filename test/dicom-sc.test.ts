@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { data as dcmjsData } from 'dcmjs';
 import sharp from 'sharp';
-import { decodeImage, renderOverlay, type SegmentationMasks } from '../src/core';
-import { overlayCaptureFromPng, IDENTITY_MODES } from '../src/core/dicom-out';
+import { composeOverlay, decodeImage, overlayPng, type SegmentationMasks } from '../src/core';
+import { buildOverlayCapture, IDENTITY_MODES } from '../src/core/dicom-out';
 import { DEFAULT_IDENTIFIERS, hasTool, makeDicom } from './helpers/fixtures';
 
 function boxMasks(w: number, h: number): SegmentationMasks {
@@ -40,11 +40,13 @@ describe('Secondary Capture of the overlay', () => {
       const t = testContext();
       const source = makeDicom({ rows: 160, cols: 192, pixelSpacing: [0.5, 0.5], extra: { PatientOrientation: ['L', 'F'] } });
       const img = await decodeImage(source);
-      const overlay = await renderOverlay(img, boxMasks(192, 160));
-      const sc = await overlayCaptureFromPng({
+      // As the segment stage does: the capture from the overlay's pixels, the PNG from the same pixels.
+      const rgb = composeOverlay(img, boxMasks(192, 160));
+      const overlay = await overlayPng(rgb);
+      const sc = buildOverlayCapture({
         source: img.dicomSource!, model: { name: 'test-model', version: '0.0.1' }, identity, secret: 'test-pseudonym-key-0123456789',
         seed: 'sc-test', patientKey: 'pt_0123456789abcdef', now: new Date('2024-01-01T00:00:00Z'),
-      }, overlay);
+      }, rgb);
       const ds = naturalize(sc);
       const src = naturalize(source);
       assert.equal(ds.SOPClassUID, '1.2.840.10008.5.1.4.1.1.7');

@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
-  countMasks, decodeImage, isInputError, lungUnion, maskToPng, pseudonymise, renderOverlay, scoreCounts, segmentImage, type SegmentationModel,
+  countMasks, decodeImage, isInputError, pseudonymise, renderOutputs, scoreCounts, segmentImage, type SegmentationModel,
 } from '../../src/core';
 import { upsampleMasks } from '../../src/core/upsample';
 import { writeDicomOutputs } from '../../src/core/dicom-out';
@@ -194,10 +194,7 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
       const img = await decodeImage(body);
       const { masks, timings } = await segmentImage(img, m);
       const full = { width: img.width, height: img.height };
-      const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
-        maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full),
-        maskToPng(masks.opacity, full), renderOverlay(img, masks),
-      ]);
+      const { lung, lungRight, lungLeft, opacity, overlay } = await renderOutputs(img, masks);
       const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
       const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId);
       // A DICOM input gets its SEG and SR here too, as on the JSON route (same identity mode and severity).

@@ -8,4 +8,4 @@ export { countMasks, opacityPctOf, scoreCounts, scoreMasks, type MaskCounts, typ
 export { loadSeverityConfig, type SeverityConfig } from './severity';
 export { isPseudonym, pseudonymise } from './pseudonym';
 export { dateShiftDays, shiftedStudyDate } from './date-shift';
-export { maskToPng, pngToMask, renderOverlay, lungUnion } from './render';
+export { composeOverlay, maskToPng, overlayPng, pngToMask, renderOutputs, renderOverlay, lungUnion, type RenderedOutputs } from './render';

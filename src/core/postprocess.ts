@@ -11,7 +11,7 @@
  * test/working-resolution.test.ts shows opacity % and scores do not move against the full-size grid.
  */
 import { fillHoles, keepLargestComponent } from './morphology';
-import { resampleAxis } from './upsample';
+import { fitLongSide, resampleAxis } from './upsample';
 import type { Mask, ModelManifest, SegmentationMasks } from './types';
 
 /** The long side of the working grid at most, in pixels. */
@@ -19,10 +19,7 @@ export const WORKING_MAX_SIDE = 512;
 
 /** The working grid for an image: its own size, or scaled down (aspect kept) so the long side is maxSide. */
 export function workingGrid(width: number, height: number, maxSide = WORKING_MAX_SIDE): { width: number; height: number } {
-  const long = Math.max(width, height);
-  if (long <= maxSide) return { width, height };
-  const k = maxSide / long;
-  return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
+  return fitLongSide(width, height, maxSide);
 }
 
 /**

@@ -8,8 +8,8 @@
 import sharp from 'sharp';
 import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from './overlay-colours';
 import { boundingBox } from './morphology';
-import { resampleAxis, upsampleMask } from './upsample';
-import type { GrayImage, Mask, SegmentationMasks, Sides } from './types';
+import { fitLongSide, resampleAxis, upsampleMask } from './upsample';
+import type { GrayImage, Mask, RgbImage, SegmentationMasks, Sides } from './types';
 
 /** The overlay's long side at most, in pixels: enough to read a film on a screen, and quick to encode. */
 export const OVERLAY_MAX_SIDE = 2048;
@@ -155,10 +155,7 @@ function drawLegend(rgb: Buffer, w: number, h: number, p: Sides<number | null>):
 
 /** The overlay's size: the image's, scaled down (aspect kept) so the long side is at most maxSide. */
 export function overlaySize(width: number, height: number, maxSide = OVERLAY_MAX_SIDE): { width: number; height: number } {
-  const long = Math.max(width, height);
-  if (long <= maxSide) return { width, height };
-  const k = maxSide / long;
-  return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
+  return fitLongSide(width, height, maxSide);
 }
 
 /**
@@ -191,10 +188,10 @@ function grayAt(img: GrayImage, width: number, height: number): Uint8Array {
 }
 
 /**
- * The overlay PNG of an image and its masks (on any grid: they are upsampled to the overlay's size), at most
- * opts.maxSide (default OVERLAY_MAX_SIDE) on the long side.
+ * The overlay's pixels for an image and its masks (on any grid: they are upsampled to the overlay's size), at
+ * most opts.maxSide (default OVERLAY_MAX_SIDE) on the long side.
  */
-export async function renderOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): Promise<Buffer> {
+export function composeOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): RgbImage {
   const { width: w, height: h } = overlaySize(img.width, img.height, opts.maxSide);
   const gray = grayAt(img, w, h);
   const at = (m: Mask) => (m.width === w && m.height === h ? m : upsampleMask(m, w, h));
@@ -223,8 +220,39 @@ export async function renderOverlay(img: GrayImage, masks: SegmentationMasks, op
     }
   }
   if (opts.legend) drawLegend(rgb, w, h, opts.legend);
-  // zlib level 2: about half the time of the default 6 on a film for ~15% more bytes (bench/).
-  return sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).png({ compressionLevel: 2 }).toBuffer();
+  return { width: w, height: h, data: rgb };
+}
+
+/** The overlay's pixels as PNG. zlib level 2: about half the time of the default 6 on a film for ~15% more bytes. */
+export async function overlayPng(rgb: RgbImage): Promise<Buffer> {
+  return sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).png({ compressionLevel: 2 }).toBuffer();
+}
+
+/** The overlay PNG of an image and its masks (composeOverlay, then overlayPng). */
+export async function renderOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): Promise<Buffer> {
+  return overlayPng(composeOverlay(img, masks, opts));
+}
+
+/** The pictures written for every image: the four mask PNGs at the image's size and the overlay (PNG and pixels). */
+export interface RenderedOutputs {
+  lung: Buffer;
+  lungRight: Buffer;
+  lungLeft: Buffer;
+  opacity: Buffer;
+  overlay: Buffer;
+  /** The overlay's pixels, for a DICOM Secondary Capture without decoding the PNG again. */
+  overlayRgb: RgbImage;
+}
+
+/** Every picture of one image from its masks (any grid): the segment stage's, the batch endpoint's, the bench's. */
+export async function renderOutputs(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): Promise<RenderedOutputs> {
+  const full = { width: img.width, height: img.height };
+  const overlayRgb = composeOverlay(img, masks, opts);
+  const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
+    maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full),
+    maskToPng(masks.opacity, full), overlayPng(overlayRgb),
+  ]);
+  return { lung, lungRight, lungLeft, opacity, overlay, overlayRgb };
 }
 
 /** Union of the two lungs. */

@@ -80,7 +80,17 @@ export interface Mask {
   data: Uint8Array;
 }
 
-/** The three masks the model contract produces, at the original image size. Sides are the patient's. */
+/** Interleaved 8-bit RGB pixels, row-major (the overlay picture). */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+/**
+ * The three masks the model contract produces, all of one size: the working grid as segmentImage returns them
+ * (core/postprocess.ts), the image's size after upsampleMasks (core/upsample.ts). Sides are the patient's.
+ */
 export interface SegmentationMasks {
   lungRight: Mask;
   lungLeft: Mask;

@@ -33,6 +33,14 @@ export function resampleAxis(src: number, dst: number): Axis {
   return { i0, f };
 }
 
+/** width x height as is, or scaled down (aspect kept, whole pixels) so that the long side is maxSide. */
+export function fitLongSide(width: number, height: number, maxSide: number): { width: number; height: number } {
+  const long = Math.max(width, height);
+  if (long <= maxSide) return { width, height };
+  const k = maxSide / long;
+  return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
+}
+
 /**
  * The mask at width x height: out = [bilinear(mask) >= 0.5]. Same size: a copy.
  * @param on the value written for foreground (1; 255 gives the bytes of a black-and-white picture directly)

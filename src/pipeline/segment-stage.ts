@@ -5,7 +5,7 @@
  * after the last try, dead-letters it.
  */
 import {
-  countMasks, opacityPctOf, decodeImage, isInputError, isPseudonym, lungUnion, maskToPng, pseudonymise, renderOverlay, segmentImage, shiftedStudyDate,
+  countMasks, opacityPctOf, decodeImage, isInputError, isPseudonym, pseudonymise, renderOutputs, segmentImage, shiftedStudyDate,
   type DecodedImage, type SegmentationModel,
 } from '../core';
 import {
@@ -17,7 +17,7 @@ import { InputError } from '../core/errors';
 import { scoreCounts } from '../core/score';
 import { upsampleMasks } from '../core/upsample';
 import type { SeverityConfig } from '../core/severity';
-import { overlayCaptureFromPng, writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
+import { buildOverlayCapture, writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
 
 export interface SegmentStageDeps {
@@ -98,36 +98,34 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     timingsMs.postprocess = round(timings.postprocessMs);
 
     t = process.hrtime.bigint();
-    const dicomIn = deps.dicomOutputs && img.dicomSource
-      ? {
+    const pictures = await renderOutputs(img, masks, { legend: opacityPctOf(counts) });
+    let dicomOut: { seg: Uint8Array; sr: Uint8Array; sc: Uint8Array } | undefined;
+    if (deps.dicomOutputs && img.dicomSource) {
+      const input = {
         source: img.dicomSource, model: model.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
         seed: imageId, patientKey: who.patientKey, now: new Date(receivedAt),
-      }
-      : undefined;
-    const dicomOut = dicomIn && deps.dicomOutputs
-      ? writeDicomOutputs({ ...dicomIn, masks: upsampleMasks(masks, full.width, full.height) }, scoreCounts(counts, deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
-      : undefined;
+      };
+      dicomOut = {
+        ...writeDicomOutputs({ ...input, masks: upsampleMasks(masks, full.width, full.height) }, scoreCounts(counts, deps.dicomOutputs.severity, img.meta.pixelSpacingMm)),
+        // The overlay as a DICOM Secondary Capture, for viewers and PACS without SEG support.
+        sc: buildOverlayCapture(input, pictures.overlayRgb),
+      };
+    }
     const keys = outputKeysFor(imageId, undefined, { dicom: !!dicomOut });
-    const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
-      maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full),
-      maskToPng(masks.opacity, full), renderOverlay(img, masks, { legend: opacityPctOf(counts) }),
-    ]);
-    // The overlay as a DICOM Secondary Capture, for viewers and PACS without SEG support.
-    const capture = dicomIn ? await overlayCaptureFromPng(dicomIn, overlay) : undefined;
     timingsMs.render = since(t);
     t = process.hrtime.bigint();
     const bucket = deps.resultsBucket;
     await Promise.all([
-      objects.put(bucket, keys.lung, lung, 'image/png'),
-      objects.put(bucket, keys.lungRight, lungRight, 'image/png'),
-      objects.put(bucket, keys.lungLeft, lungLeft, 'image/png'),
-      objects.put(bucket, keys.opacity, opacity, 'image/png'),
-      objects.put(bucket, keys.overlay, overlay, 'image/png'),
-      ...(dicomOut && keys.seg && keys.sr ? [
+      objects.put(bucket, keys.lung, pictures.lung, 'image/png'),
+      objects.put(bucket, keys.lungRight, pictures.lungRight, 'image/png'),
+      objects.put(bucket, keys.lungLeft, pictures.lungLeft, 'image/png'),
+      objects.put(bucket, keys.opacity, pictures.opacity, 'image/png'),
+      objects.put(bucket, keys.overlay, pictures.overlay, 'image/png'),
+      ...(dicomOut && keys.seg && keys.sr && keys.sc ? [
         objects.put(bucket, keys.seg, dicomOut.seg, 'application/dicom'),
         objects.put(bucket, keys.sr, dicomOut.sr, 'application/dicom'),
+        objects.put(bucket, keys.sc, dicomOut.sc, 'application/dicom'),
       ] : []),
-      ...(capture && keys.sc ? [objects.put(bucket, keys.sc, capture, 'application/dicom')] : []),
     ]);
     timingsMs.store = since(t);
     timingsMs.total = since(t0);

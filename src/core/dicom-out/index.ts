@@ -10,7 +10,7 @@ import { buildSr } from './sr';
 
 export { DICOM_IDENTITY_ENV, dicomIdentityFromEnv, IDENTITY_MODES, parseIdentityMode, type IdentityMode } from './identity';
 export { readSegFrames, SEGMENTS, type DicomOutInput } from './seg';
-export { buildOverlayCapture, overlayCaptureFromPng, type CaptureInput, type RgbImage } from './sc';
+export { buildOverlayCapture, type CaptureInput, type RgbImage } from './sc';
 
 export function writeDicomOutputs(input: DicomOutInput, score: OpacityScore): { seg: Uint8Array; sr: Uint8Array } {
   const seg = buildSeg(input);

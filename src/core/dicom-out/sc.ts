@@ -6,20 +6,15 @@
  * Written here and encoded by dcmjs (DicomDict), as the SEG: dcmjs derives no Secondary Capture.
  * A picture, not a measurement: the SEG holds the masks and the SR the numbers.
  */
-import sharp from 'sharp';
 import { CODES, SOP_CLASS, dateTime, equipment, ourUids, toPart10 } from './common';
 import { identityAttributes, sourceUid } from './identity';
 import type { DicomOutInput } from './seg';
+import type { RgbImage } from '../types';
+
+export type { RgbImage };
 
 /** What the capture needs: everything of the SEG's input but the masks. */
 export type CaptureInput = Omit<DicomOutInput, 'masks'>;
-
-/** Interleaved 8-bit RGB pixels, row-major. */
-export interface RgbImage {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
 
 export function buildOverlayCapture(input: CaptureInput, rgb: RgbImage): Uint8Array {
   const { source: src, identity, secret, seed } = input;
@@ -66,10 +61,4 @@ export function buildOverlayCapture(input: CaptureInput, rgb: RgbImage): Uint8Ar
     PixelData: [pixels.buffer.slice(pixels.byteOffset, pixels.byteOffset + pixels.byteLength)],
     _vrMap: { PixelData: 'OB' },
   });
-}
-
-/** buildOverlayCapture of an overlay PNG (core/render.ts renderOverlay's output). */
-export async function overlayCaptureFromPng(input: CaptureInput, png: Uint8Array): Promise<Uint8Array> {
-  const { data, info } = await sharp(png).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-  return buildOverlayCapture(input, { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) });
 }
