@@ -11,9 +11,10 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { countMasks, decodeImage, loadSeverityConfig, scoreCounts, type SegmentationMasks } from '../src/core';
+import { countMasks, decodeImage, loadSeverityConfig, scoreCounts } from '../src/core';
 import { readSegFrames, writeDicomOutputs } from '../src/core/dicom-out';
 import { hasTool, makeDicom } from './helpers/fixtures';
+import { boxMasks } from './helpers/synthetic';
 
 const freePort = () => new Promise<number>((resolve, reject) => {
   const s = createServer();
@@ -29,16 +30,6 @@ const accepting = (port: number) => new Promise<boolean>((resolve) => {
   c.once('connect', () => { c.destroy(); resolve(true); });
   c.once('error', () => resolve(false));
 });
-
-/** Rectangles as masks: enough to give every frame its own content. */
-function boxMasks(w: number, h: number): SegmentationMasks {
-  const box = (x0: number, x1: number, y0: number, y1: number) => {
-    const data = new Uint8Array(w * h);
-    for (let y = y0; y < y1; y++) data.fill(1, y * w + x0, y * w + x1);
-    return { width: w, height: h, data };
-  };
-  return { lungRight: box(20, 80, 20, 140), lungLeft: box(110, 170, 20, 140), opacity: box(30, 70, 80, 120) };
-}
 
 describe('sending the SEG and SR to a PACS with dcmtk (storescp as the PACS)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cxr-pacs-'));

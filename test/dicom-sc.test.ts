@@ -13,18 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { data as dcmjsData } from 'dcmjs';
 import sharp from 'sharp';
-import { composeOverlay, decodeImage, overlayPng, type SegmentationMasks } from '../src/core';
+import { composeOverlay, decodeImage, overlayPng } from '../src/core';
 import { buildOverlayCapture, IDENTITY_MODES } from '../src/core/dicom-out';
 import { DEFAULT_IDENTIFIERS, hasTool, makeDicom } from './helpers/fixtures';
-
-function boxMasks(w: number, h: number): SegmentationMasks {
-  const box = (x0: number, x1: number, y0: number, y1: number) => {
-    const data = new Uint8Array(w * h);
-    for (let y = y0; y < y1; y++) data.fill(1, y * w + x0, y * w + x1);
-    return { width: w, height: h, data };
-  };
-  return { lungRight: box(20, 80, 20, 140), lungLeft: box(110, 170, 20, 140), opacity: box(30, 70, 80, 120) };
-}
+import { boxMasks } from './helpers/synthetic';
 
 const naturalize = (b: Uint8Array) => {
   const f = dcmjsData.DicomMessage.readFile(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer);

@@ -4,6 +4,7 @@
  * tiny intensity model (tiny-model.ts) they give known answers through the real pipeline.
  */
 import sharp from 'sharp';
+import type { SegmentationMasks } from '../../src/core/types';
 
 export interface ChestSpec {
   width?: number;
@@ -40,4 +41,15 @@ export async function chestPng(spec: ChestSpec = {}, bits: 8 | 16 = 8): Promise<
 export async function chestJpeg(spec: ChestSpec = {}): Promise<Buffer> {
   const { width, height, data } = chestPixels(spec);
   return sharp(Buffer.from(Uint8Array.from(data, (v) => Math.round(v * 255))), { raw: { width, height, channels: 1 } }).jpeg({ quality: 95 }).toBuffer();
+}
+
+/** Rectangles as masks (right lung, left lung, opacity) on a w x h image of at least 170 x 140: enough to give
+ * every SEG frame its own content. */
+export function boxMasks(w: number, h: number): SegmentationMasks {
+  const box = (x0: number, x1: number, y0: number, y1: number) => {
+    const data = new Uint8Array(w * h);
+    for (let y = y0; y < y1; y++) data.fill(1, y * w + x0, y * w + x1);
+    return { width: w, height: h, data };
+  };
+  return { lungRight: box(20, 80, 20, 140), lungLeft: box(110, 170, 20, 140), opacity: box(30, 70, 80, 120) };
 }
