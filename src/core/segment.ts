@@ -17,14 +17,12 @@ export interface SegmentTimings {
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /**
- * @param opts.workingMaxSide the working grid's long side at most (default WORKING_MAX_SIDE; Infinity: full size)
  * @throws InputError NOT_A_CHEST_XRAY when the guard or the mask plausibility check says the image is not a
  *   frontal chest X-ray (src/core/guard.ts), NO_LUNGS_FOUND when no lung fields were found at all.
  */
 export async function segmentImage(
   img: GrayImage,
   model: SegmentationModel,
-  opts: { workingMaxSide?: number } = {},
 ): Promise<{ masks: SegmentationMasks; timings: SegmentTimings; quality: QualityReport }> {
   const m = model.manifest;
   const S = m.input.size;
@@ -38,7 +36,7 @@ export async function segmentImage(
   const probs = await model.run(input, 1);
   const inferenceMs = ms(t);
   t = process.hrtime.bigint();
-  const masks = probabilitiesToMasks(probs, S, img.width, img.height, m.thresholds, opts.workingMaxSide);
+  const masks = probabilitiesToMasks(probs, S, img.width, img.height, m.thresholds);
   const postprocessMs = ms(t);
   const quality = assessMasks(masks, verdict);
   return { masks, timings: { preprocessMs, inferenceMs, postprocessMs }, quality };

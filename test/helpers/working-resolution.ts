@@ -30,9 +30,9 @@ export interface WorkingResolutionRow {
 }
 
 export async function compareWorkingResolution(
-  dataDir: string, model: SegmentationModel, severity: SeverityConfig, maxSides: number[], limit = Infinity,
+  dataDir: string, model: SegmentationModel, severity: SeverityConfig, maxSides: number[],
 ): Promise<Map<number, WorkingResolutionRow[]>> {
-  const rows = (parse(readFileSync(join(dataDir, 'manifest.csv')), { columns: true }) as Array<Record<string, string>>).slice(0, limit);
+  const rows = (parse(readFileSync(join(dataDir, 'manifest.csv')), { columns: true }) as Array<Record<string, string>>);
   const out = new Map<number, WorkingResolutionRow[]>(maxSides.map((m) => [m, []]));
   const m = model.manifest;
   for (const r of rows) {
