@@ -1,11 +1,13 @@
 /**
  * core/upsample.ts: the run-filling upsample equals the plain per-pixel formula (bilinear of the 0/1 mask,
  * thresholded at 1/2) on random masks of many shapes, and the working grid / count scaling around it; the
- * overlay's outline (core/render.ts) equals its per-pixel definition.
+ * overlay's outline (core/render.ts) equals its per-pixel definition, and so does the composed overlay (only the
+ * masks' boxes are painted there).
  */
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
-import { outline } from '../src/core/render';
+import { composeOverlay, outline } from '../src/core/render';
+import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from '../src/core/overlay-colours';
 import { resampleAxis, upsampleMask } from '../src/core/upsample';
 import { workingGrid, WORKING_MAX_SIDE } from '../src/core/postprocess';
 import { countMasks, scoreCounts } from '../src/core/score';
@@ -136,6 +138,33 @@ describe('overlay outline', () => {
         const m = randomMask(w, h, w * 31 + r);
         assert.deepEqual(outline(m, r), reference(m, r), `${w}x${h} r=${r}`);
       }
+    }
+  });
+
+  test('the composed overlay equals its per-pixel definition (grey, opacity blended, left then right outline on top)', () => {
+    // Masks on small grids (random blobs, one touching the edge) upsampled to overlays of other sizes and aspects.
+    for (const [gw, gh, W, H, seed] of [[40, 50, 160, 200, 1], [33, 17, 301, 155, 2], [64, 64, 64, 64, 3], [20, 31, 97, 250, 4]]) {
+      const right = randomMask(gw, gh, seed * 11);
+      const left = randomMask(gw, gh, seed * 13);
+      const opacity = randomMask(gw, gh, seed * 17);
+      const data = new Float32Array(W * H);
+      for (let i = 0; i < data.length; i++) data[i] = ((i * 37) % 101) / 100;
+      const img = { width: W, height: H, data };
+      const got = composeOverlay(img, { lungRight: right, lungLeft: left, opacity });
+      assert.deepEqual([got.width, got.height], [W, H]);
+      const r = Math.max(1, Math.round(Math.max(W, H) / 400));
+      const edgeR = outline(upsampleMask(right, W, H), r);
+      const edgeL = outline(upsampleMask(left, W, H), r);
+      const op = upsampleMask(opacity, W, H).data;
+      let painted = 0;
+      for (let i = 0; i < W * H; i++) {
+        const g = Math.round(data[i] * 255);
+        const want = edgeR[i] ? [...RIGHT_RGB] : edgeL[i] ? [...LEFT_RGB]
+          : op[i] ? OPACITY_RGB.map((c) => Math.round(g * (1 - OPACITY_ALPHA) + c * OPACITY_ALPHA)) : [g, g, g];
+        if (edgeR[i] || edgeL[i] || op[i]) painted++;
+        assert.deepEqual([got.data[3 * i], got.data[3 * i + 1], got.data[3 * i + 2]], want, `${W}x${H} pixel ${i % W},${Math.floor(i / W)}`);
+      }
+      assert.ok(painted > 0.1 * W * H, 'the masks cover part of the overlay');
     }
   });
 });

@@ -35,17 +35,28 @@ export async function pngToMask(png: Uint8Array): Promise<Mask> {
   return { width: info.width, height: info.height, data: out };
 }
 
+/** A box of pixels, inclusive: [x0, y0, x1, y1]. */
+type Box = [number, number, number, number];
+
 /**
  * Pixels of `m` within `r` pixels (along its row or its column) of a pixel outside it or of the image's edge:
  * the outline drawn on the overlay. Four linear passes (distance to the nearest outside pixel leftwards,
  * rightwards, upwards, downwards, capped at r + 1) instead of testing 4r neighbours per pixel.
  */
 export function outline(m: Mask, r: number): Uint8Array {
-  const { width: w, height: h, data } = m;
-  const out = new Uint8Array(w * h);
-  // Only the mask's bounding box can hold outline pixels (a lung covers a third of the film).
+  const out = new Uint8Array(m.width * m.height);
   const box = boundingBox(m);
-  if (!box) return out;
+  if (box) forEachOutlinePixel(m, r, box, (i) => { out[i] = 1; });
+  return out;
+}
+
+/**
+ * Calls visit(i) for each outline pixel of `m` (see outline) inside `box`, which must hold every foreground
+ * pixel of `m` (a larger box is fine: only a mask's box can hold outline pixels, and a lung covers a third
+ * of the film, so nothing outside it is looked at).
+ */
+function forEachOutlinePixel(m: Mask, r: number, box: Box, visit: (i: number) => void): void {
+  const { width: w, data } = m;
   const [bx0, by0, bx1, by1] = box;
   const cap = r + 1;
   const bw = bx1 - bx0 + 1;
@@ -54,33 +65,53 @@ export function outline(m: Mask, r: number): Uint8Array {
   const up = new Uint16Array(bw * (by1 - by0 + 1));
   // Downwards: distance to the nearest outside pixel above (the edge and the box's outside count as outside).
   for (let y = by0; y <= by1; y++) {
-    const row = y * w;
+    const row = y * w + bx0;
     const ur = (y - by0) * bw;
-    for (let x = bx0; x <= bx1; x++) {
-      const k = x - bx0;
-      vd[k] = data[row + x] ? Math.min(vd[k] + 1, cap) : 0;
+    for (let k = 0; k < bw; k++) {
+      const v = data[row + k] ? vd[k] + 1 : 0;
+      vd[k] = v > cap ? cap : v;
       up[ur + k] = vd[k];
     }
   }
   vd.fill(0);
   for (let y = by1; y >= by0; y--) {
-    const row = y * w;
+    const row = y * w + bx0;
     const ur = (y - by0) * bw;
     // Along the row, both ways.
     let d = 0;
-    for (let x = bx0; x <= bx1; x++) {
-      d = data[row + x] ? Math.min(d + 1, cap) : 0;
-      hd[x - bx0] = d;
+    for (let k = 0; k < bw; k++) {
+      d = data[row + k] ? (d < cap ? d + 1 : cap) : 0;
+      hd[k] = d;
     }
     d = 0;
-    for (let x = bx1; x >= bx0; x--) {
-      const k = x - bx0;
-      d = data[row + x] ? Math.min(d + 1, cap) : 0;
-      vd[k] = data[row + x] ? Math.min(vd[k] + 1, cap) : 0;
-      if (data[row + x] && (d <= r || hd[k] <= r || vd[k] <= r || up[ur + k] <= r)) out[row + x] = 1;
+    for (let k = bw - 1; k >= 0; k--) {
+      if (!data[row + k]) {
+        d = 0;
+        vd[k] = 0;
+        continue;
+      }
+      d = d < cap ? d + 1 : cap;
+      const v = vd[k] < cap ? vd[k] + 1 : cap;
+      vd[k] = v;
+      if (d <= r || hd[k] <= r || v <= r || up[ur + k] <= r) visit(row + k);
     }
   }
-  return out;
+}
+
+/**
+ * A box in the w x h overlay that holds every foreground pixel of the mask upsampled from `m`'s grid: m's own
+ * bounding box widened by one source cell each way (bilinear reaches one cell out) and scaled. Found on the
+ * small grid so the overlay's 3.5-megapixel masks are not scanned for it.
+ */
+function upsampledBox(m: Mask, w: number, h: number): Box | undefined {
+  const box = boundingBox(m);
+  if (!box) return undefined;
+  const [x0, y0, x1, y1] = box;
+  const sx = w / m.width, sy = h / m.height;
+  return [
+    Math.max(0, Math.floor((x0 - 1) * sx)), Math.max(0, Math.floor((y0 - 1) * sy)),
+    Math.min(w - 1, Math.ceil((x1 + 2) * sx)), Math.min(h - 1, Math.ceil((y1 + 2) * sy)),
+  ];
 }
 
 export interface OverlayOptions {
@@ -159,29 +190,31 @@ export function overlaySize(width: number, height: number, maxSide = OVERLAY_MAX
 }
 
 /**
- * The image as 8-bit gray at width x height: bilinear from the [0,1] floats straight to bytes. Written here
- * because sharp would need a full-size 8-bit copy first and resizes one band at ~80 ms for a 2500x3000 film,
- * against ~20 ms for this loop; for the overlay picture, bilinear is enough.
+ * The image as 8-bit gray at width x height, written to all three channels of an RGB buffer: bilinear from
+ * the [0,1] floats straight to bytes, each output row from one source row pair blended once (vertical pass
+ * over the source width, then horizontal). Written here because sharp would need a full-size 8-bit copy first
+ * and resizes one band at ~80 ms for a 2500x3000 film; for the overlay picture, bilinear is enough.
  */
-function grayAt(img: GrayImage, width: number, height: number): Uint8Array {
-  const out = new Uint8Array(width * height);
+function grayRgbAt(img: GrayImage, width: number, height: number): Buffer {
+  const out = Buffer.allocUnsafe(width * height * 3);
   const d = img.data;
   const sw = img.width;
   const ax = resampleAxis(img.width, width);
   const ay = resampleAxis(img.height, height);
   const x1 = new Int32Array(width);
   for (let x = 0; x < width; x++) x1[x] = Math.min(ax.i0[x] + 1, sw - 1);
+  const col = new Float32Array(sw);
   for (let y = 0; y < height; y++) {
     const r0 = ay.i0[y] * sw;
     const r1 = Math.min(ay.i0[y] + 1, img.height - 1) * sw;
     const fy = ay.f[y];
-    const o = y * width;
-    for (let x = 0; x < width; x++) {
-      const a = ax.i0[x], b = x1[x], fx = ax.f[x];
-      const top = d[r0 + a] + (d[r0 + b] - d[r0 + a]) * fx;
-      const bottom = d[r1 + a] + (d[r1 + b] - d[r1 + a]) * fx;
-      const v = top + (bottom - top) * fy;
-      out[o + x] = v <= 0 ? 0 : v >= 1 ? 255 : Math.round(v * 255);
+    for (let x = 0; x < sw; x++) col[x] = d[r0 + x] + (d[r1 + x] - d[r0 + x]) * fy;
+    let o = y * width * 3;
+    for (let x = 0; x < width; x++, o += 3) {
+      const a = col[ax.i0[x]];
+      const v = a + (col[x1[x]] - a) * ax.f[x];
+      const g = v <= 0 ? 0 : v >= 1 ? 255 : (v * 255 + 0.5) | 0;
+      out[o] = g; out[o + 1] = g; out[o + 2] = g;
     }
   }
   return out;
@@ -189,35 +222,39 @@ function grayAt(img: GrayImage, width: number, height: number): Uint8Array {
 
 /**
  * The overlay's pixels for an image and its masks (on any grid: they are upsampled to the overlay's size), at
- * most opts.maxSide (default OVERLAY_MAX_SIDE) on the long side.
+ * most opts.maxSide (default OVERLAY_MAX_SIDE) on the long side. The grey picture is written once, then only
+ * the masks' boxes are painted: opacity blended, then the left and the right lung's outlines (right on top).
  */
 export function composeOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): RgbImage {
   const { width: w, height: h } = overlaySize(img.width, img.height, opts.maxSide);
-  const gray = grayAt(img, w, h);
+  const rgb = grayRgbAt(img, w, h);
   const at = (m: Mask) => (m.width === w && m.height === h ? m : upsampleMask(m, w, h));
-  const right = at(masks.lungRight);
-  const left = at(masks.lungLeft);
-  const opacity = at(masks.opacity).data;
-  const r = Math.max(1, Math.round(Math.max(w, h) / 400));
-  const edgeR = outline(right, r);
-  const edgeL = outline(left, r);
-  const rgb = Buffer.alloc(w * h * 3);
   // Opacity blended once per grey level (256 entries) instead of once per pixel.
   const blend = new Uint8Array(256 * 3);
   for (let g = 0; g < 256; g++) {
     for (let k = 0; k < 3; k++) blend[3 * g + k] = Math.round(g * (1 - OPACITY_ALPHA) + OPACITY_RGB[k] * OPACITY_ALPHA);
   }
-  for (let i = 0; i < w * h; i++) {
-    const g = gray[i];
-    const o = 3 * i;
-    const edge = edgeR[i] ? RIGHT_RGB : edgeL[i] ? LEFT_RGB : null;
-    if (edge) {
-      rgb[o] = edge[0]; rgb[o + 1] = edge[1]; rgb[o + 2] = edge[2];
-    } else if (opacity[i]) {
-      rgb[o] = blend[3 * g]; rgb[o + 1] = blend[3 * g + 1]; rgb[o + 2] = blend[3 * g + 2];
-    } else {
-      rgb[o] = g; rgb[o + 1] = g; rgb[o + 2] = g;
+  const opacityBox = upsampledBox(masks.opacity, w, h);
+  if (opacityBox) {
+    const opacity = at(masks.opacity).data;
+    const [x0, y0, x1, y1] = opacityBox;
+    for (let y = y0; y <= y1; y++) {
+      for (let i = y * w + x0, end = y * w + x1; i <= end; i++) {
+        if (!opacity[i]) continue;
+        const o = 3 * i;
+        const g = 3 * rgb[o];
+        rgb[o] = blend[g]; rgb[o + 1] = blend[g + 1]; rgb[o + 2] = blend[g + 2];
+      }
     }
+  }
+  const r = Math.max(1, Math.round(Math.max(w, h) / 400));
+  for (const [m, colour] of [[masks.lungLeft, LEFT_RGB], [masks.lungRight, RIGHT_RGB]] as const) {
+    const box = upsampledBox(m, w, h);
+    if (!box) continue;
+    const [c0, c1, c2] = colour;
+    forEachOutlinePixel(at(m), r, box, (i) => {
+      rgb[3 * i] = c0; rgb[3 * i + 1] = c1; rgb[3 * i + 2] = c2;
+    });
   }
   if (opts.legend) drawLegend(rgb, w, h, opts.legend);
   return { width: w, height: h, data: rgb };
@@ -247,11 +284,12 @@ export interface RenderedOutputs {
 /** Every picture of one image from its masks (any grid): the segment stage's, the batch endpoint's, the bench's. */
 export async function renderOutputs(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): Promise<RenderedOutputs> {
   const full = { width: img.width, height: img.height };
-  const overlayRgb = composeOverlay(img, masks, opts);
-  const [lung, lungRight, lungLeft, opacity, overlay] = await Promise.all([
-    maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full),
-    maskToPng(masks.opacity, full), overlayPng(overlayRgb),
+  // The mask PNGs are started first: sharp encodes them on libuv's threads while this thread composes the overlay.
+  const masksPng = Promise.all([
+    maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full), maskToPng(masks.opacity, full),
   ]);
+  const overlayRgb = composeOverlay(img, masks, opts);
+  const [[lung, lungRight, lungLeft, opacity], overlay] = await Promise.all([masksPng, overlayPng(overlayRgb)]);
   return { lung, lungRight, lungLeft, opacity, overlay, overlayRgb };
 }
 
