@@ -3,6 +3,8 @@
  *  - the library (src/core, src/pipeline, src/aws) and the applications on it (src/local, src/cli, src/eval,
  *    src/export) never import a deployed function (functions/): what both need lives in src/;
  *  - no function imports another function (functions/<a>/ from functions/<b>/);
+ *  - the functional core and the pipeline (src/core, src/pipeline) depend on ports, not on AWS: they import
+ *    neither src/aws nor the AWS SDK, Powertools or the Lambda types (the adapters live in src/aws);
  *  - bench/ does not import test/;
  *  - `cxr-opacity analyze` (src/cli/analyze.ts) loads no S3/DynamoDB stand-in, no AWS client and no handler.
  * Import specifiers are read with TypeScript's own pre-parser (ts.preProcessFile: import/export-from, import(),
@@ -52,6 +54,16 @@ describe('import graph', () => {
     const fn = (p: string) => (p.startsWith('functions/') && p.split('/').length > 2 ? p.split('/')[1] : undefined);
     const crossings = edges('functions').filter((e) => fn(e.to) && fn(e.to) !== fn(e.from)).map((e) => `${e.from} -> ${e.to}`);
     assert.deepEqual(crossings, [], `move what both need into src/:\n${crossings.join('\n')}`);
+  });
+
+  test('src/core and src/pipeline import neither src/aws nor an AWS package', () => {
+    const isAws = (p: string) => p.startsWith('@aws-sdk/') || p.startsWith('@aws-lambda-powertools/') || p === 'aws-lambda' || p.startsWith('aws-lambda/');
+    const found = ['src/core', 'src/pipeline'].flatMap((d) => walk(join(ROOT, d))).flatMap((file) => specifiersOf(file).flatMap((s) => {
+      const to = resolveLocal(file, s);
+      const from = relative(ROOT, file).split(sep).join('/');
+      return (to ? to.startsWith('src/aws/') || to.startsWith('functions/') : isAws(s)) ? [`${from} -> ${to ?? s}`] : [];
+    }));
+    assert.deepEqual(found, [], `put AWS code behind a port (src/pipeline/ports.ts) with its adapter in src/aws:\n${found.join('\n')}`);
   });
 
   test('bench/ does not import test/', () => {

@@ -1,6 +1,7 @@
 /**
- * The batch router: the pure route decision, manifest validation, and the handler against
- * aws-sdk-client-mock'd S3 (an in-memory bucket behind the mock), SQS and SageMaker runtime clients.
+ * The batch router: the pure route decision, manifest validation, and the handler (src/aws/router-handler.ts:
+ * src/pipeline/batch-routing.ts over the AWS adapters) against aws-sdk-client-mock'd S3 (an in-memory bucket
+ * behind the mock), SQS and SageMaker runtime clients. The routing over in-memory ports: test/batch-routing.test.ts.
  */
 import { beforeEach, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
@@ -12,11 +13,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import type { S3Event } from 'aws-lambda';
 import { observability } from '../src/aws/observability';
 import { encodeS3Key, objectsInS3Notification } from '../src/aws/s3-notification';
-import { chooseRoute, routeConfigFromEnv, type RouteConfig } from '../functions/router/route';
-import { ManifestError, parseBatchManifest } from '../functions/router/manifest';
-import {
-  batchIdFor, createRouterHandler, manifestsInEvent, type BatchStatus, type RouterConfig, type RouterDeps,
-} from '../functions/router/router-handler';
+import { chooseRoute, routeConfigFromEnv, type RouteConfig } from '../src/pipeline/batch-route';
+import { ManifestError, parseBatchManifest } from '../src/pipeline/batch-manifest';
+import { batchIdFor, type BatchStatus } from '../src/pipeline/batch-routing';
+import { createRouterHandler, manifestsInEvent, type RouterConfig, type RouterDeps } from '../src/aws/router-handler';
 import { asyncRequestSchema } from '../src/pipeline/batch-request';
 import { imageIdFor } from '../src/pipeline/messages';
 import { pseudonymise } from '../src/core/pseudonym';

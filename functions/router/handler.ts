@@ -1,5 +1,6 @@
 /**
- * AWS entry point of the batch router. Environment:
+ * AWS entry point of the batch router (src/pipeline/batch-routing.ts, over the AWS adapters by
+ * src/aws/router-handler.ts): builds the clients and the configuration once per container. Environment:
  *   INGEST_QUEUE_URL   the segment function's queue (Lambda path)
  *   ENDPOINT_NAME      the SageMaker async endpoint (unset: everything goes to Lambda)
  *   WORK_BUCKET        bucket for batches/requests/ and batches/status/ (the results bucket)
@@ -12,12 +13,12 @@ import { getSecret } from '@aws-lambda-powertools/parameters/secrets';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
 import { observability } from '../../src/aws/observability';
-import { routeConfigFromEnv } from './route';
-import { createRouterHandler } from './router-handler';
-import { env } from '../env';
+import { createRouterHandler } from '../../src/aws/router-handler';
+import { routeConfigFromEnv } from '../../src/pipeline/batch-route';
+import { keepSourceKeysFromEnv } from '../../src/pipeline/messages';
 import { BATCH_IMAGE_PREFIX } from '../../src/pipeline/storage-layout';
+import { env } from '../env';
 
 const optInt = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
 

@@ -2,10 +2,10 @@
  * The batch router: for each manifest object created under `batches/` in the uploads bucket, validate
  * it, check that the listed images exist (their ETags make the imageIds the same on both paths), pick
  * the route (chooseRoute: batch size and ingest-queue backlog) and submit:
- *  - lambda: one S3-notification-shaped message per image to the ingest queue, which the segment
- *    function reads exactly as it reads S3's own notifications;
+ *  - lambda: each image to the ingest queue (IngestQueue; on AWS one S3-notification-shaped message per
+ *    image, which the segment function reads exactly as it reads S3's own notifications);
  *  - sagemaker: one small JSON request object per image under `batches/requests/<batchId>/` and an
- *    InvokeEndpointAsync naming it as the InputLocation; the endpoint's SNS notifications reach the
+ *    asynchronous invocation naming it (AsyncEndpoint); the endpoint's notifications reach the
  *    batch-result function, which forwards the outcome to the score queue.
  * The manifest's patient and study ids are pseudonymised here, before anything is stored or sent: the
  * request objects and queue messages carry only `pt_`/`st_` pseudonyms (the same ones the segment stage
@@ -13,26 +13,19 @@
  * A status object `batches/status/<batchId>.json` records the route, the reason and every image's
  * state. The same manifest delivered again (same ETag) submits nothing twice: images already
  * submitted are skipped, so a retry after a partial failure only sends the rest.
+ *
+ * Only ports (src/pipeline/ports.ts): the AWS adapters and the Lambda handler are in src/aws.
  */
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { InvokeEndpointAsyncCommand, type SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
-import { GetQueueAttributesCommand, SendMessageBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { Context, S3Event, SQSEvent } from 'aws-lambda';
-import { pseudonymise } from '../../src/core/pseudonym';
-import { imageIdFor, storedSource, unquoteEtag, type PseudonymousIds, type SourceRef } from '../../src/pipeline/messages';
-import type { StageLogger } from '../../src/pipeline/ports';
-import type { AsyncRequest } from '../../src/pipeline/batch-request';
-import { stageLogger, type Observability } from '../../src/aws/observability';
-import { createdObjects, objectsInS3Notification, s3Notification } from '../../src/aws/s3-notification';
-import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './manifest';
-import { chooseRoute, type Route, type RouteConfig } from './route';
-import { BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX } from '../../src/pipeline/storage-layout';
+import { pseudonymise } from '../core/pseudonym';
+import type { AsyncRequest } from './batch-request';
+import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './batch-manifest';
+import { chooseRoute, type Route, type RouteConfig } from './batch-route';
+import { imageIdFor, storedSource, type PseudonymousIds, type SourceRef } from './messages';
+import type { AsyncEndpoint, IngestQueue, ObjectInfo, ObjectStore, QueueBacklog, StageLogger } from './ports';
+import { BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX } from './storage-layout';
 
-export interface RouterConfig extends RouteConfig {
-  ingestQueueUrl: string;
-  /** The async endpoint; without it every batch goes to Lambda. */
-  endpointName?: string;
+export interface BatchRoutingConfig extends RouteConfig {
   /** Bucket for `batches/requests/` and `batches/status/` (the results bucket, so writing them triggers nothing). */
   workBucket: string;
   maxImages: number;
@@ -40,18 +33,23 @@ export interface RouterConfig extends RouteConfig {
   imagePrefixes?: string[];
   /** Largest manifest object read (default 5 MiB). */
   maxManifestBytes?: number;
-  /** Parallel HeadObject / InvokeEndpointAsync calls (default 16). */
+  /** Parallel image checks / endpoint invocations (default 16). */
   concurrency?: number;
-  /** How long a request may wait in the endpoint's queue (InvokeEndpointAsync RequestTTLSeconds). */
+  /** How long a request may wait in the endpoint's queue (AsyncInvocation.requestTtlSeconds). */
   requestTtlSeconds?: number;
   invocationTimeoutSeconds?: number;
 }
 
-export interface RouterDeps {
-  s3: S3Client;
-  sqs: SQSClient;
-  sagemaker: SageMakerRuntimeClient;
-  config: RouterConfig;
+export interface BatchRoutingDeps {
+  /** Reads manifests and checks images (uploads bucket); reads and writes requests and status (workBucket). */
+  objects: ObjectStore;
+  /** The segment stage's queue: the Lambda route. */
+  ingest: IngestQueue;
+  /** The backlog of that queue. */
+  backlog: QueueBacklog;
+  /** The async endpoint; without it every batch goes to Lambda. */
+  endpoint?: AsyncEndpoint;
+  config: BatchRoutingConfig;
   /** HMAC key of the pseudonyms (the segment stage's): manifest ids are hashed before anything is stored. */
   pseudonymKey: string;
   /** KEEP_SOURCE_KEYS: the request objects' stored source keeps the key (see src/pipeline/messages.ts storedSource). */
@@ -85,6 +83,12 @@ export interface BatchStatus {
   images: BatchImageStatus[];
 }
 
+export interface RouteOutcome {
+  batchId: string;
+  status?: BatchStatus;
+  skipped?: string;
+}
+
 export const requestKeyFor = (batchId: string, imageId: string) => `${BATCH_REQUESTS_PREFIX}${batchId}/${imageId}.json`;
 export const statusKeyFor = (batchId: string) => `${BATCH_STATUS_PREFIX}${batchId}.json`;
 export const batchIdFor = (m: { bucket: string; key: string; etag?: string }) =>
@@ -103,51 +107,47 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number
   return out;
 }
 
+// The ObjectStore's error contract (src/pipeline/ports.ts): S3's error names and status codes.
 const errName = (e: unknown) => (e as { name?: string })?.name ?? '';
 const statusCode = (e: unknown) => (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
 const isNotFound = (e: unknown) => ['NoSuchKey', 'NotFound'].includes(errName(e)) || statusCode(e) === 404;
 const isForbidden = (e: unknown) => errName(e) === 'AccessDenied' || errName(e) === 'Forbidden' || statusCode(e) === 403;
 
-export interface RouteOutcome {
-  batchId: string;
-  status?: BatchStatus;
-  skipped?: string;
-}
-
 /** Routes one manifest object. Throws (so the invocation is retried) only when something transient failed. */
-export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: StageLogger): Promise<RouteOutcome> {
-  const { s3, sqs, sagemaker, config: cfg } = deps;
+export async function routeManifest(manifest: SourceRef, deps: BatchRoutingDeps, log: StageLogger): Promise<RouteOutcome> {
+  const { objects, config: cfg } = deps;
   const now = () => (deps.now?.() ?? new Date()).toISOString();
   const concurrency = cfg.concurrency ?? 16;
   if (!manifest.key.startsWith(BATCH_PREFIX) || RESERVED_PREFIXES.some((p) => manifest.key.startsWith(p))) {
     return { batchId: '', skipped: `${manifest.key} is not a batch manifest` };
   }
-  let obj;
+  // Replaced or deleted since the event: the newer version has an event of its own.
+  const changed = (): RouteOutcome => {
+    log.warn('batch manifest changed or vanished before it was read', {});
+    return { batchId: '', skipped: `${manifest.key} changed or was deleted after the event` };
+  };
+  let info: ObjectInfo;
   try {
-    obj = await s3.send(new GetObjectCommand({ Bucket: manifest.bucket, Key: manifest.key, IfMatch: manifest.etag ? `"${manifest.etag}"` : undefined }));
+    info = await objects.head(manifest.bucket, manifest.key);
   } catch (e) {
-    // Replaced or deleted since the event: the newer version has an event of its own.
-    if (errName(e) === 'PreconditionFailed' || statusCode(e) === 412 || isNotFound(e)) {
-      log.warn('batch manifest changed or vanished before it was read', {});
-      return { batchId: '', skipped: `${manifest.key} changed or was deleted after the event` };
-    }
+    if (isNotFound(e)) return changed();
     throw e;
   }
-  const etag = unquoteEtag(obj.ETag) ?? manifest.etag;
+  if (manifest.etag !== undefined && info.etag !== undefined && info.etag !== manifest.etag) return changed();
+  const etag = info.etag ?? manifest.etag;
   const ref = { bucket: manifest.bucket, key: manifest.key, etag };
   const batchId = batchIdFor(ref);
   const statusKey = statusKeyFor(batchId);
 
   let previous: BatchStatus | undefined;
   try {
-    const prev = await s3.send(new GetObjectCommand({ Bucket: cfg.workBucket, Key: statusKey }));
-    previous = JSON.parse(await prev.Body!.transformToString()) as BatchStatus;
+    const prev = await objects.get(cfg.workBucket, statusKey);
+    previous = JSON.parse(Buffer.from(prev.body).toString('utf8')) as BatchStatus;
   } catch (e) {
     // Without s3:ListBucket, S3 answers 403 rather than 404 for a key that does not exist.
     if (!isNotFound(e) && !isForbidden(e)) throw e;
   }
   if (previous && previous.state !== 'PARTIALLY_SUBMITTED') {
-    obj.Body?.transformToByteArray().catch(() => undefined);
     log.info('batch already routed', { batchId, state: previous.state });
     return { batchId, status: previous, skipped: `batch ${batchId} was already ${previous.state.toLowerCase()}` };
   }
@@ -155,7 +155,7 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
   const createdAt = previous?.createdAt ?? now();
   const writeStatus = async (s: Omit<BatchStatus, 'version' | 'batchId' | 'manifest' | 'createdAt' | 'updatedAt'>) => {
     const status: BatchStatus = { version: 1, batchId, manifest: ref, createdAt, updatedAt: now(), ...s };
-    await s3.send(new PutObjectCommand({ Bucket: cfg.workBucket, Key: statusKey, Body: JSON.stringify(status, null, 1), ContentType: 'application/json' }));
+    await objects.put(cfg.workBucket, statusKey, JSON.stringify(status, null, 1), 'application/json');
     return status;
   };
   const reject = async (reason: string) => {
@@ -164,14 +164,22 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
     return { batchId, status: await writeStatus({ state: 'REJECTED', reason, counts: { listed: 0, submitted: 0, rejected: 0, failed: 0 }, images: [] }) };
   };
 
+  // The size cap is checked on the object's metadata, before a byte of it is read.
   const maxBytes = cfg.maxManifestBytes ?? 5 * 1024 * 1024;
-  if ((obj.ContentLength ?? 0) > maxBytes) {
-    obj.Body?.transformToByteArray().catch(() => undefined);
-    return reject(`the manifest is ${obj.ContentLength} bytes, over the limit of ${maxBytes}`);
+  if (info.size > maxBytes) return reject(`the manifest is ${info.size} bytes, over the limit of ${maxBytes}`);
+  let body: Uint8Array;
+  try {
+    const obj = await objects.get(manifest.bucket, manifest.key);
+    // Replaced between the two reads: the version read is not the one the batch is named after.
+    if (etag !== undefined && obj.etag !== undefined && obj.etag !== etag) return changed();
+    body = obj.body;
+  } catch (e) {
+    if (isNotFound(e)) return changed();
+    throw e;
   }
   let images: BatchImage[];
   try {
-    images = parseBatchManifest(await obj.Body!.transformToByteArray(), manifest.key, cfg.maxImages);
+    images = parseBatchManifest(body, manifest.key, cfg.maxImages);
   } catch (e) {
     if (e instanceof ManifestError) return reject(e.message);
     throw e;
@@ -186,30 +194,30 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
       return { img, status: { key: img.key, state: 'REJECTED', reason: `key is outside the prefixes batch images may use (${cfg.imagePrefixes.join(', ')})` } };
     }
     try {
-      const head = await s3.send(new HeadObjectCommand({ Bucket: manifest.bucket, Key: img.key }));
-      return { img, src: { bucket: manifest.bucket, key: img.key, etag: unquoteEtag(head.ETag), size: head.ContentLength } };
+      const head = await objects.head(manifest.bucket, img.key);
+      return { img, src: { bucket: manifest.bucket, key: img.key, etag: head.etag, size: head.size } };
     } catch (e) {
       if (isNotFound(e)) return { img, status: { key: img.key, state: 'REJECTED', reason: `no object ${img.key} in bucket ${manifest.bucket}` } };
       if (isForbidden(e)) return { img, status: { key: img.key, state: 'REJECTED', reason: `no readable object ${img.key} in bucket ${manifest.bucket} (missing, or access denied)` } };
       throw e;
     }
   });
-  const todo = checked.filter((c) => c.src);
+  const todo = checked.flatMap((c) => (c.src ? [{ img: c.img, src: c.src }] : []));
   const accepted = checked.filter((c) => c.src || c.status?.state === 'SUBMITTED').length;
 
+  const endpoint = cfg.endpointConfigured ? deps.endpoint : undefined;
   let backlog: number | undefined;
   let decision: { route: Route; reason: string };
   if (previous?.route) decision = { route: previous.route, reason: previous.reason };
   else {
-    if (cfg.endpointConfigured && cfg.endpointName && accepted < cfg.batchThreshold) {
+    if (endpoint && accepted < cfg.batchThreshold) {
       try {
-        const attrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: cfg.ingestQueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
-        backlog = Number(attrs.Attributes?.ApproximateNumberOfMessages ?? 0);
+        backlog = await deps.backlog.waiting();
       } catch (e) {
         log.warn('could not read the ingest queue backlog', { error: (e as Error).message });
       }
     }
-    decision = chooseRoute({ batchSize: accepted, backlog }, { ...cfg, endpointConfigured: cfg.endpointConfigured && Boolean(cfg.endpointName) });
+    decision = chooseRoute({ batchSize: accepted, backlog }, { ...cfg, endpointConfigured: endpoint !== undefined });
   }
 
   const idsOf = (img: BatchImage): PseudonymousIds => ({
@@ -218,45 +226,29 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
   });
   const results = new Map<string, BatchImageStatus>();
   if (decision.route === 'lambda') {
-    const region = await sqs.config.region();
-    for (let i = 0; i < todo.length; i += 10) {
-      const chunk = todo.slice(i, i + 10).map((c, j) => ({ id: String(j), src: c.src!, ids: idsOf(c.img) }));
-      let pending = chunk;
-      for (let attempt = 0; attempt < 3 && pending.length > 0; attempt++) {
-        const res = await sqs.send(new SendMessageBatchCommand({
-          QueueUrl: cfg.ingestQueueUrl,
-          Entries: pending.map((p) => ({ Id: p.id, MessageBody: s3Notification([{ source: p.src, ids: p.ids }], { region, time: now(), principal: 'cxr-opacity-batch-router' }) })),
-        }));
-        for (const ok of res.Successful ?? []) {
-          const p = chunk[Number(ok.Id)]!;
-          results.set(p.src.key, { key: p.src.key, imageId: imageIdFor(p.src), state: 'SUBMITTED' });
-        }
-        const failed = new Map((res.Failed ?? []).map((f) => [f.Id, f]));
-        pending = pending.filter((p) => failed.has(p.id));
-        for (const p of pending) {
-          const f = failed.get(p.id)!;
-          results.set(p.src.key, { key: p.src.key, imageId: imageIdFor(p.src), state: 'FAILED', reason: `SQS: ${f.Code} ${f.Message ?? ''}`.trim() });
-        }
-      }
-    }
+    const refused = await deps.ingest.send(todo.map((c) => ({ source: c.src, ids: idsOf(c.img) })));
+    todo.forEach(({ src }, i) => {
+      const reason = refused[i];
+      results.set(src.key, { key: src.key, imageId: imageIdFor(src), state: reason === undefined ? 'SUBMITTED' : 'FAILED', ...(reason === undefined ? {} : { reason }) });
+    });
   } else {
-    await mapLimit(todo, concurrency, async (c) => {
-      const src = c.src!;
+    await mapLimit(todo, concurrency, async ({ img, src }) => {
       const imageId = imageIdFor(src);
       try {
         const reqKey = requestKeyFor(batchId, imageId);
         // The key is what the endpoint reads; `stored` is what a FAILED result may keep of it (batch-result).
         const request: AsyncRequest = {
-          source: { bucket: src.bucket, key: src.key, etag: src.etag }, ...idsOf(c.img),
+          source: { bucket: src.bucket, key: src.key, etag: src.etag }, ...idsOf(img),
           stored: storedSource(deps.pseudonymKey, src, deps.keepSourceKeys), batchId,
         };
-        await s3.send(new PutObjectCommand({ Bucket: cfg.workBucket, Key: reqKey, Body: JSON.stringify(request), ContentType: 'application/json' }));
-        const res = await sagemaker.send(new InvokeEndpointAsyncCommand({
-          EndpointName: cfg.endpointName, InputLocation: `s3://${cfg.workBucket}/${reqKey}`,
-          ContentType: 'application/json', Accept: 'application/json', InferenceId: imageId,
-          RequestTTLSeconds: cfg.requestTtlSeconds, InvocationTimeoutSeconds: cfg.invocationTimeoutSeconds,
-        }));
-        results.set(src.key, { key: src.key, imageId, state: 'SUBMITTED', inferenceId: res.InferenceId ?? imageId, outputLocation: res.OutputLocation });
+        await objects.put(cfg.workBucket, reqKey, JSON.stringify(request), 'application/json');
+        // A batch routed to the endpoint before, whose endpoint is gone since: the images fail and are retried.
+        if (!deps.endpoint) throw new Error('no async endpoint is configured');
+        const res = await deps.endpoint.invoke({
+          input: { bucket: cfg.workBucket, key: reqKey }, inferenceId: imageId,
+          requestTtlSeconds: cfg.requestTtlSeconds, invocationTimeoutSeconds: cfg.invocationTimeoutSeconds,
+        });
+        results.set(src.key, { key: src.key, imageId, state: 'SUBMITTED', inferenceId: res.inferenceId ?? imageId, outputLocation: res.outputLocation });
       } catch (e) {
         log.error('could not submit an image to the endpoint', { batchId, imageId, error: (e as Error).message, name: errName(e) });
         results.set(src.key, { key: src.key, imageId, state: 'FAILED', reason: `${errName(e) || 'Error'}: ${(e as Error).message}` });
@@ -280,33 +272,4 @@ export async function routeManifest(manifest: SourceRef, deps: RouterDeps, log: 
     throw new Error(`batch ${batchId}: ${counts.failed} of ${counts.listed} images could not be submitted; the retry sends only those`);
   }
   return { batchId, status };
-}
-
-/** Manifests named by an S3 event (direct notification) or by SQS messages that carry S3 notifications. */
-export function manifestsInEvent(event: S3Event | SQSEvent): SourceRef[] {
-  return (event.Records as (S3Event['Records'][number] | SQSEvent['Records'][number])[] | undefined ?? []).flatMap((r) => {
-    if ('s3' in r) return createdObjects([r]);
-    if ('body' in r) return objectsInS3Notification(r.body).map((o) => o.source);
-    return [];
-  });
-}
-
-export function createRouterHandler(getDeps: () => Promise<RouterDeps> | RouterDeps, obs: Observability) {
-  const { logger } = obs;
-  let deps: RouterDeps | undefined;
-  return async (event: S3Event | SQSEvent, context?: Context): Promise<{ batches: { batchId: string; state?: string; route?: string; skipped?: string }[] }> => {
-    if (context) logger.addContext(context);
-    deps ??= await getDeps();
-    const log = stageLogger(logger);
-    const batches = [];
-    try {
-      for (const m of manifestsInEvent(event)) {
-        const out = await routeManifest(m, deps, log);
-        batches.push({ batchId: out.batchId, state: out.status?.state, route: out.status?.route, skipped: out.skipped });
-      }
-      return { batches };
-    } finally {
-      obs.metrics.publishStoredMetrics();
-    }
-  };
 }

@@ -7,7 +7,7 @@
  */
 import { parse } from 'csv-parse/sync';
 import { z } from 'zod';
-import { BATCH_MANIFEST_PREFIX, RESERVED_BATCH_PREFIXES } from '../../src/pipeline/storage-layout';
+import { BATCH_MANIFEST_PREFIX, RESERVED_BATCH_PREFIXES } from './storage-layout';
 
 export interface BatchImage {
   key: string;
