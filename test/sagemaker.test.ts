@@ -139,6 +139,20 @@ describe('SageMaker serving container (loopback, CPU, tiny model, s3rver)', () =
     const lung = await sharp(Buffer.from(body.masks.lung!, 'base64')).metadata();
     assert.equal(lung.width, 320);
     assert.equal((await sharp(Buffer.from(body.overlay, 'base64')).metadata()).height, 256);
+    assert.deepEqual(Object.keys(body).sort(), ['imageId', 'masks', 'meta', 'model', 'overlay', 'path', 'size', 'status', 'timingsMs']);
+  });
+
+  test('raw and JSON forms of one image give the same pictures, byte for byte (one analysis: the segment stage\'s)', async () => {
+    const png = await chestPng({ rightOpacity: 0.5 });
+    const etag = await upload('batch-images/same.png', png);
+    const msg = parseStageMessage(await (await invoke(JSON.stringify({ source: { bucket: LOCAL_NAMES.uploadsBucket, key: 'batch-images/same.png', etag } }), 'application/json')).text());
+    assert.equal(msg.status, 'SEGMENTED');
+    if (msg.status !== 'SEGMENTED') return;
+    const raw = await (await invoke(png, 'image/png')).json() as { masks: Record<'lung' | 'lungRight' | 'lungLeft' | 'opacity', string>; overlay: string };
+    for (const name of ['lung', 'lungRight', 'lungLeft', 'opacity'] as const) {
+      assert.ok(Buffer.from(raw.masks[name], 'base64').equals(Buffer.from(await getResult(msg.keys[name]))), `${name}.png`);
+    }
+    assert.ok(Buffer.from(raw.overlay, 'base64').equals(Buffer.from(await getResult(msg.keys.overlay))), 'overlay.png, legend included');
   });
 
   test('raw DICOM: the SEG and SR come back base64 beside the masks, in the identity mode it was given; its frames are the returned masks', async () => {

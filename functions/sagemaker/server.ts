@@ -12,22 +12,18 @@
  *    and the batch-result function forwards to the score queue. An image we cannot analyse is a FAILED
  *    StageMessage with status 200: it is a result, which the score stage records.
  *  - raw image bytes (`application/dicom`, `image/png`, `image/jpeg`, `application/octet-stream`): direct
- *    calls; answers the masks and overlay as base64 PNGs with the image's meta (and, for a DICOM input,
- *    `dicom: { seg, sr }`: the SEG and SR as base64 Part 10, same identity mode), or 422 with the reason.
- *    Nothing is stored.
+ *    calls; the segment stage's own analysis (analyseImage) of the bytes: answers the masks and overlay as
+ *    base64 PNGs with the image's meta (and, for a DICOM input, `dicom: { seg, sr }`: the SEG and SR as
+ *    base64 Part 10, same identity mode), or 422 with the reason. Nothing is stored.
  * Malformed requests get 400, oversized 413, unknown content types 415, a full queue 503.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  countMasks, decodeImage, isInputError, pseudonymise, renderOutputs, scoreCounts, segmentImage, type SegmentationModel,
-} from '../../src/core';
-import { upsampleMasks } from '../../src/core/upsample';
-import { writeDicomOutputs } from '../../src/core/dicom-out';
+import type { SegmentationModel } from '../../src/core';
 import { asyncRequestSchema } from '../../src/pipeline/batch-request';
 import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
-import { runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
+import { analyseImage, runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
 import type { StageMessage } from '../../src/pipeline/messages';
 import { queuedModel, QueueFullError, type QueuedModel } from './model-queue';
 
@@ -187,44 +183,37 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
     }
   };
 
+  // The segment stage's own analysis of the bytes (analyseImage), with nothing stored; the answer carries the pictures.
   const invokeRaw = async (body: Buffer, m: QueuedModel) => {
     const t0 = process.hrtime.bigint();
     const imageId = createHash('sha256').update(body).digest('hex').slice(0, 32);
-    try {
-      const img = await decodeImage(body);
-      const { masks, timings } = await segmentImage(img, m);
-      const full = { width: img.width, height: img.height };
-      const { lung, lungRight, lungLeft, opacity, overlay } = await renderOutputs(img, masks);
-      const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
-      const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId);
+    const a = await analyseImage(body, {
+      model: m, pseudonymKey: deps.pseudonymKey, seed: imageId, now: deps.now?.() ?? new Date(),
       // A DICOM input gets its SEG and SR here too, as on the JSON route (same identity mode and severity).
-      const dicom = deps.dicomOutputs && img.dicomSource
-        ? writeDicomOutputs({
-          source: img.dicomSource, masks: upsampleMasks(masks, full.width, full.height), model: m.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
-          seed: imageId, patientKey, now: deps.now?.() ?? new Date(),
-        }, scoreCounts(countMasks(masks, full), deps.dicomOutputs.severity, img.meta.pixelSpacingMm))
-        : undefined;
-      return {
-        status: 200,
-        body: {
-          status: 'SEGMENTED', imageId, path: 'sagemaker', meta: img.meta,
-          patientKey,
-          studyKey: pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid),
-          model: { name: m.manifest.name, version: m.manifest.version },
-          size: { width: img.width, height: img.height },
-          masks: { lung: b64(lung), lungRight: b64(lungRight), lungLeft: b64(lungLeft), opacity: b64(opacity) },
-          overlay: b64(overlay),
-          ...(dicom ? { dicom: { seg: b64(dicom.seg), sr: b64(dicom.sr) } } : {}),
-          timingsMs: {
-            preprocess: round(timings.preprocessMs), inference: round(timings.inferenceMs),
-            postprocess: round(timings.postprocessMs), total: round(Number(process.hrtime.bigint() - t0) / 1e6),
-          },
-        },
-      };
-    } catch (e) {
-      if (!isInputError(e)) throw e;
-      return { status: 422, body: { status: 'FAILED', imageId, path: 'sagemaker', error: { code: e.code, reason: e.message } } };
+      dicomOutputs: deps.dicomOutputs, secondaryCapture: false,
+    });
+    if (a.status === 'FAILED') {
+      return { status: 422, body: { status: 'FAILED', imageId, path: 'sagemaker', error: { code: a.error.code, reason: a.error.message } } };
     }
+    const { image: img, pictures: p, dicom, timingsMs: t } = a;
+    const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
+    return {
+      status: 200,
+      body: {
+        status: 'SEGMENTED', imageId, path: 'sagemaker', meta: img.meta,
+        patientKey: a.ids.patientKey,
+        studyKey: a.ids.studyKey,
+        model: { name: m.manifest.name, version: m.manifest.version },
+        size: { width: img.width, height: img.height },
+        masks: { lung: b64(p.lung), lungRight: b64(p.lungRight), lungLeft: b64(p.lungLeft), opacity: b64(p.opacity) },
+        overlay: b64(p.overlay),
+        ...(dicom ? { dicom: { seg: b64(dicom.seg), sr: b64(dicom.sr) } } : {}),
+        timingsMs: {
+          preprocess: t.preprocess, inference: t.inference, postprocess: t.postprocess,
+          total: round(Number(process.hrtime.bigint() - t0) / 1e6),
+        },
+      },
+    };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {

@@ -6,7 +6,7 @@
  */
 import {
   countMasks, opacityPctOf, decodeImage, isInputError, isPseudonym, pseudonymise, renderOutputs, segmentImage, shiftedStudyDate,
-  type DecodedImage, type SegmentationModel,
+  type DecodedImage, type MaskCounts, type QualityReport, type RenderedOutputs, type SegmentationModel,
 } from '../core';
 import {
   imageIdFor, outputKeysFor, safeText, storedMeta, storedSource,
@@ -49,6 +49,116 @@ export const ACQUIRED_METADATA = 'acquired-at';
 
 const since = (t0: bigint) => Math.round(Number(process.hrtime.bigint() - t0) / 1e5) / 10;
 
+/** What analyseImage needs besides the bytes. */
+export interface AnalyseOptions {
+  model: SegmentationModel;
+  /** HMAC key of the pseudonyms and the patients' date shifts. */
+  pseudonymKey: string;
+  /** Seeds the UIDs of the DICOM outputs (the imageId). */
+  seed: string;
+  /** Creation time written into the DICOM outputs. */
+  now: Date;
+  /** Pseudonyms given with the request (see runSegmentStage), for inputs that carry none themselves. */
+  given?: PseudonymousIds;
+  /** The upload's user metadata (PATIENT_METADATA, STUDY_METADATA, ACQUIRED_METADATA). */
+  metadata?: Record<string, string>;
+  /** As SegmentStageDeps.dicomOutputs: for a DICOM input, seg.dcm and sr.dcm (and the overlay as sc.dcm). */
+  dicomOutputs?: SegmentStageDeps['dicomOutputs'];
+  /** Build the overlay's DICOM Secondary Capture too (default true; the raw SageMaker route returns none). */
+  secondaryCapture?: boolean;
+}
+
+/** The pseudonyms and shifted study day of an image (only these leave the stage). */
+export interface ImageIds {
+  patientKey?: string;
+  studyKey?: string;
+  studyDate?: string;
+}
+
+/** Milliseconds per step, in the order they ran. */
+export type AnalysisTimings = Partial<Record<'decode' | 'preprocess' | 'inference' | 'postprocess' | 'render', number>>;
+
+export type ImageAnalysis =
+  | {
+    status: 'SEGMENTED';
+    image: DecodedImage;
+    ids: ImageIds;
+    counts: MaskCounts;
+    quality: QualityReport;
+    /** The five pictures (masks at the image's size, the overlay with its legend). */
+    pictures: RenderedOutputs;
+    /** For a DICOM input with dicomOutputs: the SEG, the SR and (secondaryCapture) the overlay as a Secondary Capture. */
+    dicom?: { seg: Uint8Array; sr: Uint8Array; sc?: Uint8Array };
+    timingsMs: AnalysisTimings;
+  }
+  | {
+    status: 'FAILED';
+    /** Why the image cannot be analysed. */
+    error: InputError;
+    /** The image, when it was decoded before it was refused, and its ids. */
+    image?: DecodedImage;
+    ids?: ImageIds;
+    timingsMs: AnalysisTimings;
+  };
+
+/**
+ * One image's bytes to everything the segment stage stores and hands on, storing nothing: decode, segment,
+ * count, render and, for DICOM inputs, the SEG, SR and Secondary Capture. What runSegmentStage runs on the
+ * object it read and the SageMaker serving container's raw route on a request body. An input we cannot
+ * analyse is a FAILED analysis (an InputError); anything else is thrown.
+ */
+export async function analyseImage(bytes: Uint8Array, o: AnalyseOptions): Promise<ImageAnalysis> {
+  const { model, pseudonymKey: key, metadata = {} } = o;
+  const given = {
+    patientKey: o.given?.patientKey && isPseudonym('patient', o.given.patientKey) ? o.given.patientKey : undefined,
+    studyKey: o.given?.studyKey && isPseudonym('study', o.given.studyKey) ? o.given.studyKey : undefined,
+  };
+  const identify = (img: DecodedImage): ImageIds => {
+    const patientKey = pseudonymise(key, 'patient', img.identifiers.patientId)
+      ?? given.patientKey ?? pseudonymise(key, 'patient', metadata[PATIENT_METADATA]);
+    const studyKey = pseudonymise(key, 'study', img.identifiers.studyInstanceUid)
+      ?? given.studyKey ?? pseudonymise(key, 'study', metadata[STUDY_METADATA]);
+    return { patientKey, studyKey, studyDate: shiftedStudyDate(key, patientKey, img.meta.acquiredAt ?? metadata[ACQUIRED_METADATA]) };
+  };
+  const timingsMs: AnalysisTimings = {};
+  let decoded: DecodedImage | undefined;
+  try {
+    let t = process.hrtime.bigint();
+    const img: DecodedImage = await decodeImage(bytes);
+    decoded = img;
+    timingsMs.decode = since(t);
+    const ids = identify(img);
+    const { masks, timings, quality } = await segmentImage(img, model);
+    // Everything the score needs, as counts on the working grid scaled to the image's pixels: the score stage
+    // reads no mask back.
+    const full = { width: img.width, height: img.height };
+    const counts = countMasks(masks, full);
+    timingsMs.preprocess = round(timings.preprocessMs);
+    timingsMs.inference = round(timings.inferenceMs);
+    timingsMs.postprocess = round(timings.postprocessMs);
+
+    t = process.hrtime.bigint();
+    const pictures = await renderOutputs(img, masks, { legend: opacityPctOf(counts) });
+    let dicom: { seg: Uint8Array; sr: Uint8Array; sc?: Uint8Array } | undefined;
+    if (o.dicomOutputs && img.dicomSource) {
+      const input = {
+        source: img.dicomSource, model: model.manifest, identity: o.dicomOutputs.identity, secret: key,
+        seed: o.seed, patientKey: ids.patientKey, now: o.now,
+      };
+      dicom = {
+        ...writeDicomOutputs({ ...input, masks: upsampleMasks(masks, full.width, full.height) }, scoreCounts(counts, o.dicomOutputs.severity, img.meta.pixelSpacingMm)),
+        // The overlay as a DICOM Secondary Capture, for viewers and PACS without SEG support.
+        ...(o.secondaryCapture === false ? {} : { sc: buildOverlayCapture(input, pictures.overlayRgb) }),
+      };
+    }
+    timingsMs.render = since(t);
+    return { status: 'SEGMENTED', image: img, ids, counts, quality, pictures, dicom, timingsMs };
+  } catch (e) {
+    if (!isInputError(e)) throw e;
+    return { status: 'FAILED', error: e, ...(decoded ? { image: decoded, ids: identify(decoded) } : {}), timingsMs };
+  }
+}
+
 /**
  * @param ids pseudonyms supplied with the request (a batch manifest's patient_id and study_id, hashed by
  *   the router) for inputs that carry none themselves; DICOM tags take precedence, then these, then the
@@ -68,87 +178,53 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   const source = storedSource(deps.pseudonymKey, read, deps.keepSourceKeys);
   const timingsMs: Record<string, number> = { fetch: since(t0) };
   const base = { version: 1 as const, imageId, source, receivedAt, path: deps.path, timingsMs };
-  const given = {
-    patientKey: ids.patientKey && isPseudonym('patient', ids.patientKey) ? ids.patientKey : undefined,
-    studyKey: ids.studyKey && isPseudonym('study', ids.studyKey) ? ids.studyKey : undefined,
-  };
-  const identify = (img: DecodedImage) => {
-    const patientKey = pseudonymise(deps.pseudonymKey, 'patient', img.identifiers.patientId)
-      ?? given.patientKey ?? pseudonymise(deps.pseudonymKey, 'patient', obj?.metadata[PATIENT_METADATA]);
-    const studyKey = pseudonymise(deps.pseudonymKey, 'study', img.identifiers.studyInstanceUid)
-      ?? given.studyKey ?? pseudonymise(deps.pseudonymKey, 'study', obj?.metadata[STUDY_METADATA]);
-    return { patientKey, studyKey, studyDate: shiftedStudyDate(deps.pseudonymKey, patientKey, img.meta.acquiredAt ?? obj?.metadata[ACQUIRED_METADATA]) };
-  };
 
-  let decoded: DecodedImage | undefined;
-  try {
-    let t = process.hrtime.bigint();
-    if (!obj) throw new InputError('TOO_LARGE', tooLargeReason(info.size, limit));
-    const img: DecodedImage = await decodeImage(obj.body);
-    decoded = img;
-    timingsMs.decode = since(t);
-    const who = identify(img);
-    const { masks, timings, quality } = await segmentImage(img, model);
-    // Everything the score needs, as counts on the working grid scaled to the image's pixels: the score stage
-    // reads no mask back.
-    const full = { width: img.width, height: img.height };
-    const counts = countMasks(masks, full);
-    timingsMs.preprocess = round(timings.preprocessMs);
-    timingsMs.inference = round(timings.inferenceMs);
-    timingsMs.postprocess = round(timings.postprocessMs);
+  const analysis: ImageAnalysis = obj
+    ? await analyseImage(obj.body, {
+      model, pseudonymKey: deps.pseudonymKey, seed: imageId, now: new Date(receivedAt), given: ids, metadata: obj.metadata,
+      dicomOutputs: deps.dicomOutputs,
+    })
+    : { status: 'FAILED', error: new InputError('TOO_LARGE', tooLargeReason(info.size, limit)), timingsMs: {} };
+  Object.assign(timingsMs, analysis.timingsMs);
 
-    t = process.hrtime.bigint();
-    const pictures = await renderOutputs(img, masks, { legend: opacityPctOf(counts) });
-    let dicomOut: { seg: Uint8Array; sr: Uint8Array; sc: Uint8Array } | undefined;
-    if (deps.dicomOutputs && img.dicomSource) {
-      const input = {
-        source: img.dicomSource, model: model.manifest, identity: deps.dicomOutputs.identity, secret: deps.pseudonymKey,
-        seed: imageId, patientKey: who.patientKey, now: new Date(receivedAt),
-      };
-      dicomOut = {
-        ...writeDicomOutputs({ ...input, masks: upsampleMasks(masks, full.width, full.height) }, scoreCounts(counts, deps.dicomOutputs.severity, img.meta.pixelSpacingMm)),
-        // The overlay as a DICOM Secondary Capture, for viewers and PACS without SEG support.
-        sc: buildOverlayCapture(input, pictures.overlayRgb),
-      };
-    }
-    const keys = outputKeysFor(imageId, undefined, { dicom: !!dicomOut });
-    timingsMs.render = since(t);
-    t = process.hrtime.bigint();
-    const bucket = deps.resultsBucket;
-    await Promise.all([
-      objects.put(bucket, keys.lung, pictures.lung, 'image/png'),
-      objects.put(bucket, keys.lungRight, pictures.lungRight, 'image/png'),
-      objects.put(bucket, keys.lungLeft, pictures.lungLeft, 'image/png'),
-      objects.put(bucket, keys.opacity, pictures.opacity, 'image/png'),
-      objects.put(bucket, keys.overlay, pictures.overlay, 'image/png'),
-      ...(dicomOut && keys.seg && keys.sr && keys.sc ? [
-        objects.put(bucket, keys.seg, dicomOut.seg, 'application/dicom'),
-        objects.put(bucket, keys.sr, dicomOut.sr, 'application/dicom'),
-        objects.put(bucket, keys.sc, dicomOut.sc, 'application/dicom'),
-      ] : []),
-    ]);
-    timingsMs.store = since(t);
+  if (analysis.status === 'FAILED') {
     timingsMs.total = since(t0);
+    const reason = safeText(analysis.error.message);
     const message: StageMessage = {
-      ...base, status: 'SEGMENTED', ...who,
-      meta: storedMeta(img.meta), model: { name: model.manifest.name, version: model.manifest.version }, keys,
-      counts, quality,
+      ...base, status: 'FAILED', error: { code: analysis.error.code, reason },
+      ...(analysis.image ? { meta: storedMeta(analysis.image.meta), ...analysis.ids } : {}),
     };
     await sink.send(message);
-    log.info('image segmented', { imageId, timingsMs });
-    return message;
-  } catch (e) {
-    if (!isInputError(e)) throw e;
-    timingsMs.total = since(t0);
-    const reason = safeText(e.message);
-    const message: StageMessage = {
-      ...base, status: 'FAILED', error: { code: e.code, reason },
-      ...(decoded ? { meta: storedMeta(decoded.meta), ...identify(decoded) } : {}),
-    };
-    await sink.send(message);
-    log.warn('image rejected', { imageId, code: e.code, reason });
+    log.warn('image rejected', { imageId, code: analysis.error.code, reason });
     return message;
   }
+
+  const { image: img, pictures, dicom } = analysis;
+  const keys = outputKeysFor(imageId, undefined, { dicom: !!dicom });
+  const t = process.hrtime.bigint();
+  const bucket = deps.resultsBucket;
+  await Promise.all([
+    objects.put(bucket, keys.lung, pictures.lung, 'image/png'),
+    objects.put(bucket, keys.lungRight, pictures.lungRight, 'image/png'),
+    objects.put(bucket, keys.lungLeft, pictures.lungLeft, 'image/png'),
+    objects.put(bucket, keys.opacity, pictures.opacity, 'image/png'),
+    objects.put(bucket, keys.overlay, pictures.overlay, 'image/png'),
+    ...(dicom?.sc && keys.seg && keys.sr && keys.sc ? [
+      objects.put(bucket, keys.seg, dicom.seg, 'application/dicom'),
+      objects.put(bucket, keys.sr, dicom.sr, 'application/dicom'),
+      objects.put(bucket, keys.sc, dicom.sc, 'application/dicom'),
+    ] : []),
+  ]);
+  timingsMs.store = since(t);
+  timingsMs.total = since(t0);
+  const message: StageMessage = {
+    ...base, status: 'SEGMENTED', ...analysis.ids,
+    meta: storedMeta(img.meta), model: { name: model.manifest.name, version: model.manifest.version }, keys,
+    counts: analysis.counts, quality: analysis.quality,
+  };
+  await sink.send(message);
+  log.info('image segmented', { imageId, timingsMs });
+  return message;
 }
 
 const round = (v: number) => Math.round(v * 10) / 10;
