@@ -8,6 +8,7 @@
 import sharp from 'sharp';
 import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from './overlay-colours';
 import { boundingBox } from './morphology';
+import { withScratch } from './scratch';
 import { fitLongSide, resampleAxis, upsampleMask } from './upsample';
 import type { GrayImage, Mask, RgbImage, SegmentationMasks, Sides } from './types';
 
@@ -20,11 +21,16 @@ export const OVERLAY_MAX_SIDE = 2048;
  * as long again to save ~6 KB (bench/).
  */
 export async function maskToPng(mask: Mask, size?: { width: number; height: number }): Promise<Buffer> {
-  const m = upsampleMask(mask, size?.width ?? mask.width, size?.height ?? mask.height, 255);
-  return sharp(m.data, { raw: { width: m.width, height: m.height, channels: 1 } })
-    .toColourspace('b-w')
-    .png({ compressionLevel: 1, colours: 2, palette: false })
-    .toBuffer();
+  const width = size?.width ?? mask.width;
+  const height = size?.height ?? mask.height;
+  // The full-size bytes live in reused memory (core/scratch.ts) until sharp has encoded them.
+  return withScratch(width * height, (memory) => {
+    const m = upsampleMask(mask, width, height, 255, new Uint8Array(memory, 0, width * height));
+    return sharp(m.data, { raw: { width, height, channels: 1 } })
+      .toColourspace('b-w')
+      .png({ compressionLevel: 1, colours: 2, palette: false })
+      .toBuffer();
+  });
 }
 
 /** Reads a mask PNG back (any value >= 128 is foreground). */

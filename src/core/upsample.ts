@@ -44,16 +44,21 @@ export function fitLongSide(width: number, height: number, maxSide: number): { w
 /**
  * The mask at width x height: out = [bilinear(mask) >= 0.5]. Same size: a copy.
  * @param on the value written for foreground (1; 255 gives the bytes of a black-and-white picture directly)
- * @throws Error when a size is not a positive integer or the mask's data does not match its size.
+ * @param into where to write the width x height result (it is cleared first); default: new memory
+ * @throws Error when a size is not a positive integer, the mask's data does not match its size or `into` is too small.
  */
-export function upsampleMask(mask: Mask, width: number, height: number, on = 1): Mask {
+export function upsampleMask(mask: Mask, width: number, height: number, on = 1, into?: Uint8Array): Mask {
   const { width: w, height: h, data: src } = mask;
   for (const [name, v] of [['width', width], ['height', height]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`upsampleMask: ${name} must be a positive integer, got ${v}`);
   }
   if (src.length !== w * h) throw new Error(`upsampleMask: mask data has ${src.length} values, expected ${w}x${h}`);
-  if (w === width && h === height) return { width, height, data: on === 1 ? src.slice() : src.map((v) => (v ? on : 0)) };
-  const out = new Uint8Array(width * height);
+  if (into && into.length < width * height) throw new Error(`upsampleMask: the output holds ${into.length} values, ${width}x${height} needs ${width * height}`);
+  const out = into ? into.subarray(0, width * height).fill(0) : new Uint8Array(width * height);
+  if (w === width && h === height) {
+    for (let i = 0; i < src.length; i++) if (src[i]) out[i] = on;
+    return { width, height, data: out };
+  }
   const ax = resampleAxis(w, width);
   const ay = resampleAxis(h, height);
   // Output columns grouped by source cell: cell a covers output x in [start[a], start[a + 1]).
