@@ -4,7 +4,7 @@
  */
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
-import { MAX_KEPT, MAX_KEPT_BYTES, scratchHeld, withScratch } from '../src/core/scratch';
+import { MAX_KEPT, MAX_KEPT_BYTES, MAX_KEPT_TOTAL_BYTES, scratchHeld, withScratch } from '../src/core/scratch';
 import { upsampleMask } from '../src/core/upsample';
 import { maskToPng, pngToMask } from '../src/core/render';
 import { resizeGray, toUint16 } from '../src/core/preprocess';
@@ -34,6 +34,13 @@ describe('withScratch', () => {
     release();
     await Promise.all(users);
     assert.ok(scratchHeld().buffers <= MAX_KEPT);
+    // Many large buffers in use at once, then given back: the total kept stays under its cap.
+    let done!: () => void;
+    const wait = new Promise<void>((r) => { done = r; });
+    const large = Array.from({ length: MAX_KEPT }, () => withScratch(MAX_KEPT_BYTES, () => wait));
+    done();
+    await Promise.all(large);
+    assert.ok(scratchHeld().bytes <= MAX_KEPT_TOTAL_BYTES, `${scratchHeld().bytes} bytes held`);
     let big: ArrayBuffer | undefined;
     await withScratch(MAX_KEPT_BYTES + 1, async (m) => { big = m; });
     let again: ArrayBuffer | undefined;
