@@ -14,31 +14,32 @@
  *
  * IAM follows the pipeline's pattern: one role per principal with one customer-managed policy written out
  * statement by statement; `batchNagAcknowledgements` lists the intended cdk-nag findings with reasons.
+ *
+ * The serving container image, its role, model, endpoint config and endpoint are built by batch-endpoint.ts, its
+ * network (VPC, security group, VPC endpoints, flow logs) by batch-network.ts, in this construct's scope.
  */
-import * as path from 'node:path';
-import { Aws, Duration, IgnoreMode, Stack } from 'aws-cdk-lib';
+import { Aws, Duration, Stack } from 'aws-cdk-lib';
 import * as appscaling from 'aws-cdk-lib/aws-applicationautoscaling';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
-import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
+import type * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subs from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, type IConstruct } from 'constructs';
-import { DICOM_IDENTITY_ENV, type IdentityMode } from '../../src/core/dicom-out/identity';
-import { DEFAULT_MAX_INPUT_BYTES } from '../../src/limits';
+import type { IdentityMode } from '../../src/core/dicom-out/identity';
+import { asyncEndpoint, endpointRole, servingImage, servingModel, VARIANT } from './batch-endpoint';
+import { endpointNetwork } from './batch-network';
 import { NodeFunction } from './bundling';
-
-const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
 /** Prefix of batch manifests in the uploads bucket: the stack sends ObjectCreated there to `routerFunction`. */
 export {
@@ -48,7 +49,6 @@ import {
   BATCH_FAILURES_PREFIX, BATCH_IMAGE_PREFIX, BATCH_MANIFEST_PREFIX, BATCH_OUTPUTS_PREFIX, BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX,
   RESULTS_PREFIX,
 } from '../../src/pipeline/storage-layout';
-const VARIANT = 'AllTraffic';
 
 export interface BatchInferenceProps {
   readonly uploadsBucket: s3.IBucket;
@@ -124,202 +124,47 @@ export class BatchInferenceConstruct extends Construct {
 
   constructor(scope: Construct, id: string, props: BatchInferenceProps) {
     super(scope, id);
-    const { uploadsBucket, resultsBucket, key, ingestQueue, scoreQueue, pseudonymSecret } = props;
+    const { uploadsBucket, resultsBucket, key, pseudonymSecret } = props;
     const messagingKey = props.messagingKey ?? key;
     const gpu = props.gpu ?? true;
-    const instanceType = props.instanceType ?? 'ml.g4dn.xlarge';
     const maxConcurrent = props.maxConcurrentInvocationsPerInstance ?? 4;
     const imagePrefixes = props.imagePrefixes ?? [BATCH_IMAGE_PREFIX];
-    const keys = messagingKey === key ? [key.keyArn] : [key.keyArn, messagingKey.keyArn];
+    const keyArns = messagingKey === key ? [key.keyArn] : [key.keyArn, messagingKey.keyArn];
 
     ({ successTopic: this.successTopic, errorTopic: this.errorTopic, deadLetterQueue: this.deadLetterQueue } = this.notifications(messagingKey));
-
-    // ---- the serving container and the endpoint's execution role ----
-    this.image = new ecrAssets.DockerImageAsset(this, 'ServingImage', {
-      directory: REPO_ROOT,
-      file: 'functions/sagemaker/Dockerfile',
-      platform: ecrAssets.Platform.LINUX_AMD64,
-      ignoreMode: IgnoreMode.DOCKER, // the root .dockerignore lets only package files, src/, layers/, functions/ and models/*.json|onnx through
-      buildArgs: gpu ? { RUNTIME_BASE: 'nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04', ORT_INSTALL: 'cuda12' } : { ORT_INSTALL: 'skip' },
-    });
-
-    const sagemakerStatements = [
-      new iam.PolicyStatement({
-        sid: 'PullServingImage',
-        actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'],
-        resources: [this.image.repository.repositoryArn],
-      }),
-      new iam.PolicyStatement({ sid: 'EcrAuth', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
-      new iam.PolicyStatement({
-        sid: 'ReadBatchImages',
-        actions: ['s3:GetObject'],
-        resources: imagePrefixes.map((p) => uploadsBucket.arnForObjects(`${p}*`)),
-      }),
-      new iam.PolicyStatement({
-        sid: 'ReadRequests',
-        actions: ['s3:GetObject'],
-        resources: [resultsBucket.arnForObjects(`${BATCH_REQUESTS_PREFIX}*`)],
-      }),
-      new iam.PolicyStatement({
-        sid: 'WriteMasksAndOutputs',
-        actions: ['s3:PutObject'],
-        resources: [RESULTS_PREFIX, BATCH_OUTPUTS_PREFIX, BATCH_FAILURES_PREFIX].map((p) => resultsBucket.arnForObjects(`${p}*`)),
-      }),
-      new iam.PolicyStatement({
-        sid: 'ReadPseudonymKey',
-        actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
-        resources: [pseudonymSecret.secretArn],
-      }),
-      new iam.PolicyStatement({
-        sid: 'NotifyResults',
-        actions: ['sns:Publish'],
-        resources: [this.successTopic.topicArn, this.errorTopic.topicArn],
-      }),
-      new iam.PolicyStatement({
-        sid: 'UseKeys',
-        actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'],
-        resources: keys,
-      }),
-      new iam.PolicyStatement({
-        sid: 'EndpointLogs',
-        actions: ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
-        resources: [`arn:${Aws.PARTITION}:logs:${Aws.REGION}:${Aws.ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/*`],
-      }),
-      new iam.PolicyStatement({
-        sid: 'EndpointMetrics',
-        actions: ['cloudwatch:PutMetricData'],
-        resources: ['*'],
-        conditions: { StringEquals: { 'cloudwatch:namespace': ['/aws/sagemaker/Endpoints', 'AWS/SageMaker'] } },
-      }),
-    ];
-    // ---- the serving container's network ----
-    // Network isolation is not possible: the container itself reads the batch images and requests from S3,
-    // writes the masks to S3 and reads the pseudonym secret. So it runs in a VPC whose isolated subnets have
-    // no route out at all (no internet or NAT gateway): S3 through a gateway endpoint, Secrets Manager
-    // through an interface endpoint, nothing else. SageMaker pulls the image and moves the async
-    // requests, outputs and notifications through its own channel.
-    this.vpc = new ec2.Vpc(this, 'EndpointVpc', {
-      ipAddresses: ec2.IpAddresses.cidr('10.80.0.0/24'),
-      maxAzs: 2,
-      natGateways: 0,
-      subnetConfiguration: [{ name: 'endpoint', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 26 }],
-      gatewayEndpoints: { S3: { service: ec2.GatewayVpcEndpointAwsService.S3 } },
-      // Nothing is attached to the default security group; closing it needs a custom-resource Lambda.
-      restrictDefaultSecurityGroup: false,
-    });
-    this.vpc.addFlowLog('FlowLogs', { trafficType: ec2.FlowLogTrafficType.ALL, destination: flowLogDestination(this, props, key) });
-    this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
-      vpc: this.vpc, allowAllOutbound: false,
-      description: 'cxr-opacity serving container: HTTPS to the VPC endpoints only',
-    });
-    // The subnets have no route but to the VPC endpoints, so HTTPS "anywhere" reaches S3 and Secrets Manager only.
-    this.endpointSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to the S3 gateway endpoint and the Secrets Manager endpoint');
-    const secretsEndpoint = this.vpc.addInterfaceEndpoint('SecretsManagerEndpoint', {
-      service: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-      privateDnsEnabled: true,
-      subnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
-      // Not the whole VPC CIDR: only the serving container's security group may reach it (below).
-      open: false,
-    });
-    secretsEndpoint.connections.allowFrom(this.endpointSecurityGroup, ec2.Port.tcp(443), 'HTTPS from the serving container');
-    sagemakerStatements.push(new iam.PolicyStatement({
-      sid: 'VpcNetworkInterfaces',
-      actions: [
-        'ec2:CreateNetworkInterface', 'ec2:CreateNetworkInterfacePermission', 'ec2:DeleteNetworkInterface',
-        'ec2:DeleteNetworkInterfacePermission', 'ec2:DescribeNetworkInterfaces', 'ec2:DescribeVpcs',
-        'ec2:DescribeDhcpOptions', 'ec2:DescribeSubnets', 'ec2:DescribeSecurityGroups',
-      ],
-      resources: ['*'],
+    // The serving container, its network, the endpoint's execution role, the model and the endpoint (batch-endpoint.ts, batch-network.ts).
+    this.image = servingImage(this, gpu);
+    const network = endpointNetwork(this, { key, flowLogsBucket: props.flowLogsBucket, logRetention: props.logRetention });
+    ({ vpc: this.vpc, securityGroup: this.endpointSecurityGroup } = network);
+    ({ role: this.sagemakerRole, policy: this.sagemakerPolicy } = endpointRole(this, {
+      image: this.image, uploadsBucket, resultsBucket, imagePrefixes, pseudonymSecret, successTopic: this.successTopic, errorTopic: this.errorTopic, keyArns,
     }));
-
-    this.sagemakerRole = new iam.Role(this, 'EndpointRole', {
-      assumedBy: new iam.ServicePrincipal('sagemaker.amazonaws.com'),
-      description: 'cxr-opacity batch inference endpoint (serving container and async notifications)',
+    this.model = servingModel(this, {
+      image: this.image, role: this.sagemakerRole, policy: this.sagemakerPolicy, network, uploadsBucket, resultsBucket, pseudonymSecret, gpu, maxConcurrent,
+      keepSourceKeys: props.keepSourceKeys, dicomIdentity: props.dicomIdentity, maxInputBytes: props.maxInputBytes, modelManifest: props.modelManifest,
     });
-    this.sagemakerPolicy = new iam.ManagedPolicy(this, 'EndpointRolePolicy', {
-      description: 'cxr-opacity batch inference endpoint: least privilege', statements: sagemakerStatements, roles: [this.sagemakerRole],
-    });
-
-    this.model = new sagemaker.CfnModel(this, 'Model', {
-      executionRoleArn: this.sagemakerRole.roleArn,
-      vpcConfig: {
-        securityGroupIds: [this.endpointSecurityGroup.securityGroupId],
-        subnets: this.vpc.isolatedSubnets.map((s) => s.subnetId),
-      },
-      primaryContainer: {
-        image: this.image.imageUri,
-        environment: {
-          RESULTS_BUCKET: resultsBucket.bucketName,
-          SOURCE_BUCKETS: uploadsBucket.bucketName,
-          PSEUDONYM_SECRET_ARN: pseudonymSecret.secretArn,
-          KEEP_SOURCE_KEYS: String(props.keepSourceKeys ?? false),
-          [DICOM_IDENTITY_ENV]: props.dicomIdentity ?? 'off',
-          MAX_INPUT_BYTES: String(props.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES),
-          MODEL_MANIFEST: props.modelManifest ?? '/app/models/cxr-unet-r18.json',
-          USE_CUDA: gpu ? '1' : '0',
-          MAX_CONCURRENT: String(maxConcurrent),
-          MAX_BATCH: gpu ? '8' : '1',
-          AWS_REGION: Aws.REGION,
-        },
-      },
-    });
-    // SageMaker pulls the image with the role when it creates the model.
-    this.model.node.addDependency(this.sagemakerPolicy);
-    this.model.node.addDependency(secretsEndpoint);
-
-    this.endpointConfig = new sagemaker.CfnEndpointConfig(this, 'EndpointConfig', {
-      productionVariants: [{
-        variantName: VARIANT,
-        modelName: this.model.attrModelName,
-        instanceType,
-        initialInstanceCount: 1,
-        initialVariantWeight: 1,
-      }],
-      // No KmsKeyId for the ML volume: g4dn/g5 instances have local NVMe instance storage, which SageMaker
-      // encrypts with a hardware key and for which it refuses a KMS key. The async output is KMS-encrypted.
-      asyncInferenceConfig: {
-        clientConfig: { maxConcurrentInvocationsPerInstance: maxConcurrent },
-        outputConfig: {
-          s3OutputPath: resultsBucket.s3UrlForObject(BATCH_OUTPUTS_PREFIX),
-          s3FailurePath: resultsBucket.s3UrlForObject(BATCH_FAILURES_PREFIX),
-          kmsKeyId: key.keyArn,
-          notificationConfig: { successTopic: this.successTopic.topicArn, errorTopic: this.errorTopic.topicArn },
-        },
-      },
-    });
-    this.endpoint = new sagemaker.CfnEndpoint(this, 'Endpoint', { endpointConfigName: this.endpointConfig.attrEndpointConfigName });
+    ({ endpointConfig: this.endpointConfig, endpoint: this.endpoint } = asyncEndpoint(this, {
+      model: this.model, instanceType: props.instanceType ?? 'ml.g4dn.xlarge', maxConcurrent, resultsBucket, key,
+      successTopic: this.successTopic, errorTopic: this.errorTopic,
+    }));
     this.endpointName = this.endpoint.attrEndpointName;
 
     ({ scalingTarget: this.scalingTarget, hasBacklogWithoutCapacityAlarm: this.hasBacklogWithoutCapacityAlarm, idleAlarm: this.idleAlarm } = this.scaling(props));
 
-    // ---- the two functions ----
-    const xray = () => new iam.PolicyStatement({ sid: 'XRayTraces', actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resources: ['*'] });
-    const useKeys = () => new iam.PolicyStatement({
-      sid: 'UseKeys', actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'], resources: keys,
-    });
-    const logGroup = (lid: string) => new logs.LogGroup(this, lid, { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR, encryptionKey: key });
-    const writeLogs = (lg: logs.ILogGroup) => new iam.PolicyStatement({ sid: 'WriteLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [lg.logGroupArn] });
-    const toDlq = () => new iam.PolicyStatement({ sid: 'DeadLetters', actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.queueArn] });
-    const role = (rid: string, description: string, statements: iam.PolicyStatement[]) => {
-      const r = new iam.Role(this, rid, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description });
-      const p = new iam.ManagedPolicy(this, `${rid}Policy`, { description: `${description}: least privilege`, statements, roles: [r] });
-      return { role: r, policy: p };
-    };
-    const fnDefaults = (lg: logs.ILogGroup, r: iam.Role) => ({
-      role: r.withoutPolicyUpdates(),
-      logGroup: lg,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      tracing: lambda.Tracing.ACTIVE,
-      environmentEncryption: key,
-      deadLetterQueue: this.deadLetterQueue,
-      retryAttempts: 2,
-      // Bundled by NodeFunction (cdk/lib/bundling.ts): the Node 22 runtime ships AWS SDK v3, including the
-      // SageMaker runtime client.
-    });
+    // The two functions: the router (manifests in) and batch-result (endpoint notifications out).
+    ({ fn: this.routerFunction, role: this.routerRole, policy: this.routerPolicy } = this.router(props, imagePrefixes, keyArns));
+    ({ fn: this.batchResultFunction, role: this.batchResultRole, policy: this.batchResultPolicy } = this.batchResult(props, keyArns));
+    for (const t of [this.successTopic, this.errorTopic]) {
+      t.addSubscription(new subs.LambdaSubscription(this.batchResultFunction, { deadLetterQueue: this.deadLetterQueue }));
+    }
+  }
 
-    const routerLogs = logGroup('RouterLogs');
-    const router = role('RouterRole', 'cxr-opacity batch router', [
-      writeLogs(routerLogs),
+  /** The batch router: reads manifests and images, writes requests and status, sends to the ingest queue or invokes the endpoint. */
+  private router(props: BatchInferenceProps, imagePrefixes: string[], keyArns: string[]): BatchFunction {
+    const { uploadsBucket, resultsBucket, ingestQueue, pseudonymSecret } = props;
+    const logGroup = this.functionLogGroup('RouterLogs', props);
+    const { role, policy } = this.functionRole('RouterRole', 'cxr-opacity batch router', [
+      writeLogsStatement(logGroup),
       new iam.PolicyStatement({
         sid: 'ReadManifestsAndImages',
         // GetObject also authorises HeadObject, which the router uses to check images and read their ETags.
@@ -347,12 +192,10 @@ export class BatchInferenceConstruct extends Construct {
         actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
         resources: [pseudonymSecret.secretArn],
       }),
-      toDlq(), useKeys(), xray(),
+      this.deadLettersStatement(), useKeysStatement(keyArns), xrayStatement(),
     ]);
-    this.routerRole = router.role;
-    this.routerPolicy = router.policy;
-    this.routerFunction = new NodeFunction(this, 'RouterFunction', {
-      ...fnDefaults(routerLogs, router.role),
+    const fn = new NodeFunction(this, 'RouterFunction', {
+      ...this.functionDefaults(logGroup, role, props.key),
       description: 'cxr-opacity: route a batch manifest to the Lambda path or the SageMaker async endpoint',
       entry: 'functions/router/handler.ts',
       memorySize: 512,
@@ -373,23 +216,26 @@ export class BatchInferenceConstruct extends Construct {
         NODE_OPTIONS: '--enable-source-maps',
       },
     });
-    this.routerFunction.node.addDependency(this.routerPolicy);
+    fn.node.addDependency(policy);
+    return { fn, role, policy };
+  }
 
-    const resultLogs = logGroup('BatchResultLogs');
-    const result = role('BatchResultRole', 'cxr-opacity batch result hand-off', [
-      writeLogs(resultLogs),
+  /** The batch-result function: forwards the endpoint's outcomes (SNS success / error) to the score queue. */
+  private batchResult(props: BatchInferenceProps, keyArns: string[]): BatchFunction {
+    const { resultsBucket, scoreQueue } = props;
+    const logGroup = this.functionLogGroup('BatchResultLogs', props);
+    const { role, policy } = this.functionRole('BatchResultRole', 'cxr-opacity batch result hand-off', [
+      writeLogsStatement(logGroup),
       new iam.PolicyStatement({
         sid: 'ReadAsyncOutputs',
         actions: ['s3:GetObject'],
         resources: [BATCH_OUTPUTS_PREFIX, BATCH_FAILURES_PREFIX, BATCH_REQUESTS_PREFIX].map((p) => resultsBucket.arnForObjects(`${p}*`)),
       }),
       new iam.PolicyStatement({ sid: 'SendToScoreQueue', actions: ['sqs:SendMessage'], resources: [scoreQueue.queueArn] }),
-      toDlq(), useKeys(), xray(),
+      this.deadLettersStatement(), useKeysStatement(keyArns), xrayStatement(),
     ]);
-    this.batchResultRole = result.role;
-    this.batchResultPolicy = result.policy;
-    this.batchResultFunction = new NodeFunction(this, 'BatchResultFunction', {
-      ...fnDefaults(resultLogs, result.role),
+    const fn = new NodeFunction(this, 'BatchResultFunction', {
+      ...this.functionDefaults(logGroup, role, props.key),
       description: 'cxr-opacity: forward SageMaker async results (success or error) to the score queue',
       entry: 'functions/batch-result/handler.ts',
       memorySize: 256,
@@ -404,10 +250,38 @@ export class BatchInferenceConstruct extends Construct {
         NODE_OPTIONS: '--enable-source-maps',
       },
     });
-    this.batchResultFunction.node.addDependency(this.batchResultPolicy);
-    for (const t of [this.successTopic, this.errorTopic]) {
-      t.addSubscription(new subs.LambdaSubscription(this.batchResultFunction, { deadLetterQueue: this.deadLetterQueue }));
-    }
+    fn.node.addDependency(policy);
+    return { fn, role, policy };
+  }
+
+  private functionLogGroup(lid: string, props: BatchInferenceProps): logs.LogGroup {
+    return new logs.LogGroup(this, lid, { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR, encryptionKey: props.key });
+  }
+
+  /** A Lambda execution role with one customer-managed policy of these statements. */
+  private functionRole(rid: string, description: string, statements: iam.PolicyStatement[]): { role: iam.Role; policy: iam.ManagedPolicy } {
+    const role = new iam.Role(this, rid, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description });
+    const policy = new iam.ManagedPolicy(this, `${rid}Policy`, { description: `${description}: least privilege`, statements, roles: [role] });
+    return { role, policy };
+  }
+
+  private deadLettersStatement(): iam.PolicyStatement {
+    return new iam.PolicyStatement({ sid: 'DeadLetters', actions: ['sqs:SendMessage'], resources: [this.deadLetterQueue.queueArn] });
+  }
+
+  /** What the two functions share: logging, tracing, encryption, the dead-letter queue and retries. */
+  private functionDefaults(logGroup: logs.ILogGroup, role: iam.Role, key: kms.IKey) {
+    return {
+      role: role.withoutPolicyUpdates(),
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      environmentEncryption: key,
+      deadLetterQueue: this.deadLetterQueue,
+      retryAttempts: 2,
+      // Bundled by NodeFunction (cdk/lib/bundling.ts): the Node 22 runtime ships AWS SDK v3, including the
+      // SageMaker runtime client.
+    };
   }
 
   /** The endpoint's success and error topics and the functions' dead-letter queue, encrypted with the messaging key. */
@@ -505,6 +379,18 @@ export class BatchInferenceConstruct extends Construct {
   }
 }
 
+interface BatchFunction {
+  fn: nodejs.NodejsFunction;
+  role: iam.Role;
+  policy: iam.ManagedPolicy;
+}
+
+const xrayStatement = () => new iam.PolicyStatement({ sid: 'XRayTraces', actions: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], resources: ['*'] });
+const useKeysStatement = (keyArns: string[]) => new iam.PolicyStatement({
+  sid: 'UseKeys', actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey', 'kms:DescribeKey'], resources: keyArns,
+});
+const writeLogsStatement = (lg: logs.ILogGroup) => new iam.PolicyStatement({ sid: 'WriteLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [lg.logGroupArn] });
+
 export interface BatchNagAcknowledgement {
   readonly construct: IConstruct;
   readonly id: string;
@@ -545,22 +431,4 @@ export function batchNagAcknowledgements(b: BatchInferenceConstruct, resultsBuck
   ack(b.endpointConfig, 'HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured',
     'GPU instances with local NVMe storage (ml.g4dn, ml.g5) refuse a volume KMS key; their instance storage is hardware-encrypted. Async outputs are KMS-encrypted (OutputConfig.KmsKeyId).');
   return acks;
-}
-
-/**
- * Where the endpoint VPC's flow logs go: the given bucket (no role needed), else a log group of ours, written
- * by a role with one customer-managed policy (CDK's default would be an inline policy).
- */
-function flowLogDestination(scope: Construct, props: BatchInferenceProps, key: kms.IKey): ec2.FlowLogDestination {
-  if (props.flowLogsBucket) return ec2.FlowLogDestination.toS3(props.flowLogsBucket, 'vpc-flow-logs/');
-  const logGroup = new logs.LogGroup(scope, 'FlowLogGroup', { retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR, encryptionKey: key });
-  const role = new iam.Role(scope, 'FlowLogRole', { assumedBy: new iam.ServicePrincipal('vpc-flow-logs.amazonaws.com'), description: 'cxr-opacity endpoint VPC flow logs' });
-  new iam.ManagedPolicy(scope, 'FlowLogRolePolicy', {
-    description: 'cxr-opacity endpoint VPC flow logs: write to their log group',
-    roles: [role],
-    statements: [new iam.PolicyStatement({
-      sid: 'WriteFlowLogs', actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'], resources: [logGroup.logGroupArn],
-    })],
-  });
-  return ec2.FlowLogDestination.toCloudWatchLogs(logGroup, role.withoutPolicyUpdates() as iam.IRole);
 }
