@@ -118,7 +118,7 @@ describe('ApiConstruct (API Gateway REST + Lambda)', () => {
     });
     template.hasResourceProperties('AWS::Lambda::Function', {
       PackageType: 'Image', Architectures: ['x86_64'], MemorySize: 3008,
-      Environment: { Variables: Match.objectLike({ MODEL_MANIFEST: '/var/task/models/cxr-unet-r18.json' }) },
+      Environment: { Variables: Match.objectLike({ MODEL_MANIFEST: '/var/task/models/cxr-unet-r18-int8.json' }) },
     });
     // The analyze role touches no data; the API role reads results and presigns, and writes nothing to the table.
     const policies = JSON.stringify(template.findResources('AWS::IAM::ManagedPolicy'));

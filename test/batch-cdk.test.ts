@@ -56,7 +56,7 @@ describe('BatchInferenceConstruct', () => {
     const c = model.Properties.PrimaryContainer;
     assert.match(JSON.stringify(c.Image), /dkr\.ecr/);
     assert.equal(c.Environment.USE_CUDA, '1');
-    assert.equal(c.Environment.MODEL_MANIFEST, '/app/models/cxr-unet-r18.json');
+    assert.equal(c.Environment.MODEL_MANIFEST, '/app/models/cxr-unet-r18-int8.json');
     assert.equal(c.Environment.DICOM_IDENTITY, 'deidentified', 'the identity mode of seg.dcm/sr.dcm the construct was given');
     assert.ok(c.Environment.RESULTS_BUCKET && c.Environment.PSEUDONYM_SECRET_ARN && c.Environment.SOURCE_BUCKETS);
     assert.deepEqual(model.Properties.ExecutionRoleArn, { 'Fn::GetAtt': [lid(batch.sagemakerRole), 'Arn'] });

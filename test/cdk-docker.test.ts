@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerIgnoreStrategy } from 'aws-cdk-lib';
+import { DEFAULT_MODEL_FILE, MODEL_FILES } from '../layers/onnx/model-files';
 
 const ROOT = join(__dirname, '..');
 const dockerfile = readFileSync(join(ROOT, 'functions', 'segment', 'Dockerfile'), 'utf8');
@@ -24,7 +25,8 @@ const ignored = (rel: string): boolean => ignore.ignores(join(ROOT, rel));
 describe('segment image build context (.dockerignore)', () => {
   test('lets through what the image build reads', () => {
     for (const p of ['package.json', 'package-lock.json', 'tsconfig.json', 'functions/segment/handler.ts',
-      'src/aws/observability.ts', 'src/core/index.ts', 'layers/onnx/session.ts', 'models/severity.json', 'models/cxr-unet-r18.json', 'models/cxr-unet-r18.onnx']) {
+      'src/aws/observability.ts', 'src/core/index.ts', 'layers/onnx/session.ts', 'models/severity.json', 'models/cxr-unet-r18.json', 'models/cxr-unet-r18.onnx',
+      'models/cxr-unet-r18-int8.json', 'models/cxr-unet-r18-int8.onnx', 'layers/onnx/model-files.ts']) {
       assert.equal(ignored(p), false, `${p} reaches the build`);
     }
   });
@@ -70,27 +72,32 @@ describe('segment Dockerfile', () => {
   test('copies the model and manifests to /var/task/models, where MODEL_MANIFEST points', () => {
     assert.match(dockerfile, /COPY --from=build \/build\/dist\/ \$\{LAMBDA_TASK_ROOT\}\//);
     assert.match(dockerfile, /dist\/models/);
-    const pipeline = readFileSync(join(ROOT, 'cdk', 'lib', 'pipeline.ts'), 'utf8');
-    assert.match(pipeline, /MODEL_MANIFEST: '\/var\/task\/models\/cxr-unet-r18\.json'/);
+    // The image bakes the default model (layers/onnx/model-files.ts, where the CDK's MODEL_MANIFEST points) and the fp32 one.
+    for (const file of Object.values(MODEL_FILES)) assert.ok(dockerfile.includes(`"${file}"`), `the image build copies and checks ${file}`);
+    assert.ok(Object.values(MODEL_FILES).includes(DEFAULT_MODEL_FILE as (typeof MODEL_FILES)[keyof typeof MODEL_FILES]));
+    const sagemaker = readFileSync(join(ROOT, 'functions', 'sagemaker', 'Dockerfile'), 'utf8');
+    assert.match(sagemaker, new RegExp(`ARG MODEL_MANIFEST=models/${DEFAULT_MODEL_FILE.replace(/\./g, '\\.')}\n`), 'the SageMaker image defaults to the same model');
   });
 
-  test('the exported model matches its manifest (what the image build checks)', () => {
+  test('both exported models match their manifests (what the image build checks)', () => {
     const t = testContext();
-    const manifestPath = join(ROOT, 'models', 'cxr-unet-r18.json');
-    if (!existsSync(manifestPath)) {
-      t.skip('models/cxr-unet-r18.json not exported yet; the image build would stop with a clear message');
-      return;
-    }
-    const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { file: string; sha256: string; guard?: string };
-    // the segmentation model and the guard it names: both reach the image and match their manifests
-    const all = [m, ...(m.guard ? [JSON.parse(readFileSync(join(ROOT, 'models', m.guard), 'utf8')) as { file: string; sha256: string }] : [])];
-    assert.ok(m.guard, 'the model manifest names its guard');
-    assert.match(dockerfile, /m\.guard/, 'the image build copies and checks the guard too');
-    for (const x of all) {
-      const onnx = join(ROOT, 'models', x.file);
-      assert.ok(existsSync(onnx), `${x.file} exists`);
-      assert.equal(ignored(`models/${x.file}`), false);
-      assert.equal(createHash('sha256').update(readFileSync(onnx)).digest('hex'), x.sha256);
+    for (const name of Object.values(MODEL_FILES)) {
+      const manifestPath = join(ROOT, 'models', name);
+      if (!existsSync(manifestPath)) {
+        t.skip(`models/${name} not exported yet; the image build would stop with a clear message`);
+        return;
+      }
+      const m = JSON.parse(readFileSync(manifestPath, 'utf8')) as { file: string; sha256: string; guard?: string };
+      // the segmentation model and the guard it names: both reach the image and match their manifests
+      const all = [m, ...(m.guard ? [JSON.parse(readFileSync(join(ROOT, 'models', m.guard), 'utf8')) as { file: string; sha256: string }] : [])];
+      assert.ok(m.guard, `${name} names its guard`);
+      assert.match(dockerfile, /m\.guard/, 'the image build copies and checks the guard too');
+      for (const x of all) {
+        const onnx = join(ROOT, 'models', x.file);
+        assert.ok(existsSync(onnx), `${x.file} exists`);
+        assert.equal(ignored(`models/${x.file}`), false);
+        assert.equal(createHash('sha256').update(readFileSync(onnx)).digest('hex'), x.sha256);
+      }
     }
   });
 

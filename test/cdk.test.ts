@@ -279,7 +279,7 @@ describe('functions', () => {
     assert.deepEqual(env.SCORE_QUEUE_URL, { Ref: lid(stack.pipeline.scoreQueue) });
     assert.deepEqual(env.IDEMPOTENCY_TABLE, { Ref: lid(stack.storage.idempotencyTable) });
     assert.deepEqual(env.PSEUDONYM_SECRET_ARN, { Ref: lid(stack.storage.pseudonymSecret) });
-    assert.equal(env.MODEL_MANIFEST, '/var/task/models/cxr-unet-r18.json');
+    assert.equal(env.MODEL_MANIFEST, '/var/task/models/cxr-unet-r18-int8.json');
     assert.equal(env.KEEP_SOURCE_KEYS, 'false', 'results keep no file names unless the deployer sets keepSourceKeys');
     assert.equal(env.DICOM_IDENTITY, 'off', 'seg.dcm/sr.dcm carry no patient or study unless the deployer sets dicomIdentity');
     assert.equal(env.POWERTOOLS_SERVICE_NAME, 'cxr-opacity-segment');

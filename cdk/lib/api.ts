@@ -23,6 +23,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct, type IConstruct } from 'constructs';
+import { DEFAULT_MODEL_FILE } from '../../layers/onnx/model-files';
 import { NodeFunction } from './bundling';
 import { DICOM_IDENTITY_ENV, type IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
@@ -182,7 +183,7 @@ export class ApiConstruct extends Construct {
         UPLOADS_BUCKET: uploadsBucket.bucketName,
         RESULTS_BUCKET: resultsBucket.bucketName,
         RESULTS_TABLE: resultsTable.tableName,
-        MODEL_MANIFEST: '/var/task/models/cxr-unet-r18.json',
+        MODEL_MANIFEST: `/var/task/models/${DEFAULT_MODEL_FILE}`,
         [DICOM_IDENTITY_ENV]: props.dicomIdentity ?? 'off',
         POWERTOOLS_SERVICE_NAME: 'cxr-opacity-api',
         POWERTOOLS_LOG_LEVEL: 'INFO',

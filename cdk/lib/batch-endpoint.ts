@@ -14,6 +14,7 @@ import * as sagemaker from 'aws-cdk-lib/aws-sagemaker';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type { Construct } from 'constructs';
+import { DEFAULT_MODEL_FILE } from '../../layers/onnx/model-files';
 import { DICOM_IDENTITY_ENV, type IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES } from '../../src/limits';
 import {
@@ -146,7 +147,7 @@ export function servingModel(scope: Construct, p: ServingModelProps): sagemaker.
         KEEP_SOURCE_KEYS: String(p.keepSourceKeys ?? false),
         [DICOM_IDENTITY_ENV]: p.dicomIdentity ?? 'off',
         MAX_INPUT_BYTES: String(p.maxInputBytes ?? DEFAULT_MAX_INPUT_BYTES),
-        MODEL_MANIFEST: p.modelManifest ?? '/app/models/cxr-unet-r18.json',
+        MODEL_MANIFEST: p.modelManifest ?? `/app/models/${DEFAULT_MODEL_FILE}`,
         USE_CUDA: p.gpu ? '1' : '0',
         MAX_CONCURRENT: String(p.maxConcurrent),
         MAX_BATCH: p.gpu ? '8' : '1',

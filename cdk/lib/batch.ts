@@ -79,7 +79,7 @@ export interface BatchInferenceProps {
   readonly imagePrefixes?: string[];
   /** Build the GPU image (CUDA runtime base + onnxruntime CUDA provider). Default true; false builds the CPU image. */
   readonly gpu?: boolean;
-  /** Model manifest inside the image (default /app/models/cxr-unet-r18.json). */
+  /** Model manifest inside the image (default: the default model, /app/models/cxr-unet-r18-int8.json; layers/onnx/model-files.ts). */
   readonly modelManifest?: string;
   /** Reserved concurrency of the router (default 2: batches are few, each invocation works through one) and of batch-result (default 10). */
   readonly routerConcurrency?: number;

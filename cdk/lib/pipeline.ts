@@ -15,6 +15,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { DEFAULT_MODEL_FILE } from '../../layers/onnx/model-files';
 import { DICOM_IDENTITY_ENV } from '../../src/core/dicom-out/identity';
 import { BATCH_IMAGE_PREFIX } from './batch';
 import { NodeFunction } from './bundling';
@@ -194,7 +195,7 @@ export class Pipeline extends Construct {
         KEEP_SOURCE_KEYS: String(config.keepSourceKeys),
         [DICOM_IDENTITY_ENV]: config.dicomIdentity,
         MAX_INPUT_BYTES: String(config.maxInputBytes),
-        MODEL_MANIFEST: '/var/task/models/cxr-unet-r18.json',
+        MODEL_MANIFEST: `/var/task/models/${DEFAULT_MODEL_FILE}`,
         POWERTOOLS_SERVICE_NAME: 'cxr-opacity-segment',
         POWERTOOLS_METRICS_NAMESPACE: 'CxrOpacity',
         POWERTOOLS_LOG_LEVEL: 'INFO',

@@ -8,12 +8,15 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GUARD_CLASSES } from '../../src/core/guard';
+import { DEFAULT_MODEL_FILE, MODEL_FILES } from './model-files';
 import type { GuardManifest, GuardModel, GuardOutput, ModelManifest, SegmentationModel } from '../../src/core/types';
 
 export type { SegmentationModel };
 
-/** The committed model's manifest (models/cxr-unet-r18.json): what the CLI, `npm start` and the evaluation load by default. */
-export const DEFAULT_MODEL_MANIFEST = join(__dirname, '..', '..', 'models', 'cxr-unet-r18.json');
+/** The default model's manifest (model-files.ts: the int8 model): what the CLI, `npm start` and the evaluation load. */
+export const DEFAULT_MODEL_MANIFEST = join(__dirname, '..', '..', 'models', DEFAULT_MODEL_FILE);
+/** The fp32 model's manifest (what training exports and the int8 model is quantised from). */
+export const FP32_MODEL_MANIFEST = join(__dirname, '..', '..', 'models', MODEL_FILES.fp32);
 
 export interface LoadModelOptions {
   /** Intra-op threads; default: the CPUs this process may use (Lambda: 2 at 3 GB memory). */

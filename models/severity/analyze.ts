@@ -19,7 +19,7 @@ import { FEATURE_TRANSFORMS, validateSeverityConfig, type FeatureTransform, type
 import { readCsv, scoreSet, type ScoredImage } from './data';
 import { auc, bootstrap, fitLogistic, mean, pearson, sigmoid, spearman, wilson, type Estimate } from '../../src/stats';
 
-export const SEVERITY_VERSION = '1.1.0';
+export const SEVERITY_VERSION = '1.2.0';
 const SEED = 20201019; // any fixed number; the date of the source paper's preprint
 const RESAMPLES = 2000;
 

@@ -2,7 +2,7 @@
  * Fits the radiologist-scale levels of the MODEL's masks (issue 9) and writes models/severity/scales.json, which
  * analyze.ts copies into severity.json:
  *
- *   npx tsx models/severity/fit-scales.ts [--data DIR] [--model models/cxr-unet-r18.json]
+ *   npx tsx models/severity/fit-scales.ts [--data DIR] [--model MANIFEST (default: the default model, layers/onnx/model-files.ts)]
  *
  * - Geographic extent (0-4 per lung, 0-8 total): fitted to the mean of 3 radiologists (Cohen et al.) on the
  *   gb_covid_seg images of patients who are not external22 patients.
@@ -21,7 +21,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../../layers/onnx/session';
+import { DEFAULT_MODEL_MANIFEST, loadModel } from '../../layers/onnx/session';
 import { countMasks, scoreCounts, type MaskCounts } from '../../src/core/score';
 import { decodeImage } from '../../src/core/decode';
 import { segmentImage } from '../../src/core/segment';
@@ -224,7 +224,7 @@ export async function fitScales(dataDir: string, manifest: string) {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { data: { type: 'string' }, model: { type: 'string' } } });
   const dataDir = path.resolve(values.data ?? path.join(repo, '..', 'shared', 'data'));
-  const manifest = path.resolve(values.model ?? path.join(repo, 'models', 'cxr-unet-r18.json'));
+  const manifest = path.resolve(values.model ?? DEFAULT_MODEL_MANIFEST);
   const out = await fitScales(dataDir, manifest);
   writeFileSync(path.join(repo, 'models', 'severity', 'scales.json'), JSON.stringify(out, null, 2) + '\n');
   console.log(JSON.stringify(out, null, 2));

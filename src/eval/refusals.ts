@@ -3,12 +3,12 @@
  * accepted ones carry. Runs the production path (decodeImage -> segmentImage, guard and plausibility included) over
  * every image of every set in ../shared/data and writes models/eval/refusals.json (counts, refused ids and codes).
  *
- *   npx tsx src/eval/refusals.ts [--data ../shared/data] [--model models/cxr-unet-r18.json] [--out models/eval]
+ *   npx tsx src/eval/refusals.ts [--data ../shared/data] [--model MANIFEST (default: the default model)] [--out models/eval]
  */
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../../layers/onnx/session';
+import { DEFAULT_MODEL_MANIFEST, loadModel } from '../../layers/onnx/session';
 import { countMasks, decodeImage, isInputError, segmentImage } from '../core';
 import { parseCsv } from '../../models/severity/data';
 
@@ -68,7 +68,7 @@ export async function measureRefusals(dataDir: string, manifest: string) {
 async function main(): Promise<void> {
   const repo = resolve(__dirname, '..', '..');
   const { values } = parseArgs({ options: { data: { type: 'string' }, model: { type: 'string' }, out: { type: 'string' } } });
-  const r = await measureRefusals(resolve(values.data ?? join(repo, '..', 'shared', 'data')), resolve(values.model ?? join(repo, 'models', 'cxr-unet-r18.json')));
+  const r = await measureRefusals(resolve(values.data ?? join(repo, '..', 'shared', 'data')), resolve(values.model ?? DEFAULT_MODEL_MANIFEST));
   const out = join(resolve(values.out ?? join(repo, 'models', 'eval')), 'refusals.json');
   writeFileSync(out, JSON.stringify(r, null, 2) + '\n');
   console.log(`${r.refused} of ${r.films} real frontal films refused (${(100 * r.refusedShare).toFixed(2)}%); wrote ${out}`);
