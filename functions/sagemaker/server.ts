@@ -22,7 +22,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { SegmentationModel } from '../../src/core';
 import { asyncRequestSchema } from '../../src/pipeline/batch-request';
-import type { ObjectStore, StageLogger } from '../../src/pipeline/ports';
+import { isForbidden, isNotFound, type ObjectStore, type StageLogger } from '../../src/pipeline/ports';
 import { analyseImage, runSegmentStage, type SegmentStageDeps } from '../../src/pipeline/segment-stage';
 import type { StageMessage } from '../../src/pipeline/messages';
 import { queuedModel, QueueFullError, type QueuedModel } from './model-queue';
@@ -132,7 +132,6 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 }
 
 const errorName = (e: unknown): string => (e as { name?: string })?.name ?? '';
-const httpStatusOf = (e: unknown): number | undefined => (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
 
 export function createInferenceServer(deps: InferenceServerDeps): InferenceServer {
   if (deps.pseudonymKey.length < 16) throw new Error('the pseudonym key must be at least 16 characters');
@@ -172,11 +171,10 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
       }, { patientKey: req.patientKey, studyKey: req.studyKey });
       return { status: 200, body: message };
     } catch (e) {
-      const name = errorName(e);
-      if (name === 'NoSuchKey' || name === 'NotFound' || httpStatusOf(e) === 404) {
+      if (isNotFound(e)) {
         throw new HttpError(404, 'SOURCE_NOT_FOUND', `the source object does not exist in bucket ${req.source.bucket}`);
       }
-      if (name === 'AccessDenied' || httpStatusOf(e) === 403) {
+      if (isForbidden(e)) {
         throw new HttpError(403, 'SOURCE_ACCESS_DENIED', `this endpoint may not read bucket ${req.source.bucket}`);
       }
       throw e;

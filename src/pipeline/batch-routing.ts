@@ -22,7 +22,7 @@ import type { AsyncRequest } from './batch-request';
 import { BATCH_PREFIX, ManifestError, parseBatchManifest, RESERVED_PREFIXES, type BatchImage } from './batch-manifest';
 import { chooseRoute, type Route, type RouteConfig } from './batch-route';
 import { imageIdFor, storedSource, type PseudonymousIds, type SourceRef } from './messages';
-import type { AsyncEndpoint, IngestQueue, ObjectInfo, ObjectStore, QueueBacklog, StageLogger } from './ports';
+import { isForbidden, isNotFound, type AsyncEndpoint, type IngestQueue, type ObjectInfo, type ObjectStore, type QueueBacklog, type StageLogger } from './ports';
 import { BATCH_REQUESTS_PREFIX, BATCH_STATUS_PREFIX } from './storage-layout';
 
 export interface BatchRoutingConfig extends RouteConfig {
@@ -106,12 +106,6 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, i: number
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
 }
-
-// The ObjectStore's error contract (src/pipeline/ports.ts): S3's error names and status codes.
-const errName = (e: unknown) => (e as { name?: string })?.name ?? '';
-const statusCode = (e: unknown) => (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
-const isNotFound = (e: unknown) => ['NoSuchKey', 'NotFound'].includes(errName(e)) || statusCode(e) === 404;
-const isForbidden = (e: unknown) => errName(e) === 'AccessDenied' || errName(e) === 'Forbidden' || statusCode(e) === 403;
 
 /** Routes one manifest object. Throws (so the invocation is retried) only when something transient failed. */
 export async function routeManifest(manifest: SourceRef, deps: BatchRoutingDeps, log: StageLogger): Promise<RouteOutcome> {
@@ -250,8 +244,9 @@ export async function routeManifest(manifest: SourceRef, deps: BatchRoutingDeps,
         });
         results.set(src.key, { key: src.key, imageId, state: 'SUBMITTED', inferenceId: res.inferenceId ?? imageId, outputLocation: res.outputLocation });
       } catch (e) {
-        log.error('could not submit an image to the endpoint', { batchId, imageId, error: (e as Error).message, name: errName(e) });
-        results.set(src.key, { key: src.key, imageId, state: 'FAILED', reason: `${errName(e) || 'Error'}: ${(e as Error).message}` });
+        const name = (e as { name?: string } | undefined)?.name ?? '';
+        log.error('could not submit an image to the endpoint', { batchId, imageId, error: (e as Error).message, name });
+        results.set(src.key, { key: src.key, imageId, state: 'FAILED', reason: `${name || 'Error'}: ${(e as Error).message}` });
       }
     });
   }

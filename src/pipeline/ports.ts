@@ -5,9 +5,16 @@
  *
  * Errors: an ObjectStore signals a missing object with an error named `NoSuchKey` or `NotFound` (or
  * `$metadata.httpStatusCode` 404) and a refused one with `AccessDenied` or `Forbidden` (403), as the S3
- * client does; the in-memory stores do the same.
+ * client does; the in-memory stores do the same. isNotFound / isForbidden read that contract.
  */
 import type { PseudonymousIds, ResultItem, SourceRef, StageMessage } from './messages';
+
+const errName = (e: unknown) => (e as { name?: string } | undefined)?.name ?? '';
+const statusCode = (e: unknown) => (e as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+/** Whether an ObjectStore error says the object does not exist. */
+export const isNotFound = (e: unknown): boolean => ['NoSuchKey', 'NotFound'].includes(errName(e)) || statusCode(e) === 404;
+/** Whether an ObjectStore error says the object may not be read (S3 also says so for a missing key without s3:ListBucket). */
+export const isForbidden = (e: unknown): boolean => ['AccessDenied', 'Forbidden'].includes(errName(e)) || statusCode(e) === 403;
 
 export interface StoredObject {
   body: Uint8Array;
