@@ -10,6 +10,7 @@ import { deflateRawSync } from 'node:zlib';
 import sharp from 'sharp';
 import { decodeImage as decodeAtLeast128 } from '../src/core/decode';
 import { voiFunction } from '../src/core/decode/pixels';
+import { prescanDicom } from '../src/core/decode/prescan';
 import { InputError } from '../src/core/errors';
 import type { DecodedImage } from '../src/core/types';
 import {
@@ -242,6 +243,40 @@ describe('DICOM grayscale pipeline', () => {
     ] as const) {
       const img = await decodeImage(bytes);
       assert.deepEqual(Array.from(img.data), Array.from(ref.data), name);
+    }
+  });
+
+  test('pixels read in place (native LE, Pixel Data last) equal pixels read through dcmjs (anything after Pixel Data)', async () => {
+    // A top-level element after Pixel Data (here a private LO, explicit or implicit VR) sends the file through dcmjs
+    // whole; trailing padding (FFFC,FFFC) does not. Same pixels, meta and identifiers either way, at any alignment.
+    const element = (implicit: boolean, group: number, elem: number, vr: string, value: Buffer) => {
+      const head = Buffer.alloc(implicit ? 8 : vr === 'OB' ? 12 : 8);
+      head.writeUInt16LE(group, 0);
+      head.writeUInt16LE(elem, 2);
+      if (implicit) head.writeUInt32LE(value.length, 4);
+      else if (vr === 'OB') { head.write(vr, 4, 'latin1'); head.writeUInt32LE(value.length, 8); } else { head.write(vr, 4, 'latin1'); head.writeUInt16LE(value.length, 6); }
+      return Buffer.concat([head, value]);
+    };
+    for (const transferSyntax of ['explicit', 'implicit'] as const) {
+      const spec: DicomSpec = { rows: 130, cols: 140, bitsStored: 12, windowCenter: 1800, windowWidth: 3000, transferSyntax };
+      const plain = makeDicom(spec);
+      const scan = prescanDicom(plain, 132, 132 + 12 + plain.readUInt32LE(140), { explicitVr: transferSyntax === 'explicit', littleEndian: true });
+      assert.deepEqual({ ...scan.pixelData }, { valueOffset: plain.length - 130 * 140 * 2, length: 130 * 140 * 2, last: true }, transferSyntax);
+      const implicit = transferSyntax === 'implicit';
+      const after = Buffer.concat([plain, element(implicit, 0x7fe1, 0x0010, 'LO', Buffer.from('AB'))]);
+      const padded = Buffer.concat([plain, element(implicit, 0xfffc, 0xfffc, 'OB', Buffer.alloc(6))]);
+      assert.equal(prescanDicom(after, 132, 132 + 12 + after.readUInt32LE(140), { explicitVr: !implicit, littleEndian: true }).pixelData?.last, false);
+      assert.equal(prescanDicom(padded, 132, 132 + 12 + padded.readUInt32LE(140), { explicitVr: !implicit, littleEndian: true }).pixelData?.last, true);
+      const odd = Buffer.alloc(plain.length + 1).subarray(1);
+      plain.copy(odd);
+      const ref = await decodeImage(after);
+      for (const [name, bytes] of [['in place', plain], ['padding after the pixels', padded], ['at an odd address', odd]] as const) {
+        const img = await decodeImage(bytes);
+        assert.deepEqual([...img.data], [...ref.data], `${transferSyntax}, ${name}`);
+        assert.deepEqual(img.meta, ref.meta);
+        assert.deepEqual(img.identifiers, ref.identifiers);
+        assert.deepEqual(img.dicomSource, ref.dicomSource);
+      }
     }
   });
 

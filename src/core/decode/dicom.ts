@@ -177,6 +177,7 @@ export async function decodeDicom(input: Uint8Array, limits: SizeLimits): Promis
     throw new InputError('UNSUPPORTED_TRANSFER_SYNTAX',
       `The DICOM transfer syntax ${name ? `${tsUid} (${name})` : '(unrecognised value: not a standard DICOM transfer syntax)'} is not supported; re-export the image with one of: ${supportedSyntaxList()}.`);
   }
+  let relabelled = false;
   if (tsUid === TS.deflatedLE) bytes = inflateDataset(bytes, datasetOffset, maxPixels);
   else if (tsUid === TS.explicitLE || tsUid === TS.implicitLE) {
     // Some writers label an implicit VR dataset as explicit (or the reverse); dcmtk detects this, and
@@ -184,16 +185,24 @@ export async function decodeDicom(input: Uint8Array, limits: SizeLimits): Promis
     const actual = sniffBareDataset(bytes.subarray(datasetOffset));
     if ((actual === 'implicit' && tsUid === TS.explicitLE) || (actual === 'explicit' && tsUid === TS.implicitLE)) {
       bytes = toPart10(bytes.subarray(datasetOffset), actual);
+      relabelled = true;
     }
   }
 
   // Bound depth and element count before dcmjs recurses into the dataset (see prescan.ts).
-  prescanDicom(bytes, 132, dcmjsDatasetOffset(bytes), {
+  const scan = prescanDicom(bytes, 132, dcmjsDatasetOffset(bytes), {
     explicitVr: tsUid !== TS.implicitLE,
     littleEndian: tsUid !== TS.explicitBE,
   });
-  const { dict, vrOf } = parse(bytes);
+  // Native little-endian pixels that end the dataset are read in place: dcmjs parses the attributes up to Pixel
+  // Data only, and the pixels stay a view of the input (dcmjs would copy them, 15 MB for a 2500x3000 film, and
+  // the parse needs an ArrayBuffer of the whole file, often a second copy). Anything else goes through dcmjs whole.
+  const px = scan.pixelData;
+  const inPlace = px && px.last && px.length > 0 && !relabelled && (tsUid === TS.explicitLE || tsUid === TS.implicitLE || tsUid === TS.deflatedLE) ? px : undefined;
+  const { dict, vrOf } = parse(bytes, inPlace?.valueOffset);
+  if (inPlace) delete dict['7FE00010'];
   const ds = naturalize(dict);
+  if (inPlace) ds.PixelData = bytes.subarray(inPlace.valueOffset, inPlace.valueOffset + inPlace.length);
   return toImage(ds, vrOf, tsUid, limits);
 }
 
@@ -230,19 +239,25 @@ function inflateDataset(b: Uint8Array, datasetOffset: number, maxPixels: number)
   return out;
 }
 
-function parse(bytes: Uint8Array): { dict: DicomDataset; vrOf: (tag: string) => string | undefined } {
+/**
+ * dcmjs's dataset of the file, whole, or (pixelDataAt: where the Pixel Data value starts) only the attributes
+ * before Pixel Data, from a copy of the bytes before it.
+ */
+function parse(bytes: Uint8Array, pixelDataAt?: number): { dict: DicomDataset; vrOf: (tag: string) => string | undefined } {
   // An ArrayBuffer holding exactly these bytes. (Not bytes.slice(): on a Node Buffer that is a view of
   // the same, possibly larger, memory, so a truncated upload would be read with what follows it.)
   let ab: ArrayBuffer;
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) {
+  const upTo = pixelDataAt ?? bytes.byteLength;
+  if (upTo === bytes.byteLength && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) {
     ab = bytes.buffer;
   } else {
-    const copy = new Uint8Array(bytes.byteLength);
-    copy.set(bytes);
+    const copy = new Uint8Array(upTo);
+    copy.set(bytes.subarray(0, upTo));
     ab = copy.buffer;
   }
+  const untilTag = pixelDataAt === undefined ? null : '7FE00010';
   const read = (ignoreErrors: boolean) =>
-    DicomMessage.readFile(ab, { ignoreErrors, untilTag: null, includeUntilTagValue: false, noCopy: false, forceStoreRaw: false }).dict;
+    DicomMessage.readFile(ab, { ignoreErrors, untilTag, includeUntilTagValue: false, noCopy: false, forceStoreRaw: false }).dict;
   let dict: DicomDataset;
   try {
     dict = read(false);

@@ -63,6 +63,12 @@ interface Frame {
 export interface ScanResult {
   elements: number;
   maxDepth: number;
+  /**
+   * The top-level Pixel Data (7FE0,0010) element when it has a defined length, its value lies wholly inside the
+   * bytes, and (`last`) no top-level data element other than trailing padding (FFFC,FFFC) follows it: where its
+   * value starts and how long it is, so the decoder can read the pixels in place (decode/dicom.ts).
+   */
+  pixelData?: { valueOffset: number; length: number; last: boolean };
 }
 
 /**
@@ -70,7 +76,7 @@ export interface ScanResult {
  * [datasetOffset, end) in `syntax`. Throws InputError when a limit is passed or the structure is ambiguous.
  */
 export function prescanDicom(b: Uint8Array, metaStart: number, datasetOffset: number, syntax: ScanSyntax): ScanResult {
-  const state = { elements: 0, maxDepth: 0 };
+  const state: ScanResult = { elements: 0, maxDepth: 0 };
   if (datasetOffset > metaStart) walk(b, metaStart, datasetOffset, { explicitVr: true, littleEndian: true }, state);
   walk(b, datasetOffset, b.length, syntax, state);
   return state;
@@ -81,7 +87,7 @@ function tooComplex(what: string): InputError {
     `The DICOM file's structure is too complex to analyse safely (${what}); a chest radiograph needs neither. It was refused without being parsed: re-export the image from the modality or PACS.`);
 }
 
-function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, state: { elements: number; maxDepth: number }): void {
+function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, state: ScanResult): void {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const le = syntax.littleEndian;
   const u16 = (o: number) => dv.getUint16(o, le);
@@ -131,6 +137,8 @@ function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, sta
   };
   /** The walk cannot follow the structure from here: bound what any parser could nest, then leave it to dcmjs. */
   const fallback = (at: number) => {
+    // Elements after this point were not walked: the pixels are not known to be the dataset's last element.
+    if (state.pixelData) state.pixelData.last = false;
     const from = regionStart >= 0 && depth > 0 ? regionStart : at;
     const items = countPatterns(buf, from, end, patterns.item);
     if (items > MAX_SEQUENCE_DEPTH) throw tooComplex(`an irregular structure holding ${items.toLocaleString('en')} items`);
@@ -212,6 +220,13 @@ function walk(b: Uint8Array, start: number, end: number, syntax: ScanSyntax, sta
     }
     count();
     const valueStart = off + header;
+    if (!top) {
+      if (!state.pixelData && group === 0x7fe0 && element === 0x0010 && len !== UNDEFINED && valueStart + len <= bound) {
+        state.pixelData = { valueOffset: valueStart, length: len, last: true };
+      } else if (state.pixelData && !(group === 0xfffc && element === 0xfffc)) {
+        state.pixelData.last = false;
+      }
+    }
     if (vr === 'SQ') {
       if (len !== UNDEFINED && valueStart + len > bound) return fallback(off);
       off = valueStart;
