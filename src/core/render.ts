@@ -204,11 +204,13 @@ export function overlaySize(width: number, height: number, maxSide = OVERLAY_MAX
 function grayRgbAt(img: GrayImage, width: number, height: number): Buffer {
   const out = Buffer.allocUnsafe(width * height * 3);
   const d = img.data;
+  // Values to bytes: v / max * 255 rounded, with max 1 (floats) or 65535 (16-bit display values).
+  const k = 255 / (d instanceof Uint16Array ? 65535 : 1);
+  const byte = (v: number) => (v <= 0 ? 0 : v >= 255 ? 255 : (v + 0.5) | 0);
   if (width === img.width && height === img.height) {
     // Same size (films up to OVERLAY_MAX_SIDE): each pixel as it is.
     for (let i = 0, o = 0; i < d.length; i++, o += 3) {
-      const v = d[i];
-      const g = v <= 0 ? 0 : v >= 1 ? 255 : (v * 255 + 0.5) | 0;
+      const g = byte(d[i] * k);
       out[o] = g; out[o + 1] = g; out[o + 2] = g;
     }
     return out;
@@ -223,12 +225,11 @@ function grayRgbAt(img: GrayImage, width: number, height: number): Buffer {
     const r0 = ay.i0[y] * sw;
     const r1 = Math.min(ay.i0[y] + 1, img.height - 1) * sw;
     const fy = ay.f[y];
-    for (let x = 0; x < sw; x++) col[x] = d[r0 + x] + (d[r1 + x] - d[r0 + x]) * fy;
+    for (let x = 0; x < sw; x++) col[x] = (d[r0 + x] + (d[r1 + x] - d[r0 + x]) * fy) * k;
     let o = y * width * 3;
     for (let x = 0; x < width; x++, o += 3) {
       const a = col[ax.i0[x]];
-      const v = a + (col[x1[x]] - a) * ax.f[x];
-      const g = v <= 0 ? 0 : v >= 1 ? 255 : (v * 255 + 0.5) | 0;
+      const g = byte(a + (col[x1[x]] - a) * ax.f[x]);
       out[o] = g; out[o + 1] = g; out[o + 2] = g;
     }
   }

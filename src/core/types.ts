@@ -35,11 +35,16 @@ export interface RawIdentifiers {
   studyInstanceUid?: string;
 }
 
-/** A decoded grayscale image: row-major, values in [0, 1], 0 = black (air), 1 = white (bone). */
+/**
+ * A decoded grayscale image: row-major, 0 = black (air), white (bone) at the top of the range. Either floats in
+ * [0, 1], or 16-bit display values (value / 65535 in [0, 1]), which is what the decoders produce: half the memory
+ * of floats (a 2500x3000 film is 15 MB, not 30), and exactly what the model's 16-bit resize reads
+ * (core/preprocess.ts), so nothing is lost. core/gray.ts reads either.
+ */
 export interface GrayImage {
   width: number;
   height: number;
-  data: Float32Array;
+  data: Float32Array | Uint16Array;
 }
 
 export interface DecodedImage extends GrayImage {

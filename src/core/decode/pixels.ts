@@ -1,5 +1,5 @@
 /**
- * Stored DICOM pixel values -> display-ready floats in [0, 1] (0 = black).
+ * Stored DICOM pixel values -> display values in [0, 1] (0 = black), stored as 16 bits (core/types.ts GrayImage).
  *
  * Hand-written (no library in the dependency set applies the DICOM grayscale pipeline to raw samples):
  * stored value (masked to BitsStored below HighBit, sign-extended when PixelRepresentation = 1)
@@ -8,8 +8,10 @@
  * every pixel black or white - a 0.5-99.5 percentile window) -> MONOCHROME1 inversion.
  *
  * Every stored value maps to one output, so the whole chain is precomputed into a lookup table of
- * 2^BitsStored floats and applied with one table read per pixel (no per-pixel allocation or math).
+ * 2^BitsStored entries and applied with one table read per pixel (no per-pixel allocation or math).
  */
+
+import { toDisplay16 } from '../gray';
 
 export type VoiFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
 
@@ -40,7 +42,8 @@ export interface VoiLut {
 }
 
 export interface DisplayResult {
-  data: Float32Array;
+  /** 16-bit display values (core/types.ts GrayImage): round(display * 65535), display in [0, 1]. */
+  data: Uint16Array;
   window: { center: number; width: number; source: 'dicom' | 'percentile' };
 }
 
@@ -99,25 +102,27 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
     map = span > 0 ? (x) => clamp01((x - mlo) / span) : (x) => (x > mlo ? 1 : 0);
   }
 
-  const lut = new Float32Array(size);
+  // The display value of each stored value, as 16 bits of the float32 it was before (so the model's input is the
+  // same to the bit as when the image was floats: core/preprocess.ts quantised those floats the same way).
+  const lut = new Uint16Array(size);
   for (let idx = 0; idx < size; idx++) {
     const y = map(modality(idx));
-    lut[idx] = p.invert ? 1 - y : y;
+    lut[idx] = toDisplay16(Math.fround(p.invert ? 1 - y : y));
   }
 
-  const out = new Float32Array(count);
+  const out = new Uint16Array(count);
   if (raw instanceof Uint16Array) applyLut16(raw, out, lut, shift, mask);
   else applyLut8(raw, out, lut, shift, mask);
   return { data: out, window };
 }
 
 // One monomorphic loop per sample type: V8 keeps each to a plain typed-array load.
-function applyLut16(raw: Uint16Array, out: Float32Array, lut: Float32Array, shift: number, mask: number): void {
+function applyLut16(raw: Uint16Array, out: Uint16Array, lut: Uint16Array, shift: number, mask: number): void {
   const n = out.length;
   if (shift === 0) for (let i = 0; i < n; i++) out[i] = lut[raw[i] & mask];
   else for (let i = 0; i < n; i++) out[i] = lut[(raw[i] >> shift) & mask];
 }
-function applyLut8(raw: Uint8Array, out: Float32Array, lut: Float32Array, shift: number, mask: number): void {
+function applyLut8(raw: Uint8Array, out: Uint16Array, lut: Uint16Array, shift: number, mask: number): void {
   const n = out.length;
   if (shift === 0) for (let i = 0; i < n; i++) out[i] = lut[raw[i] & mask];
   else for (let i = 0; i < n; i++) out[i] = lut[(raw[i] >> shift) & mask];

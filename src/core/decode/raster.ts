@@ -9,6 +9,7 @@
  */
 import sharp from 'sharp';
 import { InputError } from '../errors';
+import { toDisplay16 } from '../gray';
 import type { DecodedImage } from '../types';
 import { tooSmall } from './limits';
 import { safeText } from './vocabulary';
@@ -64,15 +65,19 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
       throw new InputError('UNSUPPORTED_IMAGE', `The ${label} has transparent pixels (${pct < 0.1 ? '<0.1' : pct.toFixed(1)}% of the image is not fully opaque): a transparent area has no X-ray density and would be measured as whatever colour it hides. Upload the image without transparency (flatten it when exporting, or upload the DICOM).`);
     }
   }
+  // 16-bit display values (core/types.ts GrayImage), each the 16 bits of the float32 sample / max it was before,
+  // so the model's input is the same to the bit as when images were floats.
   const scale = 1 / (sixteen ? 65535 : 255);
-  const data = new Float32Array(n);
+  const data = new Uint16Array(n);
   if (ch === 1) {
-    for (let i = 0; i < n; i++) data[i] = samples[i] * scale;
+    const lut = new Uint16Array(sixteen ? 65536 : 256);
+    for (let v = 0; v < lut.length; v++) lut[v] = toDisplay16(Math.fround(v * scale));
+    for (let i = 0; i < n; i++) data[i] = lut[samples[i]];
   } else {
     const [wr, wg, wb] = LUMA;
     for (let i = 0, j = 0; i < n; i++, j += ch) {
       const y = (wr * samples[j] + wg * samples[j + 1] + wb * samples[j + 2]) * scale;
-      data[i] = y > 1 ? 1 : y;
+      data[i] = toDisplay16(Math.fround(y > 1 ? 1 : y));
     }
   }
   return {
