@@ -16,6 +16,9 @@ import { data as dcmjsData } from 'dcmjs';
 import { loadModel } from '../layers/onnx/session';
 import { loadSeverityConfig, pngToMask, type SegmentationModel } from '../src/core';
 import { dicomIdentityFromEnv, readSegFrames, type IdentityMode } from '../src/core/dicom-out';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION, toPart10 } from '../src/core/dicom-out/common';
+import { buildSeg } from '../src/core/dicom-out/seg';
+import { decodeImage } from '../src/core/decode';
 import { analyzeMain } from '../src/cli/analyze';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/pipeline/memory';
 import type { ResultItem } from '../src/pipeline/messages';
@@ -289,3 +292,36 @@ function readDataset(bytes: Uint8Array): Record<string, unknown> {
   const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   return dcmjsData.DicomMetaDictionary.naturalizeDataset(dcmjsData.DicomMessage.readFile(ab).dict);
 }
+
+describe('encoding of large values', () => {
+  const { DicomDict, DicomMetaDictionary } = dcmjsData;
+
+  test('toPart10 appends Pixel Data exactly as dcmjs writes it (OB and OW, ArrayBuffer and Uint8Array)', () => {
+    const base = { SOPClassUID: '1.2.840.10008.5.1.4.1.1.7', SOPInstanceUID: '2.25.1', Rows: 2, Columns: 3, Modality: 'OT' };
+    for (const vr of ['OB', 'OW'] as const) {
+      const pixels = Uint8Array.from({ length: 12 }, (_, i) => i * 21);
+      const meta = {
+        FileMetaInformationVersion: new Uint8Array([0, 1]).buffer, MediaStorageSOPClassUID: base.SOPClassUID, MediaStorageSOPInstanceUID: base.SOPInstanceUID,
+        TransferSyntaxUID: '1.2.840.10008.1.2.1', ImplementationClassUID: IMPLEMENTATION_CLASS_UID, ImplementationVersionName: IMPLEMENTATION_VERSION,
+      };
+      const dict = new DicomDict(DicomMetaDictionary.denaturalizeDataset(meta));
+      dict.dict = DicomMetaDictionary.denaturalizeDataset({ SpecificCharacterSet: 'ISO_IR 192', ...base, PixelData: [pixels.slice().buffer], _vrMap: { PixelData: vr } });
+      const byDcmjs = [...new Uint8Array(dict.write())];
+      assert.deepEqual([...toPart10({ ...base, PixelData: [pixels], _vrMap: { PixelData: vr } })], byDcmjs, `${vr}, Uint8Array`);
+      assert.deepEqual([...toPart10({ ...base, PixelData: [pixels.slice().buffer], _vrMap: { PixelData: vr } })], byDcmjs, `${vr}, ArrayBuffer`);
+    }
+    assert.throws(() => toPart10({ ...base, PixelData: [new Uint8Array(3)], _vrMap: { PixelData: 'OB' } }), /even length/);
+  });
+
+  test('SEG frames whose pixel count is not a multiple of 8 are packed bit for bit (read back with dcmjs\'s unpack)', async () => {
+    const src = await decodeImage(makeDicom({ rows: 11, cols: 13 }), { minSide: 1 });
+    assert.ok(src.dicomSource);
+    // Random pixels (corners and frame edges included), so every bit position of the unaligned frames is used.
+    let seed = 7;
+    const random = () => ({ width: 13, height: 11, data: Uint8Array.from({ length: 143 }, () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) >> 16) & 1) });
+    const masks = { lungRight: random(), lungLeft: random(), opacity: random() };
+    const { bytes } = buildSeg({ source: src.dicomSource, masks, model: { name: 'm', version: '1' }, identity: 'off', secret: KEY, seed: 's', now: new Date(0) });
+    const { frames } = readSegFrames(bytes);
+    assert.deepEqual(frames.map((f) => [...f.data]), [[...masks.lungRight.data], [...masks.lungLeft.data], [...masks.opacity.data]]);
+  });
+});

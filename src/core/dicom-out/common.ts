@@ -55,8 +55,8 @@ export const SOP_CLASS = {
 
 const EXPLICIT_VR_LE = '1.2.840.10008.1.2.1';
 /** Our implementation's UID and name in the file meta group (fixed: it names this software, not an image). */
-const IMPLEMENTATION_CLASS_UID = '2.25.221306409916390735632385917468447402745';
-const IMPLEMENTATION_VERSION = 'CXR_OPACITY_1';
+export const IMPLEMENTATION_CLASS_UID = '2.25.221306409916390735632385917468447402745';
+export const IMPLEMENTATION_VERSION = 'CXR_OPACITY_1';
 
 export interface ModelId {
   name: string;
@@ -90,8 +90,39 @@ export function dateTime(now: Date): { date: string; time: string } {
   return { date: iso.slice(0, 10).replace(/-/g, ''), time: iso.slice(11, 19).replace(/:/g, '') };
 }
 
-/** A naturalized dataset -> DICOM Part 10 bytes, explicit VR little endian, UTF-8 text. */
+/**
+ * A naturalized dataset -> DICOM Part 10 bytes, explicit VR little endian, UTF-8 text. The dataset's Pixel Data
+ * (7FE0,0010: the last element of every dataset we write, as tags sort) may be given as [ArrayBuffer | Uint8Array]
+ * with _vrMap.PixelData 'OB' or 'OW', of even length. dcmjs encodes every other element; the pixels are appended
+ * here as the element dcmjs would write (tag, VR, two reserved bytes, 32-bit length, value), because dcmjs copies
+ * a large value several times while its output buffer grows (an RGB overlay of 10.5 MB cost ~100 ms; bench/),
+ * and test/dicom-seg.test.ts checks the bytes are the ones dcmjs writes.
+ */
 export function toPart10(ds: Record<string, unknown>): Uint8Array {
+  const { PixelData: pixelData, _vrMap: vrMap, ...rest } = ds as { PixelData?: unknown; _vrMap?: Record<string, string> };
+  const { PixelData: pixelVr = 'OW', ...otherVrs } = vrMap ?? {};
+  const head = encode({ ...rest, ...(Object.keys(otherVrs).length ? { _vrMap: otherVrs } : {}) });
+  if (pixelData === undefined) return head;
+  const value = Array.isArray(pixelData) && pixelData.length === 1 && (pixelData[0] instanceof ArrayBuffer || pixelData[0] instanceof Uint8Array)
+    ? (pixelData[0] instanceof Uint8Array ? pixelData[0] : new Uint8Array(pixelData[0]))
+    : undefined;
+  if (!value || value.byteLength % 2 !== 0 || (pixelVr !== 'OB' && pixelVr !== 'OW')) {
+    throw new Error('toPart10: PixelData must be one ArrayBuffer or Uint8Array of even length, with _vrMap.PixelData OB or OW');
+  }
+  const out = new Uint8Array(head.byteLength + 12 + value.byteLength);
+  out.set(head, 0);
+  const dv = new DataView(out.buffer, head.byteLength, 12);
+  dv.setUint16(0, 0x7fe0, true);
+  dv.setUint16(2, 0x0010, true);
+  out[head.byteLength + 4] = pixelVr.charCodeAt(0);
+  out[head.byteLength + 5] = pixelVr.charCodeAt(1);
+  dv.setUint32(8, value.byteLength, true);
+  out.set(value, head.byteLength + 12);
+  return out;
+}
+
+/** dcmjs's Part 10 encoding of a naturalized dataset (meta group from its SOP class and instance). */
+function encode(ds: Record<string, unknown>): Uint8Array {
   const meta = {
     FileMetaInformationVersion: new Uint8Array([0, 1]).buffer,
     MediaStorageSOPClassUID: ds.SOPClassUID,

@@ -22,7 +22,8 @@ export function buildOverlayCapture(input: CaptureInput, rgb: RgbImage): Uint8Ar
   const uids = ourUids(secret, seed);
   const ids = identityAttributes(identity, src, secret, seed, input.patientKey);
   const { date, time } = dateTime(input.now);
-  const pixels = rgb.data.length % 2 ? Uint8Array.from([...rgb.data, 0]) : rgb.data.slice();
+  // The overlay's own bytes (toPart10 copies them once into the file); an odd count gets its pad byte.
+  const pixels = rgb.data.length % 2 ? Uint8Array.from([...rgb.data, 0]) : rgb.data;
   return toPart10({
     SOPClassUID: SOP_CLASS.secondaryCapture,
     SOPInstanceUID: uids.scInstance,
@@ -58,7 +59,7 @@ export function buildOverlayCapture(input: CaptureInput, rgb: RgbImage): Uint8Ar
     BitsStored: 8,
     HighBit: 7,
     PixelRepresentation: 0,
-    PixelData: [pixels.buffer.slice(pixels.byteOffset, pixels.byteOffset + pixels.byteLength)],
+    PixelData: [pixels],
     _vrMap: { PixelData: 'OB' },
   });
 }

@@ -2,7 +2,7 @@
  * Binary DICOM Segmentation (PS3.3 A.51) of our three masks over a single-frame DICOM radiograph: one
  * frame per segment (right lung, left lung, opacity), each with the source's rows and columns.
  *
- * The dataset is written here and encoded by dcmjs (DicomDict, BitArray.pack). dcmjs's own
+ * The dataset is written here and encoded by dcmjs (DicomDict; the frames are bit-packed here, see buildSeg). dcmjs's own
  * derivations.Segmentation is not used because it does not fit a projection radiograph: it requires a
  * normalised multi-frame source with Shared/Per-frame Functional Groups and a Plane Position per frame
  * (it throws on a DX/CR image, which has neither), indexes frames by ImagePositionPatient (meaningless
@@ -68,13 +68,25 @@ export function buildSeg(input: DicomOutInput): { bytes: Uint8Array; ref: SegRef
   const ref = (uid: string) => sourceUid(identity, secret, uid);
   const { date, time } = dateTime(input.now);
   const frame = rows * columns;
-  const unpacked = new Uint8Array(frame * SEGMENTS.length);
+  // The frames' bits one after another, first pixel in the lowest bit (PS3.5 8.1.1, as dcmjs's BitArray.pack
+  // lays them out; test/dicom-seg.test.ts unpacks them with dcmjs and pydicom), padded to an even length. Packed
+  // here from the masks directly: BitArray.pack needs the three frames as one byte per pixel first (22.5 MB for
+  // a 2500x3000 film) and takes ~3x as long.
+  const bytes = Math.ceil((frame * SEGMENTS.length) / 8);
+  const pixelData = new Uint8Array(bytes + (bytes % 2));
   SEGMENTS.forEach((s, i) => {
     const d = masks[s.key].data;
-    for (let p = 0; p < frame; p++) unpacked[i * frame + p] = d[p] ? 1 : 0;
+    let bit = i * frame;
+    let p = 0;
+    // Unaligned start (a frame whose pixel count is not a multiple of 8): bit by bit up to a byte boundary.
+    for (; p < frame && bit % 8 !== 0; p++, bit++) if (d[p]) pixelData[bit >> 3] |= 1 << (bit & 7);
+    // Whole bytes: 8 pixels at a time.
+    for (let byte = bit >> 3; p + 8 <= frame; p += 8, bit += 8, byte++) {
+      pixelData[byte] = (d[p] ? 1 : 0) | (d[p + 1] ? 2 : 0) | (d[p + 2] ? 4 : 0) | (d[p + 3] ? 8 : 0)
+        | (d[p + 4] ? 16 : 0) | (d[p + 5] ? 32 : 0) | (d[p + 6] ? 64 : 0) | (d[p + 7] ? 128 : 0);
+    }
+    for (; p < frame; p++, bit++) if (d[p]) pixelData[bit >> 3] |= 1 << (bit & 7);
   });
-  const packed = BitArray.pack(unpacked);
-  const pixelData = packed.byteLength % 2 ? concatPad(packed) : packed;
 
   const algorithm = {
     AlgorithmFamilyCodeSequence: [CODES.artificialIntelligence],
@@ -160,7 +172,7 @@ export function buildSeg(input: DicomOutInput): { bytes: Uint8Array; ref: SegRef
       SeriesInstanceUID: ref(src.seriesInstanceUid),
       ReferencedInstanceSequence: [{ ReferencedSOPClassUID: src.sopClassUid, ReferencedSOPInstanceUID: ref(src.sopInstanceUid) }],
     }],
-    PixelData: [pixelData.buffer.slice(pixelData.byteOffset, pixelData.byteOffset + pixelData.byteLength)],
+    PixelData: [pixelData],
     _vrMap: { PixelData: 'OB' },
   };
   // Common Instance Reference (PS3.3 C.12.2): a source in another study than ours is listed there.
@@ -201,10 +213,4 @@ export function readSegFrames(bytes: Uint8Array): { rows: number; columns: numbe
 function ds(v: number): string {
   const s = String(v);
   return s.length <= 16 ? s : v.toPrecision(10).replace(/\.?0+$/, '');
-}
-
-function concatPad(b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(b.byteLength + 1);
-  out.set(b);
-  return out;
 }
