@@ -4,7 +4,7 @@
  * rather than its Transcoder: the Transcoder re-parses and re-writes the whole dataset, while we already
  * hold the parsed elements and only need the pixels.
  */
-import { Context, NativeCodecs, log as codecsLog } from 'dcmjs-codecs';
+import type * as DcmjsCodecs from 'dcmjs-codecs';
 import { InputError } from '../errors';
 import { safeText } from './vocabulary';
 
@@ -66,6 +66,11 @@ export class CodecInitError extends Error {
   }
 }
 
+/**
+ * dcmjs-codecs, loaded with the first compressed frame: loading its module takes ~60 ms of a cold start, and PNG,
+ * JPEG and uncompressed DICOM inputs never need it.
+ */
+let lib: typeof DcmjsCodecs | undefined;
 let ready: Promise<void> | undefined;
 /** Bytes of WASM heap left allocated by decodes that threw (their context is never released). */
 let leakedBytes = 0;
@@ -78,13 +83,14 @@ const MAX_LEAKED_BYTES = 256 * 1024 * 1024;
  * so corrupt uploads can neither exhaust nor poison the module for the good files after them.
  */
 function ensureCodecs(): Promise<void> {
-  if (!ready) {
-    codecsLog.setLevel('silent');
-    ready = NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false }).catch((e: unknown) => {
-      ready = undefined;
-      throw e;
-    });
-  }
+  ready ??= import('dcmjs-codecs').then(async (m) => {
+    lib = m;
+    m.log.setLevel('silent');
+    await m.NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false });
+  }).catch((e: unknown) => {
+    ready = undefined;
+    throw e;
+  });
   return ready;
 }
 
@@ -93,7 +99,7 @@ function afterCodecFailure(e: unknown, leaked: number): void {
   const trap = e instanceof Error && e.name === 'RuntimeError'; // WebAssembly.RuntimeError
   if (!trap && leakedBytes < MAX_LEAKED_BYTES) return;
   try {
-    NativeCodecs.release();
+    lib?.NativeCodecs.release();
   } catch {
     /* already unusable: a new instance is created on next use */
   }
@@ -114,13 +120,16 @@ export interface FrameGeometry {
 export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGeometry): Promise<Uint8Array> {
   const syntax = ENCAPSULATED[tsUid];
   if (!syntax) throw new Error(`no frame decoder for ${tsUid}`); // callers check first; a bug if reached
+  let codecs: typeof DcmjsCodecs;
   try {
     // Re-check after the await: a concurrent decode may have dropped the instance in between.
-    do await ensureCodecs(); while (!NativeCodecs.isInitialized());
+    do await ensureCodecs(); while (!lib?.NativeCodecs.isInitialized());
+    codecs = lib;
   } catch (e) {
     // Not the input's fault: let it surface as a transient (retryable) error.
     throw new CodecInitError(e);
   }
+  const { Context, NativeCodecs } = codecs;
   const ctx = new Context({
     width: g.cols,
     height: g.rows,
@@ -131,7 +140,7 @@ export async function decodeFrame(tsUid: string, encoded: Uint8Array, g: FrameGe
     photometricInterpretation: g.photometric,
     encodedBuffer: encoded,
   });
-  let out: Context;
+  let out: DcmjsCodecs.Context;
   try {
     switch (syntax.decoder) {
       case 'rle': out = NativeCodecs.decodeRle(ctx); break;
