@@ -6,13 +6,12 @@
  */
 import sharp from 'sharp';
 import { toDisplay16 } from './gray';
-import { withScratch } from './scratch';
 import type { GrayImage, ModelManifest } from './types';
 
 /** The image as 16-bit display values (core/gray.ts toDisplay16 of each float; a 16-bit image's own values). */
-export function toUint16(img: GrayImage, out = new Uint16Array(img.width * img.height)): Uint16Array {
+export function toUint16(img: GrayImage): Uint16Array {
   const d = img.data;
-  if (out.length !== d.length) throw new RangeError(`toUint16: the output holds ${out.length} values, the image ${d.length}`);
+  const out = new Uint16Array(d.length);
   if (d instanceof Uint16Array) out.set(d);
   else for (let i = 0; i < d.length; i++) out[i] = toDisplay16(d[i]);
   return out;
@@ -20,16 +19,12 @@ export function toUint16(img: GrayImage, out = new Uint16Array(img.width * img.h
 
 /** Resize a gray image to width x height (any aspect ratio), returning [0,1] floats. */
 export async function resizeGray(img: GrayImage, width: number, height: number): Promise<Float32Array> {
-  const n = img.width * img.height;
-  const resize = (u16: Uint16Array) => sharp(u16, { raw: { width: img.width, height: img.height, channels: 1 } })
+  // A decoded image is 16-bit already; a float image (tests, synthetic images) is quantised first.
+  const { data } = await sharp(img.data instanceof Uint16Array ? img.data : toUint16(img), { raw: { width: img.width, height: img.height, channels: 1 } })
     .resize(width, height, { fit: 'fill', kernel: 'linear' })
     .toColourspace('grey16')
     .raw({ depth: 'ushort' })
     .toBuffer({ resolveWithObject: true });
-  // A decoded image is 16-bit already; a float image is quantised into reused memory (core/scratch.ts) first.
-  const { data } = img.data instanceof Uint16Array
-    ? await resize(img.data)
-    : await withScratch(2 * n, (memory) => resize(toUint16(img, new Uint16Array(memory, 0, n))));
   const u16 = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
   const out = new Float32Array(width * height);
   for (let i = 0; i < out.length; i++) out[i] = u16[i] / 65535;

@@ -1,21 +1,21 @@
 /**
- * Reusable scratch memory for the large short-lived buffers of one image: the 16-bit copy of a film that sharp
- * resizes to the model's input (core/preprocess.ts) and the full-size masks that sharp encodes as PNGs
- * (core/render.ts). Each lives only until sharp's promise settles.
+ * Reusable scratch memory for the large short-lived buffers of one image: the full-size masks that sharp encodes
+ * as PNGs (core/render.ts). Each lives only until sharp's promise settles.
  *
  * Why a pool: a fresh 4-15 MB typed array costs more to touch for the first time (the kernel maps and zeroes
- * its pages) than the work done in it; on this project's reference machine, converting a 2500x3000 film to 16 bits
- * takes ~10 ms in reused memory and ~60 ms in new memory, and a film needs five such buffers. No library in the
- * dependency set pools typed arrays, and the policy is small: a buffer is handed out whole to one user at a time
- * (concurrent images each get their own), given back when the user is done, and at most MAX_KEPT buffers of at
- * most MAX_KEPT_BYTES each and MAX_KEPT_TOTAL_BYTES in all are kept, so the memory held between images is bounded.
+ * its pages) than the work done in it; on this project's reference machine, writing a 2500x3000 film's 16-bit copy
+ * took ~10 ms in reused memory and ~60 ms in new memory (bench/: "New memory"), and a film writes four full-size
+ * masks. No library in the dependency set pools typed arrays, and the policy is small: a buffer is handed out
+ * whole to one user at a time (concurrent images each get their own), given back when the user is done, and at
+ * most MAX_KEPT buffers of at most MAX_KEPT_BYTES each and MAX_KEPT_TOTAL_BYTES in all are kept, so the memory
+ * held between images is bounded.
  */
 
-/** Buffers kept between uses (an image uses 5: its 16-bit copy, then 4 full-size masks at once; two images 10). */
+/** Buffers kept between uses (an image encodes 4 full-size masks at once; two images at once 8). */
 export const MAX_KEPT = 8;
-/** Larger buffers are not kept (a 4000x4000 film's 16-bit copy is 32 MB; anything larger is allocated each time). */
+/** Larger buffers are not kept (a 5000x6000 film's mask is 30 MB; anything larger is allocated each time). */
 export const MAX_KEPT_BYTES = 32 * 1024 * 1024;
-/** All kept buffers together at most (a 2500x3000 film uses ~45 MB of scratch memory). */
+/** All kept buffers together at most (a 2500x3000 film's four masks are 30 MB). */
 export const MAX_KEPT_TOTAL_BYTES = 96 * 1024 * 1024;
 
 const kept: ArrayBuffer[] = [];
