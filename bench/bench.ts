@@ -20,6 +20,7 @@ import { toModelInput } from '../src/core/preprocess';
 import { S3Objects } from '../src/aws/s3-objects';
 import { DEFAULT_MODEL_MANIFEST, startLocalPipeline } from '../src/local/pipeline';
 import { LOCAL_NAMES, startLocalStack } from '../src/local/stack';
+import { analyseImage } from '../src/pipeline/segment-stage';
 import { makeDicom } from '../fixtures/files';
 import { matmulModel } from '../fixtures/tiny-model';
 
@@ -105,6 +106,9 @@ async function main() {
       render: await time(reps, () => renderAll(img, masks)),
       score: await time(reps, async () => scoreCounts(countMasks(masks, full), severity, img.meta.pixelSpacingMm)),
       storage: await time(reps, () => Promise.all(pngs.map((b, i) => s3.put(LOCAL_NAMES.resultsBucket, `bench/${i}.png`, b, 'image/png')))),
+      // The segment stage's own analysis (src/pipeline/segment-stage.ts analyseImage), storage left out: all of
+      // the above plus, for a DICOM, the SEG, SR and overlay Secondary Capture it writes by default.
+      stage: await time(reps, () => analyseImage(bytes, { model, pseudonymKey: 'bench-pseudonym-key-0123456789', seed: 'bench', now: new Date(), dicomOutputs: { identity: 'off', severity } })),
       // Everything the segment stage does except storage, in one go, as it runs it (guard included).
       endToEnd: await time(reps, async () => {
         const im = await decodeImage(bytes);
@@ -291,13 +295,17 @@ function toMarkdown(r: Record<string, any>): string {
   const L: string[] = [`# Benchmark (${r.date})`, '', `Machine: ${r.machine.cpus} x ${r.machine.cpu}, Node ${r.machine.node}. Model ${r.model} at ${r.modelSize}x${r.modelSize}, onnxruntime-node with ${r.threads} threads. Stage inputs: ${r.stageInput}. Times in ms, median [p10-p90].`, ''];
   L.push('## Per stage', '', '| stage | ' + Object.keys(r.stages).join(' | ') + ' |', '|---|' + Object.keys(r.stages).map(() => '---').join('|') + '|');
   // score (count + scoreCounts) runs in the score stage; count in the segment stage: both shown, summed once.
-  const names = Object.keys(Object.values(r.stages)[0] as object).filter((s) => s !== 'endToEnd');
+  const names = Object.keys(Object.values(r.stages)[0] as object).filter((s) => s !== 'endToEnd' && s !== 'stage');
   const summed = names.filter((s) => s !== 'score');
   for (const s of names) L.push(`| ${s} | ` + Object.values(r.stages).map((v: any) => `${v[s].median} [${v[s].p10}-${v[s].p90}]`).join(' | ') + ' |');
   const total = (v: any) => round(summed.reduce((a, s) => a + v[s].median, 0));
   L.push(`| **sum of medians** (${summed.join(', ')}) | ` + Object.values(r.stages).map((v: any) => `**${total(v)}**`).join(' | ') + ' |');
   L.push('| **end to end, measured** (decode → guard + model → masks → counts → 4 mask PNGs + overlay → score; no storage) | ' + Object.values(r.stages).map((v: any) => `**${v.endToEnd.median}** [${v.endToEnd.p10}-${v.endToEnd.p90}]`).join(' | ') + ' |');
-  L.push('| end to end / model inference | ' + Object.values(r.stages).map((v: any) => `${round(v.endToEnd.median / v.inference.median)}x`).join(' | ') + ' |', '');
+  L.push('| end to end / model inference | ' + Object.values(r.stages).map((v: any) => `${round(v.endToEnd.median / v.inference.median)}x`).join(' | ') + ' |');
+  if (Object.values(r.stages).every((v: any) => v.stage)) {
+    L.push('| **the segment stage\'s analysis** (the above + for a DICOM its SEG, SR and overlay Secondary Capture; no storage) | ' + Object.values(r.stages).map((v: any) => `**${v.stage.median}** [${v.stage.p10}-${v.stage.p90}]`).join(' | ') + ' |');
+  }
+  L.push('');
   L.push('## End to end by input size (decode → overlay, one image)', '', '| input | median ms | p10-p90 |', '|---|---|---|');
   for (const [k, v] of Object.entries(r.endToEndByInputSize) as [string, Stat][]) L.push(`| ${k} | ${v.median} | ${v.p10}-${v.p90} |`);
   L.push('', '## Inference by batch size', '', '| batch | per image ms | batch median ms |', '|---|---|---|');
