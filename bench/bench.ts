@@ -230,7 +230,7 @@ async function main() {
   // 40 MB is above glibc's largest mmap threshold (32 MB), so every new array is new pages that the kernel maps and
   // zeroes on first touch (smaller ones are sometimes recycled by malloc, sometimes not). Where the first is many
   // times the second, every stage that allocates an image-sized buffer pays it now and then, and the medians of
-  // those stages spread (core/scratch.ts reuses the short-lived buffers).
+  // those stages spread.
   {
     const n = 10_000_000;
     const src = new Uint16Array(n).map((_, i) => i & 4095);
@@ -324,7 +324,7 @@ function toMarkdown(r: Record<string, any>): string {
   L.push('', `Peak RSS of the benchmark process: ${r.peakRssMb} MB.`, '');
   if (r.memory) {
     L.push('## New memory', '', `Writing ${r.memory.megabytes} MB of floats into a new array: ${r.memory.newMs.median} ms [${r.memory.newMs.p10}-${r.memory.newMs.p90}]; into the same array again: ${r.memory.reusedMs.median} ms [${r.memory.reusedMs.p10}-${r.memory.reusedMs.p90}]. ` +
-      'The difference is the kernel mapping and zeroing new pages on first touch; stages that allocate image-sized buffers (decode, the DICOM outputs, a cold start) pay it whenever malloc hands them new pages, which is why their medians spread (core/scratch.ts reuses the short-lived buffers).', '');
+      'The difference is the kernel mapping and zeroing new pages on first touch; stages that allocate image-sized buffers (decode, the DICOM outputs, a cold start) pay it whenever malloc hands them new pages, which is why their medians spread.', '');
   }
   if (r.ratios) {
     L.push('## Against PyTorch and the floor', '', `PyTorch ${r.pytorch.torch} CPU (${r.pytorch.threads} threads, best of contiguous/channels_last, batch 1): ${round(Math.min(r.pytorch.batches.contiguous_b1.per_image_ms, r.pytorch.batches.channels_last_b1.per_image_ms))} ms per image.`,

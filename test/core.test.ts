@@ -4,6 +4,8 @@ import { fillHoles, keepLargestComponent, labelComponents, countOnes } from '../
 import { probabilitiesToMasks } from '../src/core/postprocess';
 import { resizeGray, toModelInput } from '../src/core/preprocess';
 import { pseudonymise } from '../src/core/pseudonym';
+import { upsampleMask } from '../src/core/upsample';
+import { setBitRun } from '../src/core/bits';
 import { maskToPng, pngToMask, renderOverlay } from '../src/core/render';
 import type { Mask, ModelManifest } from '../src/core/types';
 import sharp from 'sharp';
@@ -122,6 +124,18 @@ describe('render', () => {
     assert.deepEqual([...new Set(data)].sort(), [0, 255]);
     assert.deepEqual(await pngToMask(png), m);
   });
+  test('mask PNGs (our 1-bit writer) decode with sharp to the upsampled mask, at any width, one after another', async () => {
+    // Widths that are and are not multiples of 8, sizes up and same; random masks with isolated pixels and holes.
+    let seed = 3;
+    const random = (w: number, h: number): Mask => ({ width: w, height: h, data: Uint8Array.from({ length: w * h }, () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) >> 16) % 3 === 0 ? 1 : 0) });
+    for (const [w, h, W, H] of [[13, 11, 13, 11], [13, 11, 61, 37], [40, 30, 400, 300], [7, 9, 8, 1000]]) {
+      const m = random(w, h);
+      const png = await maskToPng(m, { width: W, height: H });
+      const meta = await sharp(png).metadata();
+      assert.deepEqual([meta.width, meta.height, meta.channels], [W, H, 1]);
+      assert.deepEqual([...(await pngToMask(png)).data], [...upsampleMask(m, W, H).data], `${w}x${h} -> ${W}x${H}`);
+    }
+  });
   test('overlay colours opacity and outlines, and is capped in size', async () => {
     const W = 40, H = 30;
     const img = { width: W, height: H, data: new Float32Array(W * H).fill(0.5) };
@@ -142,5 +156,21 @@ describe('render', () => {
     assert.deepEqual(at(36, 15), [255, 0, 200], 'left lung outline magenta');
     const small = await sharp(await renderOverlay(img, masks, { maxSide: 20 })).metadata();
     assert.equal(Math.max(small.width!, small.height!), 20);
+  });
+});
+
+describe('bit runs', () => {
+  test('setBitRun sets exactly bits [from, to), highest or lowest bit first, across byte boundaries', () => {
+    for (const order of ['msb', 'lsb'] as const) {
+      for (let from = 0; from < 20; from++) {
+        for (let to = from; to < 40; to++) {
+          const got = new Uint8Array(6);
+          setBitRun(got, from, to, order);
+          const want = new Uint8Array(6);
+          for (let k = from; k < to; k++) want[k >> 3] |= order === 'msb' ? 0x80 >> (k & 7) : 1 << (k & 7);
+          assert.deepEqual([...got], [...want], `${order} [${from}, ${to})`);
+        }
+      }
+    }
   });
 });

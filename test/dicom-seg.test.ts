@@ -18,6 +18,7 @@ import { loadSeverityConfig, pngToMask, type SegmentationModel } from '../src/co
 import { dicomIdentityFromEnv, readSegFrames, type IdentityMode } from '../src/core/dicom-out';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION, toPart10 } from '../src/core/dicom-out/common';
 import { buildSeg } from '../src/core/dicom-out/seg';
+import { upsampleMask } from '../src/core/upsample';
 import { decodeImage } from '../src/core/decode';
 import { analyzeMain } from '../src/cli/analyze';
 import { MemoryObjects, MemoryResults, MemorySink, silentLogger } from '../src/pipeline/memory';
@@ -323,5 +324,16 @@ describe('encoding of large values', () => {
     const { bytes } = buildSeg({ source: src.dicomSource, masks, model: { name: 'm', version: '1' }, identity: 'off', secret: KEY, seed: 's', now: new Date(0) });
     const { frames } = readSegFrames(bytes);
     assert.deepEqual(frames.map((f) => [...f.data]), [[...masks.lungRight.data], [...masks.lungLeft.data], [...masks.opacity.data]]);
+  });
+
+  test('SEG frames from masks on the working grid are those masks upsampled to the source (the mask PNGs\' pixels)', async () => {
+    const src = await decodeImage(makeDicom({ rows: 130, cols: 141 }), { minSide: 1 });
+    assert.ok(src.dicomSource);
+    let seed = 11;
+    const random = () => ({ width: 23, height: 19, data: Uint8Array.from({ length: 23 * 19 }, () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) >> 16) % 3 === 0 ? 1 : 0) });
+    const grid = { lungRight: random(), lungLeft: random(), opacity: random() };
+    const { bytes } = buildSeg({ source: src.dicomSource, masks: grid, model: { name: 'm', version: '1' }, identity: 'off', secret: KEY, seed: 's', now: new Date(0) });
+    const { frames } = readSegFrames(bytes);
+    assert.deepEqual(frames.map((f) => [...f.data]), [grid.lungRight, grid.lungLeft, grid.opacity].map((m) => [...upsampleMask(m, 141, 130).data]));
   });
 });

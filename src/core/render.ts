@@ -2,14 +2,16 @@
  * Pictures written for every image: the masks as black-and-white PNGs at the image's size, and an overlay
  * that reads at a glance (the X-ray in grey, opacity filled in translucent orange, the patient's right lung
  * outlined in cyan and the left lung in magenta) at most OVERLAY_MAX_SIDE on its long side. Masks arrive on
- * the working grid (core/postprocess.ts) and are upsampled here (core/upsample.ts). PNG encoding and decoding
- * go through sharp.
+ * the working grid (core/postprocess.ts) and are upsampled here (core/upsample.ts). The overlay is encoded by
+ * sharp, the 1-bit mask PNGs here (maskToPng says why); reading a PNG back goes through sharp.
  */
+import { promisify } from 'node:util';
+import { crc32, deflate } from 'node:zlib';
 import sharp from 'sharp';
+import { setBitRun } from './bits';
 import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from './overlay-colours';
 import { boundingBox } from './morphology';
-import { withScratch } from './scratch';
-import { fitLongSide, resampleAxis, upsampleMask } from './upsample';
+import { fitLongSide, forEachUpsampledRow, resampleAxis, upsampleMask } from './upsample';
 import type { GrayImage, Mask, RgbImage, SegmentationMasks, Sides } from './types';
 
 /** The overlay's long side at most, in pixels: enough to read a film on a screen, and quick to encode. */
@@ -17,20 +19,42 @@ export const OVERLAY_MAX_SIDE = 2048;
 
 /**
  * A mask as a 1-bit grayscale PNG (0 and 255 when decoded), at `size` when given (upsampled from the mask's
- * grid) or at the mask's own size. zlib level 1: a 2500x3000 mask encodes in ~12 ms to ~16 KB; level 6 takes
- * as long again to save ~6 KB (bench/).
+ * grid: core/upsample.ts) or at the mask's own size.
+ *
+ * Written here rather than with sharp: sharp takes one byte per pixel, so a 2500x3000 mask had to be upsampled
+ * into 7.5 MB first (a film writes four) and sharp then packed it back to bits, ~15 ms each. Here the upsampled
+ * rows arrive as runs (forEachUpsampledRow) and are packed straight into the PNG's 1-bit rows (filter None), then
+ * deflated by node:zlib at level 1 on libuv's threads; the PNG container around them is three chunks with CRC-32
+ * (PNG spec 5.3, 11.2). test/core.test.ts decodes what this writes with sharp (libspng checks the CRCs).
  */
 export async function maskToPng(mask: Mask, size?: { width: number; height: number }): Promise<Buffer> {
   const width = size?.width ?? mask.width;
   const height = size?.height ?? mask.height;
-  // The full-size bytes live in reused memory (core/scratch.ts) until sharp has encoded them.
-  return withScratch(width * height, (memory) => {
-    const m = upsampleMask(mask, width, height, 255, new Uint8Array(memory, 0, width * height));
-    return sharp(m.data, { raw: { width, height, channels: 1 } })
-      .toColourspace('b-w')
-      .png({ compressionLevel: 1, colours: 2, palette: false })
-      .toBuffer();
+  const stride = 1 + ((width + 7) >> 3);
+  const rows = Buffer.alloc(stride * height); // each row: filter type 0 (None), then its bits
+  forEachUpsampledRow(mask, width, height, (y, runs, n) => {
+    const first = (y * stride + 1) * 8;
+    for (let k = 0; k < 2 * n; k += 2) setBitRun(rows, first + runs[k], first + runs[k + 1], 'msb');
   });
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 1; // bit depth
+  header[9] = 0; // colour type: grayscale (compression, filter and interlace methods 0)
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', header), pngChunk('IDAT', await deflateAsync(rows, { level: 1 })), pngChunk('IEND', Buffer.alloc(0))]);
+}
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const deflateAsync = promisify(deflate);
+
+/** A PNG chunk: length, type, data, CRC-32 of type and data. */
+function pngChunk(type: string, data: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(data.length, 0);
+  head.write(type, 4, 'latin1');
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(data, crc32(head.subarray(4))), 0);
+  return Buffer.concat([head, data, crc]);
 }
 
 /** Reads a mask PNG back (any value >= 128 is foreground). */

@@ -48,29 +48,50 @@ export function fitLongSide(width: number, height: number, maxSide: number): { w
  * @throws Error when a size is not a positive integer, the mask's data does not match its size or `into` is too small.
  */
 export function upsampleMask(mask: Mask, width: number, height: number, on = 1, into?: Uint8Array): Mask {
-  const { width: w, height: h, data: src } = mask;
-  for (const [name, v] of [['width', width], ['height', height]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`upsampleMask: ${name} must be a positive integer, got ${v}`);
-  }
-  if (src.length !== w * h) throw new Error(`upsampleMask: mask data has ${src.length} values, expected ${w}x${h}`);
+  checkSizes(mask, width, height);
   if (into && into.length < width * height) throw new Error(`upsampleMask: the output holds ${into.length} values, ${width}x${height} needs ${width * height}`);
   const out = into ? into.subarray(0, width * height).fill(0) : new Uint8Array(width * height);
-  if (w === width && h === height) {
+  if (mask.width === width && mask.height === height) {
+    const src = mask.data;
     for (let i = 0; i < src.length; i++) if (src[i]) out[i] = on;
     return { width, height, data: out };
   }
+  forEachUpsampledRow(mask, width, height, (y, runs, n) => {
+    const o = y * width;
+    for (let k = 0; k < 2 * n; k += 2) out.fill(on, o + runs[k], o + runs[k + 1]);
+  });
+  return { width, height, data: out };
+}
+
+function checkSizes(mask: Mask, width: number, height: number): void {
+  for (const [name, v] of [['width', width], ['height', height]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`upsampleMask: ${name} must be a positive integer, got ${v}`);
+  }
+  if (mask.data.length !== mask.width * mask.height) throw new Error(`upsampleMask: mask data has ${mask.data.length} values, expected ${mask.width}x${mask.height}`);
+}
+
+/**
+ * The rows of upsampleMask(mask, width, height) as foreground runs, without the picture: visit(y, runs, n) for every
+ * output row in order, runs[2k] .. runs[2k + 1] (end exclusive) for k < n, sorted and separated by background. For
+ * writers that pack bits (1-bit PNG, DICOM SEG frames): a 2500x3000 mask is a few hundred runs, not 7.5 megapixels.
+ * `runs` is reused between calls.
+ */
+export function forEachUpsampledRow(mask: Mask, width: number, height: number, visit: (y: number, runs: Int32Array, n: number) => void): void {
+  checkSizes(mask, width, height);
+  const { width: w, height: h, data: src } = mask;
   const ax = resampleAxis(w, width);
   const ay = resampleAxis(h, height);
   // Output columns grouped by source cell: cell a covers output x in [start[a], start[a + 1]).
   const start = new Int32Array(w + 1).fill(width);
   for (let x = width - 1; x >= 0; x--) start[ax.i0[x]] = x;
   for (let a = w - 1; a >= 0; a--) if (start[a] > start[a + 1]) start[a] = start[a + 1];
-  // Per source row pair (y0, y0 + 1), shared by the ~scale output rows between them: the output column runs of
-  // all-foreground cells (one fill per run) and the cells on an edge (interpolated pixel by pixel).
-  const runs = new Int32Array(2 * w + 2);
-  const edges = new Int32Array(w);
-  let nRuns = 0;
-  let nEdges = 0;
+  // Per source row pair (y0, y0 + 1), shared by the ~scale output rows between them, the cells in order: a run of
+  // all-foreground cells (kind FULL: output columns x0..x1) or one cell on an edge (kind EDGE: cell a, interpolated
+  // pixel by pixel on each output row).
+  const FULL = 0, EDGE = 1;
+  const items = new Int32Array(3 * w + 3);
+  const runs = new Int32Array(2 * width + 2);
+  let nItems = 0;
   let pairOf = -1;
   for (let y = 0; y < height; y++) {
     const y0 = ay.i0[y];
@@ -78,8 +99,7 @@ export function upsampleMask(mask: Mask, width: number, height: number, on = 1, 
     const r1 = Math.min(y0 + 1, h - 1) * w;
     if (y0 !== pairOf) {
       pairOf = y0;
-      nRuns = 0;
-      nEdges = 0;
+      nItems = 0;
       let run = -1;
       for (let a = 0; a < w; a++) {
         const x0 = start[a];
@@ -91,32 +111,43 @@ export function upsampleMask(mask: Mask, width: number, height: number, on = 1, 
           continue;
         }
         if (run >= 0) {
-          runs[nRuns++] = run;
-          runs[nRuns++] = x0;
+          items[nItems++] = FULL; items[nItems++] = run; items[nItems++] = x0;
           run = -1;
         }
-        if (sum > 0) edges[nEdges++] = a;
+        if (sum > 0) {
+          items[nItems++] = EDGE; items[nItems++] = a; items[nItems++] = 0;
+        }
       }
       if (run >= 0) {
-        runs[nRuns++] = run;
-        runs[nRuns++] = width;
+        items[nItems++] = FULL; items[nItems++] = run; items[nItems++] = width;
       }
     }
-    const o = y * width;
-    for (let k = 0; k < nRuns; k += 2) out.fill(on, o + runs[k], o + runs[k + 1]);
     const fy = ay.f[y];
-    for (let k = 0; k < nEdges; k++) {
-      const a = edges[k];
+    // Runs so far: 2n entries; `end` is the last run's end (-1: none), extended while the next start equals it.
+    let n = 0;
+    let end = -1;
+    for (let k = 0; k < nItems; k += 3) {
+      if (items[k] === FULL) {
+        const x0 = items[k + 1], x1 = items[k + 2];
+        if (x0 === end) runs[2 * n - 1] = x1;
+        else { runs[2 * n] = x0; runs[2 * n + 1] = x1; n++; }
+        end = x1;
+        continue;
+      }
+      const a = items[k + 1];
       const b = a + 1 < w ? a + 1 : a;
       const left = (src[r0 + a] ? 1 : 0) * (1 - fy) + (src[r1 + a] ? 1 : 0) * fy;
       const right = (src[r0 + b] ? 1 : 0) * (1 - fy) + (src[r1 + b] ? 1 : 0) * fy;
-      for (let x = start[a]; x < start[a + 1]; x++) {
+      for (let x = start[a], x1 = start[a + 1]; x < x1; x++) {
         const fx = ax.f[x];
-        if (left * (1 - fx) + right * fx >= 0.5) out[o + x] = on;
+        if (left * (1 - fx) + right * fx < 0.5) continue;
+        if (x === end) runs[2 * n - 1] = x + 1;
+        else { runs[2 * n] = x; runs[2 * n + 1] = x + 1; n++; }
+        end = x + 1;
       }
     }
+    visit(y, runs, n);
   }
-  return { width, height, data: out };
 }
 
 /** All three masks at width x height (see upsampleMask). */

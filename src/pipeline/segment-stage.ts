@@ -15,7 +15,6 @@ import {
 import type { MessageSink, ObjectStore, StageLogger } from './ports';
 import { InputError } from '../core/errors';
 import { scoreCounts } from '../core/score';
-import { upsampleMasks } from '../core/upsample';
 import type { SeverityConfig } from '../core/severity';
 import { buildOverlayCapture, writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
@@ -146,7 +145,7 @@ export async function analyseImage(bytes: Uint8Array, o: AnalyseOptions): Promis
         seed: o.seed, patientKey: ids.patientKey, now: o.now,
       };
       dicom = {
-        ...writeDicomOutputs({ ...input, masks: upsampleMasks(masks, full.width, full.height) }, scoreCounts(counts, o.dicomOutputs.severity, img.meta.pixelSpacingMm)),
+        ...writeDicomOutputs({ ...input, masks }, scoreCounts(counts, o.dicomOutputs.severity, img.meta.pixelSpacingMm)),
         // The overlay as a DICOM Secondary Capture, for viewers and PACS without SEG support.
         ...(o.secondaryCapture === false ? {} : { sc: buildOverlayCapture(input, pictures.overlayRgb) }),
       };

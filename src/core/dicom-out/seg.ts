@@ -10,6 +10,8 @@
  * (identity.ts) must decide.
  */
 import { data as dcmjsData } from 'dcmjs';
+import { setBitRun } from '../bits';
+import { forEachUpsampledRow } from '../upsample';
 import type { DicomSourceRefs, Mask, SegmentationMasks } from '../types';
 import { CODES, type Code, type ModelId, SOP_CLASS, cielab, dateTime, equipment, ourUids, toPart10 } from './common';
 import { identityAttributes, sourceUid, type IdentityMode } from './identity';
@@ -34,6 +36,7 @@ export const SEGMENTS: readonly SegmentDef[] = [
 
 export interface DicomOutInput {
   source: DicomSourceRefs;
+  /** The masks on any grid (the working grid or the image's size): the frames are these upsampled to the source's size. */
   masks: SegmentationMasks;
   model: ModelId;
   identity: IdentityMode;
@@ -59,9 +62,7 @@ export function buildSeg(input: DicomOutInput): { bytes: Uint8Array; ref: SegRef
   const { rows, columns } = src;
   for (const s of SEGMENTS) {
     const m = masks[s.key];
-    if (m.width !== columns || m.height !== rows || m.data.length !== rows * columns) {
-      throw new Error(`SEG: the ${s.label} mask is ${m.width} x ${m.height}, the source ${columns} x ${rows}; masks must be at the image's full size.`);
-    }
+    if (m.data.length !== m.width * m.height) throw new Error(`SEG: the ${s.label} mask's data does not match its ${m.width} x ${m.height} size.`);
   }
   const uids = ourUids(secret, seed);
   const ids = identityAttributes(identity, src, secret, seed, input.patientKey);
@@ -70,22 +71,15 @@ export function buildSeg(input: DicomOutInput): { bytes: Uint8Array; ref: SegRef
   const frame = rows * columns;
   // The frames' bits one after another, first pixel in the lowest bit (PS3.5 8.1.1, as dcmjs's BitArray.pack
   // lays them out; test/dicom-seg.test.ts unpacks them with dcmjs and pydicom), padded to an even length. Packed
-  // here from the masks directly: BitArray.pack needs the three frames as one byte per pixel first (22.5 MB for
-  // a 2500x3000 film) and takes ~3x as long.
+  // here from the masks' upsampled rows (core/upsample.ts: the same pixels as the mask PNGs), run by run: the
+  // masks may be on the working grid, and no full-size mask (7.5 MB each for a 2500x3000 film) is made.
   const bytes = Math.ceil((frame * SEGMENTS.length) / 8);
   const pixelData = new Uint8Array(bytes + (bytes % 2));
   SEGMENTS.forEach((s, i) => {
-    const d = masks[s.key].data;
-    let bit = i * frame;
-    let p = 0;
-    // Unaligned start (a frame whose pixel count is not a multiple of 8): bit by bit up to a byte boundary.
-    for (; p < frame && bit % 8 !== 0; p++, bit++) if (d[p]) pixelData[bit >> 3] |= 1 << (bit & 7);
-    // Whole bytes: 8 pixels at a time.
-    for (let byte = bit >> 3; p + 8 <= frame; p += 8, bit += 8, byte++) {
-      pixelData[byte] = (d[p] ? 1 : 0) | (d[p + 1] ? 2 : 0) | (d[p + 2] ? 4 : 0) | (d[p + 3] ? 8 : 0)
-        | (d[p + 4] ? 16 : 0) | (d[p + 5] ? 32 : 0) | (d[p + 6] ? 64 : 0) | (d[p + 7] ? 128 : 0);
-    }
-    for (; p < frame; p++, bit++) if (d[p]) pixelData[bit >> 3] |= 1 << (bit & 7);
+    forEachUpsampledRow(masks[s.key], columns, rows, (y, runs, n) => {
+      const first = i * frame + y * columns;
+      for (let k = 0; k < 2 * n; k += 2) setBitRun(pixelData, first + runs[k], first + runs[k + 1], 'lsb');
+    });
   });
 
   const algorithm = {
