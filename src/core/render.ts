@@ -262,8 +262,9 @@ function grayRgbAt(img: GrayImage, width: number, height: number): Buffer {
 
 /**
  * The overlay's pixels for an image and its masks (on any grid: they are upsampled to the overlay's size), at
- * most opts.maxSide (default OVERLAY_MAX_SIDE) on the long side. The grey picture is written once, then only
- * the masks' boxes are painted: opacity blended, then the left and the right lung's outlines (right on top).
+ * most opts.maxSide (default OVERLAY_MAX_SIDE) on the long side. The grey picture is written once, then opacity
+ * is blended run by run along the upsampled rows, then the left and the right lung's outlines are drawn inside each
+ * lung's box (right on top).
  */
 export function composeOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): RgbImage {
   const { width: w, height: h } = overlaySize(img.width, img.height, opts.maxSide);
@@ -274,19 +275,15 @@ export function composeOverlay(img: GrayImage, masks: SegmentationMasks, opts: O
   for (let g = 0; g < 256; g++) {
     for (let k = 0; k < 3; k++) blend[3 * g + k] = Math.round(g * (1 - OPACITY_ALPHA) + OPACITY_RGB[k] * OPACITY_ALPHA);
   }
-  const opacityBox = upsampledBox(masks.opacity, w, h);
-  if (opacityBox) {
-    const opacity = at(masks.opacity).data;
-    const [x0, y0, x1, y1] = opacityBox;
-    for (let y = y0; y <= y1; y++) {
-      for (let i = y * w + x0, end = y * w + x1; i <= end; i++) {
-        if (!opacity[i]) continue;
-        const o = 3 * i;
+  // Opacity from the upsampled rows' runs (no overlay-size opacity mask is made).
+  forEachUpsampledRow(masks.opacity, w, h, (y, runs, n) => {
+    for (let k = 0; k < 2 * n; k += 2) {
+      for (let o = 3 * (y * w + runs[k]), end = 3 * (y * w + runs[k + 1]); o < end; o += 3) {
         const g = 3 * rgb[o];
         rgb[o] = blend[g]; rgb[o + 1] = blend[g + 1]; rgb[o + 2] = blend[g + 2];
       }
     }
-  }
+  });
   const r = Math.max(1, Math.round(Math.max(w, h) / 400));
   for (const [m, colour] of [[masks.lungLeft, LEFT_RGB], [masks.lungRight, RIGHT_RGB]] as const) {
     const box = upsampledBox(m, w, h);
