@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import {
   createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, STUDY_METADATA, type ApiHandler,
 } from '../src/aws/api/app';
+import { fitOverlay } from '../src/aws/api/analyze';
 import { sanitiseFileName, uploadKeyFor } from '../src/pipeline/storage-layout';
 import * as segmentStage from '../src/pipeline/segment-stage';
 import { loadSeverityConfig } from '../src/core';
@@ -362,5 +363,28 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     const text = logs.join('\n');
     assert.ok(logs.length > 0);
     for (const needle of ['PAT-API-0001', 'PAT-TREND-7', 'Chest', 'day-0.1', 'pt_', DEFAULT_IDENTIFIERS.patientId, 'Testperson']) assert.ok(!text.includes(needle), `log leaks ${needle}`);
+  });
+});
+
+describe('fitOverlay (the overlay in a POST /v1/analyze response)', () => {
+  test('as it is when it fits; else the same pixels compressed harder; else downscaled under the cap', async () => {
+    const width = 600, height = 500;
+    let seed = 5;
+    const rgb = Buffer.from(Uint8Array.from({ length: width * height * 3 }, (_, i) => {
+      const p = Math.floor(i / 3);
+      return ((p % width) * 255) / width * 0.6 + ((Math.floor(p / width) * 255) / height) * 0.3 + (((seed = (seed * 1103515245 + 12345) >>> 0) >>> 29));
+    }));
+    const raw = { raw: { width, height, channels: 3 as const } };
+    const level1 = await sharp(rgb, raw).png({ compressionLevel: 1 }).toBuffer();
+    const level6 = await sharp(rgb, raw).png({ compressionLevel: 6 }).toBuffer();
+    assert.ok(level6.length < level1.length * 0.9, `level 6 ${level6.length} B against level 1 ${level1.length} B`);
+    assert.equal(await fitOverlay(level1, level1.length), level1);
+    const harder = await fitOverlay(level1, Math.floor((level1.length + level6.length) / 2));
+    const back = await sharp(harder).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([back.info.width, back.info.height], [width, height], 'full size kept');
+    assert.ok(back.data.equals(rgb), 'the same pixels');
+    const small = await fitOverlay(level1, Math.floor(level6.length / 3));
+    const meta = await sharp(small).metadata();
+    assert.ok(small.length <= Math.floor(level6.length / 3) && (meta.width ?? width) < width, `${small.length} B at ${meta.width}x${meta.height}`);
   });
 });

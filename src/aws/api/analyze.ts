@@ -17,12 +17,15 @@ export type AnalyzeOutcome =
   | { ok: false; code: string; reason: string };
 
 /**
- * The overlay PNG made to take at most maxBytes: as it is when it fits, else downscaled (by the square root
- * of the size ratio, with a margin, until it fits). The pipeline's overlay is up to 2048 px on its longer
- * side, which for a noisy film can be 3-4 MB of PNG: too much for a synchronous response.
+ * The overlay PNG made to take at most maxBytes: as it is when it fits; else the same pixels compressed harder
+ * (the pipeline encodes its overlay at zlib level 1 for speed: level 6 is about half the size); else downscaled
+ * (by the square root of the size ratio, with a margin, until it fits). The pipeline's overlay is up to 2048 px on
+ * its longer side, which for a noisy film can be 3-4 MB of PNG: too much for a synchronous response.
  */
 export async function fitOverlay(png: Uint8Array, maxBytes: number): Promise<Uint8Array> {
-  let out = png;
+  if (png.length <= maxBytes) return png;
+  let out: Uint8Array = await sharp(png).png({ compressionLevel: 6 }).toBuffer();
+  if (out.length <= maxBytes) return out;
   const { width = 1, height = 1 } = await sharp(png).metadata();
   let side = Math.max(width, height);
   for (let i = 0; i < 8 && out.length > maxBytes && side > 64; i++) {
