@@ -8,19 +8,11 @@ import sharp from 'sharp';
 import { toDisplay16 } from './gray';
 import type { GrayImage, ModelManifest } from './types';
 
-/** The image as 16-bit display values (core/gray.ts toDisplay16 of each float; a 16-bit image's own values). */
-export function toUint16(img: GrayImage): Uint16Array {
-  const d = img.data;
-  const out = new Uint16Array(d.length);
-  if (d instanceof Uint16Array) out.set(d);
-  else for (let i = 0; i < d.length; i++) out[i] = toDisplay16(d[i]);
-  return out;
-}
-
 /** Resize a gray image to width x height (any aspect ratio), returning [0,1] floats. */
 export async function resizeGray(img: GrayImage, width: number, height: number): Promise<Float32Array> {
   // A decoded image is 16-bit already; a float image (tests, synthetic images) is quantised first.
-  const { data } = await sharp(img.data instanceof Uint16Array ? img.data : toUint16(img), { raw: { width: img.width, height: img.height, channels: 1 } })
+  const pixels = img.data instanceof Uint16Array ? img.data : Uint16Array.from(img.data, toDisplay16);
+  const { data } = await sharp(pixels, { raw: { width: img.width, height: img.height, channels: 1 } })
     .resize(width, height, { fit: 'fill', kernel: 'linear' })
     .toColourspace('grey16')
     .raw({ depth: 'ushort' })

@@ -326,7 +326,8 @@ export interface RenderedOutputs {
 /** Every picture of one image from its masks (any grid): the segment stage's, the batch endpoint's, the bench's. */
 export async function renderOutputs(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): Promise<RenderedOutputs> {
   const full = { width: img.width, height: img.height };
-  // The mask PNGs are started first: sharp encodes them on libuv's threads while this thread composes the overlay.
+  // The mask PNGs are started first: their rows are packed here, then deflated on libuv's threads while this thread
+  // composes the overlay.
   const masksPng = Promise.all([
     maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full), maskToPng(masks.opacity, full),
   ]);

@@ -44,13 +44,11 @@ export function fitLongSide(width: number, height: number, maxSide: number): { w
 /**
  * The mask at width x height: out = [bilinear(mask) >= 0.5]. Same size: a copy.
  * @param on the value written for foreground (1; 255 gives the bytes of a black-and-white picture directly)
- * @param into where to write the width x height result (it is cleared first); default: new memory
- * @throws Error when a size is not a positive integer, the mask's data does not match its size or `into` is too small.
+ * @throws Error when a size is not a positive integer or the mask's data does not match its size.
  */
-export function upsampleMask(mask: Mask, width: number, height: number, on = 1, into?: Uint8Array): Mask {
+export function upsampleMask(mask: Mask, width: number, height: number, on = 1): Mask {
   checkSizes(mask, width, height);
-  if (into && into.length < width * height) throw new Error(`upsampleMask: the output holds ${into.length} values, ${width}x${height} needs ${width * height}`);
-  const out = into ? into.subarray(0, width * height).fill(0) : new Uint8Array(width * height);
+  const out = new Uint8Array(width * height);
   if (mask.width === width && mask.height === height) {
     const src = mask.data;
     for (let i = 0; i < src.length; i++) if (src[i]) out[i] = on;

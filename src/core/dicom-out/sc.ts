@@ -23,7 +23,7 @@ export function buildOverlayCapture(input: CaptureInput, rgb: RgbImage): Uint8Ar
   const ids = identityAttributes(identity, src, secret, seed, input.patientKey);
   const { date, time } = dateTime(input.now);
   // The overlay's own bytes (toPart10 copies them once into the file); an odd count gets its pad byte.
-  const pixels = rgb.data.length % 2 ? Uint8Array.from([...rgb.data, 0]) : rgb.data;
+  const pixels = rgb.data.length % 2 ? padded(rgb.data) : rgb.data;
   return toPart10({
     SOPClassUID: SOP_CLASS.secondaryCapture,
     SOPInstanceUID: uids.scInstance,
@@ -62,4 +62,11 @@ export function buildOverlayCapture(input: CaptureInput, rgb: RgbImage): Uint8Ar
     PixelData: [pixels],
     _vrMap: { PixelData: 'OB' },
   });
+}
+
+/** The bytes and one zero byte after them (a DICOM value has an even length). */
+function padded(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b.length + 1);
+  out.set(b);
+  return out;
 }
