@@ -6,7 +6,8 @@
  */
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
-import { composeOverlay, outline } from '../src/core/render';
+import { composeOverlay } from '../src/core/render';
+import { forEachOutlineRow, outline } from '../src/core/outline';
 import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from '../src/core/overlay-colours';
 import { resampleAxis, upsampleMask } from '../src/core/upsample';
 import { workingGrid, WORKING_MAX_SIDE } from '../src/core/postprocess';
@@ -132,13 +133,32 @@ describe('overlay outline', () => {
     return out;
   }
 
-  test('the four-pass outline equals the definition for radii 1-6 on random masks', () => {
+  test('the outline from row runs equals the definition for radii 1-6 on random masks', () => {
     for (const [w, h] of [[1, 1], [5, 3], [40, 31], [97, 64]]) {
       for (let r = 1; r <= 6; r++) {
         const m = randomMask(w, h, w * 31 + r);
         assert.deepEqual(outline(m, r), reference(m, r), `${w}x${h} r=${r}`);
       }
     }
+  });
+
+  test('the outline of an upsampled mask, from the grid mask, equals the definition on the upsampled mask', () => {
+    for (const [gw, gh, W, H, r] of [[40, 50, 160, 200, 1], [33, 17, 301, 155, 3], [20, 31, 97, 250, 5], [9, 9, 9, 9, 2], [12, 7, 500, 40, 6]]) {
+      const m = randomMask(gw, gh, gw * 7 + r);
+      const want = reference(upsampleMask(m, W, H), r);
+      const got = new Uint8Array(W * H);
+      let last = -1;
+      forEachOutlineRow(m, W, H, r, (y, runs, n) => {
+        assert.ok(y > last && n > 0, 'rows in order, each with runs');
+        last = y;
+        for (let k = 0; k < 2 * n; k += 2) {
+          assert.ok(runs[k] < runs[k + 1] && (k === 0 || runs[k - 1] < runs[k]), 'sorted, disjoint runs');
+          got.fill(1, y * W + runs[k], y * W + runs[k + 1]);
+        }
+      });
+      assert.deepEqual(got, want, `${gw}x${gh} -> ${W}x${H} r=${r}`);
+    }
+    assert.throws(() => forEachOutlineRow(randomMask(4, 4, 1), 8, 8, 0, () => undefined), /radius must be a positive integer/);
   });
 
   test('the composed overlay equals its per-pixel definition (grey, opacity blended, left then right outline on top)', () => {
@@ -153,8 +173,8 @@ describe('overlay outline', () => {
       const got = composeOverlay(img, { lungRight: right, lungLeft: left, opacity });
       assert.deepEqual([got.width, got.height], [W, H]);
       const r = Math.max(1, Math.round(Math.max(W, H) / 400));
-      const edgeR = outline(upsampleMask(right, W, H), r);
-      const edgeL = outline(upsampleMask(left, W, H), r);
+      const edgeR = reference(upsampleMask(right, W, H), r);
+      const edgeL = reference(upsampleMask(left, W, H), r);
       const op = upsampleMask(opacity, W, H).data;
       let painted = 0;
       for (let i = 0; i < W * H; i++) {

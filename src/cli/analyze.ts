@@ -5,6 +5,7 @@
  * the per-side lung masks) to DIR/<input name>/.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_MODEL_MANIFEST, loadModel } from '../../layers/onnx/session';
@@ -67,10 +68,8 @@ export async function analyzeMain(argv: string[]): Promise<number> {
         });
         const dir = join(values.out ?? 'out', input.name);
         mkdirSync(dir, { recursive: true });
-        for (const [file, body] of Object.entries(outputs)) {
-          // result.json is written below.
-          if (file !== 'result.json') writeFileSync(join(dir, file), body);
-        }
+        // Written side by side on libuv's threads (a DICOM's are ~20 MB); result.json is written below, last.
+        await Promise.all(Object.entries(outputs).filter(([file]) => file !== 'result.json').map(([file, body]) => writeFile(join(dir, file), body)));
         // The input path only where file names are kept (KEEP_SOURCE_KEYS=true); else source-mapping.json has it.
         writeFileSync(join(dir, 'result.json'), JSON.stringify(keepSourceKeys ? { input: input.path, ...item } : item, null, 2));
         row = { input: input.name, item };

@@ -10,8 +10,8 @@ import { crc32, deflate } from 'node:zlib';
 import sharp from 'sharp';
 import { setBitRun } from './bits';
 import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from './overlay-colours';
-import { boundingBox } from './morphology';
-import { fitLongSide, forEachUpsampledRow, resampleAxis, upsampleMask } from './upsample';
+import { forEachOutlineRow } from './outline';
+import { fitLongSide, forEachUpsampledRow, resampleAxis } from './upsample';
 import type { GrayImage, Mask, RgbImage, SegmentationMasks, Sides } from './types';
 
 /** The overlay's long side at most, in pixels: enough to read a film on a screen, and quick to encode. */
@@ -63,85 +63,6 @@ export async function pngToMask(png: Uint8Array): Promise<Mask> {
   const out = new Uint8Array(info.width * info.height);
   for (let i = 0; i < out.length; i++) out[i] = data[i] >= 128 ? 1 : 0;
   return { width: info.width, height: info.height, data: out };
-}
-
-/** A box of pixels, inclusive: [x0, y0, x1, y1]. */
-type Box = [number, number, number, number];
-
-/**
- * Pixels of `m` within `r` pixels (along its row or its column) of a pixel outside it or of the image's edge:
- * the outline drawn on the overlay. Four linear passes (distance to the nearest outside pixel leftwards,
- * rightwards, upwards, downwards, capped at r + 1) instead of testing 4r neighbours per pixel.
- */
-export function outline(m: Mask, r: number): Uint8Array {
-  const out = new Uint8Array(m.width * m.height);
-  const box = boundingBox(m);
-  if (box) forEachOutlinePixel(m, r, box, (i) => { out[i] = 1; });
-  return out;
-}
-
-/**
- * Calls visit(i) for each outline pixel of `m` (see outline) inside `box`, which must hold every foreground
- * pixel of `m` (a larger box is fine: only a mask's box can hold outline pixels, and a lung covers a third
- * of the film, so nothing outside it is looked at).
- */
-function forEachOutlinePixel(m: Mask, r: number, box: Box, visit: (i: number) => void): void {
-  const { width: w, data } = m;
-  const [bx0, by0, bx1, by1] = box;
-  const cap = r + 1;
-  const bw = bx1 - bx0 + 1;
-  const hd = new Uint16Array(bw);
-  const vd = new Uint16Array(bw);
-  const up = new Uint16Array(bw * (by1 - by0 + 1));
-  // Downwards: distance to the nearest outside pixel above (the edge and the box's outside count as outside).
-  for (let y = by0; y <= by1; y++) {
-    const row = y * w + bx0;
-    const ur = (y - by0) * bw;
-    for (let k = 0; k < bw; k++) {
-      const v = data[row + k] ? vd[k] + 1 : 0;
-      vd[k] = v > cap ? cap : v;
-      up[ur + k] = vd[k];
-    }
-  }
-  vd.fill(0);
-  for (let y = by1; y >= by0; y--) {
-    const row = y * w + bx0;
-    const ur = (y - by0) * bw;
-    // Along the row, both ways.
-    let d = 0;
-    for (let k = 0; k < bw; k++) {
-      d = data[row + k] ? (d < cap ? d + 1 : cap) : 0;
-      hd[k] = d;
-    }
-    d = 0;
-    for (let k = bw - 1; k >= 0; k--) {
-      if (!data[row + k]) {
-        d = 0;
-        vd[k] = 0;
-        continue;
-      }
-      d = d < cap ? d + 1 : cap;
-      const v = vd[k] < cap ? vd[k] + 1 : cap;
-      vd[k] = v;
-      if (d <= r || hd[k] <= r || v <= r || up[ur + k] <= r) visit(row + k);
-    }
-  }
-}
-
-/**
- * A box in the w x h overlay that holds every foreground pixel of the mask upsampled from `m`'s grid: m's own
- * bounding box widened by one source cell each way (bilinear reaches one cell out) and scaled. Found on the
- * small grid so the overlay's 3.5-megapixel masks are not scanned for it.
- */
-function upsampledBox(m: Mask, w: number, h: number): Box | undefined {
-  const box = boundingBox(m);
-  if (!box) return undefined;
-  const [x0, y0, x1, y1] = box;
-  const sx = w / m.width, sy = h / m.height;
-  return [
-    Math.max(0, Math.floor((x0 - 1) * sx)), Math.max(0, Math.floor((y0 - 1) * sy)),
-    Math.min(w - 1, Math.ceil((x1 + 2) * sx)), Math.min(h - 1, Math.ceil((y1 + 2) * sy)),
-  ];
 }
 
 export interface OverlayOptions {
@@ -263,13 +184,12 @@ function grayRgbAt(img: GrayImage, width: number, height: number): Buffer {
 /**
  * The overlay's pixels for an image and its masks (on any grid: they are upsampled to the overlay's size), at
  * most opts.maxSide (default OVERLAY_MAX_SIDE) on the long side. The grey picture is written once, then opacity
- * is blended run by run along the upsampled rows, then the left and the right lung's outlines are drawn inside each
- * lung's box (right on top).
+ * is blended run by run along the upsampled rows, then the left and the right lung's outlines (core/outline.ts) are
+ * drawn, right on top.
  */
 export function composeOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): RgbImage {
   const { width: w, height: h } = overlaySize(img.width, img.height, opts.maxSide);
   const rgb = grayRgbAt(img, w, h);
-  const at = (m: Mask) => (m.width === w && m.height === h ? m : upsampleMask(m, w, h));
   // Opacity blended once per grey level (256 entries) instead of once per pixel.
   const blend = new Uint8Array(256 * 3);
   for (let g = 0; g < 256; g++) {
@@ -286,11 +206,13 @@ export function composeOverlay(img: GrayImage, masks: SegmentationMasks, opts: O
   });
   const r = Math.max(1, Math.round(Math.max(w, h) / 400));
   for (const [m, colour] of [[masks.lungLeft, LEFT_RGB], [masks.lungRight, RIGHT_RGB]] as const) {
-    const box = upsampledBox(m, w, h);
-    if (!box) continue;
     const [c0, c1, c2] = colour;
-    forEachOutlinePixel(at(m), r, box, (i) => {
-      rgb[3 * i] = c0; rgb[3 * i + 1] = c1; rgb[3 * i + 2] = c2;
+    forEachOutlineRow(m, w, h, r, (y, runs, n) => {
+      for (let k = 0; k < 2 * n; k += 2) {
+        for (let o = 3 * (y * w + runs[k]), end = 3 * (y * w + runs[k + 1]); o < end; o += 3) {
+          rgb[o] = c0; rgb[o + 1] = c1; rgb[o + 2] = c2;
+        }
+      }
     });
   }
   if (opts.legend) drawLegend(rgb, w, h, opts.legend);
@@ -326,13 +248,14 @@ export interface RenderedOutputs {
 /** Every picture of one image from its masks (any grid): the segment stage's, the batch endpoint's, the bench's. */
 export async function renderOutputs(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): Promise<RenderedOutputs> {
   const full = { width: img.width, height: img.height };
-  // The mask PNGs are started first: their rows are packed here, then deflated on libuv's threads while this thread
-  // composes the overlay.
-  const masksPng = Promise.all([
+  // The overlay first: sharp encodes it on one of libuv's threads (its longest step) while this thread packs the
+  // mask PNGs' rows, whose deflates then take the other threads.
+  const overlayRgb = composeOverlay(img, masks, opts);
+  const overlayP = overlayPng(overlayRgb);
+  const masksP = Promise.all([
     maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full), maskToPng(masks.opacity, full),
   ]);
-  const overlayRgb = composeOverlay(img, masks, opts);
-  const [[lung, lungRight, lungLeft, opacity], overlay] = await Promise.all([masksPng, overlayPng(overlayRgb)]);
+  const [[lung, lungRight, lungLeft, opacity], overlay] = await Promise.all([masksP, overlayP]);
   return { lung, lungRight, lungLeft, opacity, overlay, overlayRgb };
 }
 

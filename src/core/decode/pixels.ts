@@ -87,33 +87,36 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
       return clamp01(data[i < 0 ? 0 : i >= n ? n - 1 : i] * scale);
     };
   }
-  // A window from the tags that leaves (almost) every pixel black or white is wrong for this image
-  // (typically left over from a bit-depth conversion): the percentile window is used instead.
-  if (map && saturated(histogram(), padIdx, (idx) => map!(modality(idx)))) {
-    window = undefined;
-    map = undefined;
-  }
-  if (!window || !map) {
-    const { lo, hi } = percentileWindow(histogram(), count, padIdx, p.signed, storedOf);
-    const mlo = Math.min(modalityOfStored(lo), modalityOfStored(hi));
-    const mhi = Math.max(modalityOfStored(lo), modalityOfStored(hi));
-    const span = mhi - mlo;
-    window = { center: (mlo + mhi) / 2, width: span, source: 'percentile' };
-    map = span > 0 ? (x) => clamp01((x - mlo) / span) : (x) => (x > mlo ? 1 : 0);
-  }
-
   // The display value of each stored value, as 16 bits of the float32 it was before (so the model's input is the
   // same to the bit as when the image was floats: core/preprocess.ts quantised those floats the same way).
-  const lut = new Uint16Array(size);
-  for (let idx = 0; idx < size; idx++) {
-    const y = map(modality(idx));
-    lut[idx] = toDisplay16(Math.fround(p.invert ? 1 - y : y));
-  }
-
+  const lutOf = (f: (x: number) => number) => {
+    const lut = new Uint16Array(size);
+    for (let idx = 0; idx < size; idx++) {
+      const y = f(modality(idx));
+      lut[idx] = toDisplay16(Math.fround(p.invert ? 1 - y : y));
+    }
+    return lut;
+  };
   const out = new Uint16Array(count);
+  if (window && map) {
+    // The tags' window is applied while the histogram that checks it is counted: one pass over the pixels when the
+    // window is right (nearly always), a second only when it is not.
+    hist = new Uint32Array(size);
+    if (raw instanceof Uint16Array) applyLutCounting16(raw, out, lutOf(map), shift, mask, hist);
+    else applyLutCounting8(raw, out, lutOf(map), shift, mask, hist);
+    // A window from the tags that leaves (almost) every pixel black or white is wrong for this image
+    // (typically left over from a bit-depth conversion): the percentile window is used instead.
+    if (!saturated(hist, padIdx, (idx) => map!(modality(idx)))) return { data: out, window };
+  }
+  const { lo, hi } = percentileWindow(histogram(), count, padIdx, p.signed, storedOf);
+  const mlo = Math.min(modalityOfStored(lo), modalityOfStored(hi));
+  const mhi = Math.max(modalityOfStored(lo), modalityOfStored(hi));
+  const span = mhi - mlo;
+  const percentile: DisplayResult['window'] = { center: (mlo + mhi) / 2, width: span, source: 'percentile' };
+  const lut = lutOf(span > 0 ? (x) => clamp01((x - mlo) / span) : (x) => (x > mlo ? 1 : 0));
   if (raw instanceof Uint16Array) applyLut16(raw, out, lut, shift, mask);
   else applyLut8(raw, out, lut, shift, mask);
-  return { data: out, window };
+  return { data: out, window: percentile };
 }
 
 // One monomorphic loop per sample type: V8 keeps each to a plain typed-array load.
@@ -126,6 +129,22 @@ function applyLut8(raw: Uint8Array, out: Uint16Array, lut: Uint16Array, shift: n
   const n = out.length;
   if (shift === 0) for (let i = 0; i < n; i++) out[i] = lut[raw[i] & mask];
   else for (let i = 0; i < n; i++) out[i] = lut[(raw[i] >> shift) & mask];
+}
+function applyLutCounting16(raw: Uint16Array, out: Uint16Array, lut: Uint16Array, shift: number, mask: number, hist: Uint32Array): void {
+  const n = out.length;
+  for (let i = 0; i < n; i++) {
+    const v = (raw[i] >> shift) & mask;
+    out[i] = lut[v];
+    hist[v]++;
+  }
+}
+function applyLutCounting8(raw: Uint8Array, out: Uint16Array, lut: Uint16Array, shift: number, mask: number, hist: Uint32Array): void {
+  const n = out.length;
+  for (let i = 0; i < n; i++) {
+    const v = (raw[i] >> shift) & mask;
+    out[i] = lut[v];
+    hist[v]++;
+  }
 }
 
 /** DICOM PS3.3 C.11.2.1.2 VOI LUT functions, mapped to [0, 1]. */
