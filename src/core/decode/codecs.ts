@@ -83,7 +83,10 @@ const MAX_LEAKED_BYTES = 256 * 1024 * 1024;
  * so corrupt uploads can neither exhaust nor poison the module for the good files after them.
  */
 function ensureCodecs(): Promise<void> {
-  ready ??= import('dcmjs-codecs').then(async (m) => {
+  ready ??= import('dcmjs-codecs').then(async (ns) => {
+    // dcmjs-codecs is a UMD bundle: Node's own loader (the esbuild bundles of the functions and the CLI, tsx) cannot
+    // see its named exports and gives module.exports as `default`; a CommonJS transform (jest's) gives them directly.
+    const m = codecsModule(ns);
     lib = m;
     m.log.setLevel('silent');
     await m.NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false });
@@ -92,6 +95,14 @@ function ensureCodecs(): Promise<void> {
     throw e;
   });
   return ready;
+}
+
+/** dcmjs-codecs' exports from what import() gave (see ensureCodecs). */
+export function codecsModule(ns: unknown): typeof DcmjsCodecs {
+  const direct = ns as Partial<typeof DcmjsCodecs> & { default?: Partial<typeof DcmjsCodecs> };
+  const m = direct.NativeCodecs ? direct : direct.default;
+  if (!m?.NativeCodecs || !m.log) throw new Error('dcmjs-codecs did not export NativeCodecs: its package has changed');
+  return m as typeof DcmjsCodecs;
 }
 
 function afterCodecFailure(e: unknown, leaked: number): void {
