@@ -1,11 +1,11 @@
 /** The two command-line entry points, run in-process on generated files with the small test model. */
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzeMain } from '../src/cli/analyze';
-import { collectInputs } from '../src/cli/inputs';
+import { collectInputs, inputErrorReason } from '../src/cli/inputs';
 import { startMain } from '../src/local/start';
 import { makeDicom } from './helpers/fixtures';
 import { chestPixels, chestPng } from './helpers/synthetic';
@@ -29,6 +29,42 @@ describe('command line', () => {
     const { dir } = await inputs();
     assert.deepEqual(collectInputs([join(dir, 'in')]).map((i) => i.name), ['a.png', 'broken.jpg', 'sub__b']);
     assert.throws(() => collectInputs([join(dir, 'nope')]), /no such file or folder/);
+  });
+
+  test('collectInputs skips the run\'s own output folder, walks each folder once through links, and keeps unreadable images to report them', async () => {
+    const { dir } = await inputs();
+    const root = join(dir, 'in');
+    // A previous run's outputs inside the folder given (same real folder, named two ways).
+    mkdirSync(join(root, 'out', 'a.png'), { recursive: true });
+    writeFileSync(join(root, 'out', 'a.png', 'overlay.png'), 'an earlier output');
+    // A link loop, a second link to a folder already walked, a dangling link with an image's name and one without.
+    symlinkSync(root, join(root, 'sub', 'loop'), 'dir');
+    symlinkSync(join(root, 'sub'), join(root, 'sub-again'), 'dir');
+    symlinkSync(join(dir, 'gone.png'), join(root, 'dangling.png'));
+    symlinkSync(join(dir, 'gone.txt'), join(root, 'dangling.txt'));
+    assert.deepEqual(collectInputs([root], { exclude: [join(root, 'out')] }).map((i) => i.name), ['a.png', 'broken.jpg', 'dangling.png', 'sub__b']);
+    assert.deepEqual(collectInputs([root], { exclude: [join(root, 'sub-again', '..', 'out')] }).map((i) => i.name), ['a.png', 'broken.jpg', 'dangling.png', 'sub__b']);
+    // Without the exclusion the earlier output is an input like any other file.
+    assert.ok(collectInputs([root]).some((i) => i.name === 'out__a.png__overlay.png'));
+  });
+
+  test('an input that cannot be read is reported in its row, without its path (the table, results.csv, report.html)', async () => {
+    const { dir, model } = await inputs();
+    const root = join(dir, 'in');
+    symlinkSync(join(dir, 'DOE^JOHN_gone.png'), join(root, 'DOE^JOHN.png'));
+    const out = join(dir, 'out');
+    const { code, out: stdout } = await capture(() => analyzeMain([root, '--out', out, '--model', model, '--format', 'json']));
+    assert.equal(code, 1);
+    const lost = stdout.trim().split('\n').map((l) => JSON.parse(l) as { input: string; status: string; reason?: string; lostReason?: string })
+      .find((l) => l.input === 'DOE^JOHN.png');
+    assert.ok(lost, 'the dangling link has a row');
+    assert.match(JSON.stringify(lost), /the file does not exist \(a broken link, or moved away during the run\) \(ENOENT on (stat|open)\)/);
+    for (const f of ['results.csv', 'report.html']) {
+      const text = readFileSync(join(out, f), 'utf8');
+      assert.ok(text.includes('the file does not exist'), `${f} gives the reason`);
+      assert.ok(!text.includes('DOE^JOHN_gone') && !text.includes(dir), `${f} names no path`);
+    }
+    assert.equal(inputErrorReason(new Error(`bad bytes in ${join(root, 'x.png')}`), { path: join(root, 'x.png'), name: 'x.png' }), 'bad bytes in x.png');
   });
 
   test('cxr-opacity analyze writes the four files per input and reports failures with reasons', async () => {

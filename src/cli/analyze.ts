@@ -17,7 +17,7 @@ import { mappingEntry, writeSourceMapping, type SourceMappingEntry } from '../lo
 import { writeReport } from '../report/write';
 import { analyzeInMemory } from '../pipeline/in-memory';
 import { formatCsv, formatJson, formatTable, type ResultRow } from './format';
-import { collectInputs } from './inputs';
+import { collectInputs, inputErrorReason } from './inputs';
 
 const USAGE = `usage: cxr-opacity analyze <files or folders...> [--out DIR] [--format table|json|csv] [--model MANIFEST]
   Accepts DICOM (.dcm or no extension), PNG and JPEG frontal chest X-rays.
@@ -47,7 +47,7 @@ export async function analyzeMain(argv: string[]): Promise<number> {
     console.error((e as Error).message);
     return 2;
   }
-  const inputs = collectInputs(positionals);
+  const inputs = collectInputs(positionals, { exclude: [values.out ?? 'out'] });
   if (inputs.length === 0) {
     console.error('no image files found in the paths given (looked for .dcm, .png, .jpg, .jpeg and files without extension)');
     return 2;
@@ -76,7 +76,7 @@ export async function analyzeMain(argv: string[]): Promise<number> {
       } catch (e) {
         // One input that cannot even be read (permissions, vanished, a full disk for its outputs) is
         // reported in its row; the others still run.
-        row = { input: input.name, lostReason: `not analysed: ${(e as Error).message}` };
+        row = { input: input.name, lostReason: `not analysed: ${inputErrorReason(e, input)}` };
       }
       rows.push(row);
       mapping.push(mappingEntry(input.path, input.name, row.item));

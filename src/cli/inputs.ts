@@ -1,7 +1,7 @@
 /** Expands the paths given on the command line into the image files to analyse. */
 import { createHash } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
-import { basename, extname, join, relative } from 'node:path';
+import { readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { basename, extname, join, relative, resolve } from 'node:path';
 
 /** The file names taken as images (DICOM often has no extension). */
 export const IMAGE_EXTENSIONS = new Set(['.dcm', '.dicom', '.dic', '.png', '.jpg', '.jpeg', '']);
@@ -12,15 +12,47 @@ export interface InputFile {
   name: string;
 }
 
-export function collectInputs(paths: string[]): InputFile[] {
+export interface CollectOptions {
+  /**
+   * Folders never walked into (the run's own output folder: given a folder that holds it, a second run would
+   * otherwise analyse the first run's overlays and masks as films).
+   */
+  exclude?: string[];
+}
+
+/**
+ * The image files under `paths` (files as given; folders walked, hidden entries skipped, each folder once even
+ * through symbolic links). An entry that cannot be examined (a dangling link, a link loop, no permission) is kept
+ * when its name is an image's, so that the run reports it as not analysed with the reason, rather than abort the
+ * whole folder or drop it silently; others are skipped.
+ * @throws Error when a path given does not exist.
+ */
+export function collectInputs(paths: string[], opts: CollectOptions = {}): InputFile[] {
   const files: { path: string; rel: string }[] = [];
+  const excluded = new Set((opts.exclude ?? []).map((d) => realOrResolved(d)));
+  const visited = new Set<string>();
+  const isImageName = (name: string) => IMAGE_EXTENSIONS.has(extname(name).toLowerCase());
   const walk = (dir: string, root: string) => {
-    for (const entry of readdirSync(dir).sort()) {
+    const real = realOrResolved(dir);
+    if (excluded.has(real) || visited.has(real)) return;
+    visited.add(real);
+    let entries: string[];
+    try {
+      entries = readdirSync(dir).sort();
+    } catch {
+      return; // an unreadable folder below a path given: nothing in it can be read either
+    }
+    for (const entry of entries) {
       if (entry.startsWith('.')) continue;
       const p = join(dir, entry);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p, root);
-      else if (IMAGE_EXTENSIONS.has(extname(entry).toLowerCase())) files.push({ path: p, rel: relative(root, p) });
+      let st: Stats | undefined;
+      try {
+        st = statSync(p);
+      } catch {
+        st = undefined; // dangling link, link loop, no permission
+      }
+      if (st?.isDirectory()) walk(p, root);
+      else if (isImageName(entry) && (!st || st.isFile())) files.push({ path: p, rel: relative(root, p) });
     }
   };
   for (const p of paths) {
@@ -57,4 +89,38 @@ export function outputName(name: string): string {
     head += ch;
   }
   return `${head}~${createHash('sha256').update(name).digest('hex').slice(0, 16)}`;
+}
+
+/** The folder's real path (links resolved), or its absolute path when it does not exist (yet). */
+function realOrResolved(dir: string): string {
+  try {
+    return realpathSync(dir);
+  } catch {
+    return resolve(dir);
+  }
+}
+
+/** What a file-system error code means for an input file, in words. */
+const FILE_ERRORS: Record<string, string> = {
+  ENOENT: 'the file does not exist (a broken link, or moved away during the run)',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ELOOP: 'a loop of symbolic links',
+  EISDIR: 'a folder, not a file',
+  EIO: 'the disk reported an I/O error',
+  ENOSPC: 'the disk is full',
+  EMFILE: 'too many open files',
+};
+
+/**
+ * Why an input was not analysed, for the run's table, results.csv and report.html, without its path: Node's
+ * file-system errors name the full path (often the patient's name in a file name), which those files never hold
+ * unless KEEP_SOURCE_KEYS=true; the input is named by its row.
+ */
+export function inputErrorReason(e: unknown, input: InputFile): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code && FILE_ERRORS[err.code]) return `${FILE_ERRORS[err.code]} (${err.code}${err.syscall ? ` on ${err.syscall}` : ''})`;
+  if (err?.code && err.syscall) return `${err.syscall} failed (${err.code})`;
+  const message = e instanceof Error ? e.message : String(e);
+  return [input.path, resolve(input.path)].reduce((m, p) => m.split(p).join(input.name), message);
 }

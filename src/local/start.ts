@@ -18,7 +18,7 @@ import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/c
 import { watch as watchFolder } from 'chokidar';
 import { objectsInS3Notification } from '../aws/s3-notification';
 import { formatTable, type ResultRow } from '../cli/format';
-import { collectInputs, IMAGE_EXTENSIONS, outputName, type InputFile } from '../cli/inputs';
+import { collectInputs, IMAGE_EXTENSIONS, inputErrorReason, outputName, type InputFile } from '../cli/inputs';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV, tooLargeReason } from '../limits';
 import { imageIdFor, keepSourceKeysFromEnv, outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
 import { resultsCsv } from '../report/csv';
@@ -120,7 +120,7 @@ export async function startMain(argv: string[]): Promise<number> {
   try {
     dicomIdentity = dicomIdentityFromEnv(process.env, values['dicom-identity']);
     manifest = values.manifest ? readManifest(values.manifest) : undefined;
-    inputs = collectInputs(positionals);
+    inputs = collectInputs(positionals, { exclude: [values.out ?? 'out'] });
     if (values.watch && !statSync(values.watch, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`--watch ${values.watch}: not a folder`);
   } catch (e) {
     console.error((e as Error).message);
@@ -215,7 +215,7 @@ export async function startMain(argv: string[]): Promise<number> {
         if (size > limit) return void finish(job, { input: input.name, refused: { code: 'TOO_LARGE', reason: tooLargeReason(size, limit) } });
         body = readFileSync(input.path);
       } catch (e) {
-        return void finish(job, { input: input.name, lostReason: `not read: ${(e as Error).message}` });
+        return void finish(job, { input: input.name, lostReason: `not read: ${inputErrorReason(e, input)}` });
       }
       const metadata = manifestMetadata(lookup.rowFor(input.path));
       const contentId = createHash('sha256').update(body).update(JSON.stringify(metadata)).digest('hex').slice(0, 32);
@@ -238,7 +238,7 @@ export async function startMain(argv: string[]): Promise<number> {
         }
       } catch (e) {
         inFlight.delete(job.imageId);
-        return void finish(job, { input: input.name, lostReason: `not uploaded: ${(e as Error).message}` });
+        return void finish(job, { input: input.name, lostReason: `not uploaded: ${inputErrorReason(e, input)}` });
       }
     };
 
