@@ -467,6 +467,36 @@ describe('PNG and JPEG', () => {
     assert.ok(meanAbsDiff(c.data, gray) < 0.015);
   });
 
+  test('a JPEG whose image data is damaged is refused; stray bytes between its markers are not', async () => {
+    const gray = chestPattern(160, 144);
+    const jpg = await makeJpeg({ width: 160, height: 144, gray, quality: 90 });
+    const sos = jpg.indexOf(Buffer.from([0xff, 0xda]));
+    const mid = Math.floor((sos + jpg.length) / 2);
+    // An end-of-image marker inside the scan (a file spliced or cut and re-terminated): libjpeg only warns, and the
+    // rest of the picture would come out grey.
+    const early = Buffer.concat([jpg.subarray(0, mid), Buffer.from([0xff, 0xd9]), jpg.subarray(mid)]);
+    const e = await expectCode(decodeImage(early), 'CORRUPT');
+    assert.match(e.message, /image data is damaged \(premature end of data segment\).*would be measured as grey; upload an undamaged copy/);
+    // Three stray bytes after the first segment (some encoders write them): a warning about markers, not pixels.
+    const at = 4 + jpg.readUInt16BE(4);
+    const stray = Buffer.concat([jpg.subarray(0, at), Buffer.from([0x12, 0x34, 0x56]), jpg.subarray(at)]);
+    await assert.rejects(sharp(stray, { failOn: 'warning' }).raw().toBuffer(), /3 extraneous bytes before marker/);
+    const ok = await decodeImage(stray);
+    const clean = await decodeImage(jpg);
+    assert.deepEqual(Array.from(ok.data), Array.from(clean.data), 'decoded exactly as without the stray bytes');
+  });
+
+  test('a 12-bit JPEG file is refused as unsupported (not as damaged), with what to upload instead', async () => {
+    const t = testContext();
+    if (skipWithout(t, 'dcmcjpeg')) return;
+    // dcmtk's extended (12-bit) JPEG, taken out of its DICOM: the codestream from SOI to EOI.
+    const dicom = compressedVariant(makeDicom({ rows: 160, cols: 144, bitsStored: 12, pixels: toStored(chestPattern(144, 160), 12) }), 'jpeg-extended');
+    const soi = dicom.indexOf(Buffer.from([0xff, 0xd8, 0xff]));
+    const jpeg = dicom.subarray(soi, dicom.lastIndexOf(Buffer.from([0xff, 0xd9])) + 2);
+    const e = await expectCode(decodeImage(jpeg), 'UNSUPPORTED_IMAGE');
+    assert.match(e.message, /12-bit samples.*upload the DICOM, or a 16-bit PNG/);
+  });
+
   test('EXIF orientation is applied to JPEG', async () => {
     // 40 x 20 (w x h), a bright block at the top-left; orientation 6 = rotate 90 degrees clockwise to display
     const width = 40;

@@ -39,13 +39,20 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
   const sixteen = meta.depth === 'ushort';
   const alpha = meta.hasAlpha === true;
   const colour = (meta.channels ?? 1) - (alpha ? 1 : 0) > 1 || meta.space === 'cmyk';
+  const pixels = (failOn: sharp.SharpOptions['failOn']) => sharp(input, { ...options, failOn })
+    .removeAlpha()
+    .toColourspace(colour ? (sixteen ? 'rgb16' : 'srgb') : sixteen ? 'grey16' : 'b-w')
+    .raw({ depth: sixteen ? 'ushort' : 'uchar' })
+    .toBuffer({ resolveWithObject: true });
   let raw: { data: Buffer; info: sharp.OutputInfo };
   try {
-    raw = await sharp(input, options)
-      .removeAlpha()
-      .toColourspace(colour ? (sixteen ? 'rgb16' : 'srgb') : sixteen ? 'grey16' : 'b-w')
-      .raw({ depth: sixteen ? 'ushort' : 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    // A JPEG is decoded at libjpeg's warning level: a damaged entropy-coded segment is only a warning to libjpeg,
+    // which fills the rest of the picture with grey, and that grey would be measured. Warnings that do not touch
+    // the pixels (BENIGN_JPEG_WARNINGS) let it decode as before.
+    raw = await pixels(format === 'jpeg' ? 'warning' : 'error').catch((e: unknown) => {
+      if (format === 'jpeg' && BENIGN_JPEG_WARNINGS.test(e instanceof Error ? e.message : String(e))) return pixels('error');
+      throw e;
+    });
   } catch (e) {
     throw classify(e, label);
   }
@@ -112,9 +119,25 @@ function tooLarge(label: string, w: number, h: number, maxPixels: number): Input
   return new InputError('TOO_LARGE', `The ${label} declares ${w} x ${h} pixels (${(w * h / 1e6).toFixed(0)} megapixels), over the limit of ${(maxPixels / 1e6).toFixed(0)} megapixels; downscale the image before uploading.`);
 }
 
+/**
+ * libjpeg warnings (jerror.h) about the file's markers, not its image data: an encoder's stray bytes between
+ * markers, an unknown JFIF revision or Adobe transform code, a bad ICC marker, extra scanlines. A JPEG with only
+ * these decodes to its full picture. The others (a premature end of a data segment, a bad Huffman code, a missing
+ * restart marker, an inconsistent progression) mean part of the picture was not decoded.
+ */
+const BENIGN_JPEG_WARNINGS = /extraneous bytes before marker|unknown JFIF revision|Unknown Adobe color transform|bad ICC marker|too many scanlines/i;
+
 /** Maps a sharp/libvips error to an InputError naming the problem. */
 function classify(e: unknown, label: string): InputError {
   const msg = e instanceof Error ? e.message : String(e);
+  const precision = /Unsupported JPEG data precision (\d+)/.exec(msg);
+  if (precision) {
+    return new InputError('UNSUPPORTED_IMAGE', `The JPEG has ${precision[1]}-bit samples, which the JPEG decoder here does not read (only 8-bit JPEG files); upload the DICOM, or a 16-bit PNG of the image.`, { cause: e });
+  }
+  const corrupt = /Corrupt JPEG data: ([^\n]*)|(Inconsistent progression sequence[^\n]*)/.exec(msg);
+  if (corrupt) {
+    return new InputError('CORRUPT', `The JPEG's image data is damaged (${safeText(corrupt[1] ?? corrupt[2])}): part of the picture cannot be decoded and would be measured as grey; upload an undamaged copy of the image.`, { cause: e });
+  }
   if (/pixel limit/i.test(msg)) return new InputError('TOO_LARGE', `The ${label} is larger than the pixel limit; downscale the image before uploading.`, { cause: e });
   if (/premature end|truncat|unexpected end|end of (file|data|stream)|not enough data/i.test(msg)) {
     return new InputError('TRUNCATED', `The ${label} file is truncated (it ends before the image data does); upload the complete file.`, { cause: e });
