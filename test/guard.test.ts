@@ -11,7 +11,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { assessMasks, judgeGuard, PLAUSIBILITY } from '../src/core/guard';
-import { decodeImage, isInputError, segmentImage, type GuardManifest, type Mask, type SegmentationMasks, type SegmentationModel } from '../src/core';
+import { countMasks, decodeImage, isInputError, opacityPctOf, segmentImage, type GuardManifest, type Mask, type SegmentationMasks, type SegmentationModel } from '../src/core';
+import { flipMask } from '../src/core/segment';
 import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
 import { analyzeMain } from '../src/cli/analyze';
@@ -119,7 +120,7 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
     rmSync(dir, { recursive: true, force: true });
   }, 240_000);
 
-  test('a real film flipped left-right is measured but carries POSSIBLY_MIRRORED; the original does not', async () => {
+  test('a real film flipped left-right carries POSSIBLY_MIRRORED and is measured flipped back: the original\'s numbers, its lungs mirrored', async () => {
     const t = testContext();
     const dir = join(dataDir, 'external22', 'images');
     if (!existsSync(dir)) {
@@ -134,7 +135,21 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
       const orig = await segmentImage(await decodeImage(png), model);
       assert.ok(!orig.quality.warnings.some((w) => w.code === 'POSSIBLY_MIRRORED'), `${id} as acquired is not called mirrored`);
       const flipped = await segmentImage(await decodeImage(await sharp(png).flop().png().toBuffer()), model);
-      if (flipped.quality.warnings.some((w) => w.code === 'POSSIBLY_MIRRORED')) flagged++;
+      if (!flipped.quality.warnings.some((w) => w.code === 'POSSIBLY_MIRRORED')) continue;
+      flagged++;
+      // The model saw the original again: the same opacity % per patient side, on the mirrored lungs.
+      const pct = (r: typeof orig) => opacityPctOf(countMasks(r.masks));
+      const [a, b] = [pct(orig), pct(flipped)];
+      for (const side of ['total', 'right', 'left'] as const) {
+        assert.ok(Math.abs((a[side] ?? 0) - (b[side] ?? 0)) <= 0.5, `${id} ${side}: ${a[side]} as acquired, ${b[side]} mirrored`);
+      }
+      for (const k of ['lungRight', 'lungLeft', 'opacity'] as const) {
+        const back = flipMask(flipped.masks[k]).data;
+        const o = orig.masks[k].data;
+        let same = 0;
+        for (let i = 0; i < o.length; i++) if (o[i] === back[i]) same++;
+        assert.ok(same / o.length > 0.995, `${id} ${k}: ${same} of ${o.length} grid pixels agree with the original's mirrored`);
+      }
     }
     assert.ok(flagged >= ids.length - 1, `only ${flagged} of ${ids.length} flipped films were flagged as mirrored`);
   }, 120_000);

@@ -47,6 +47,14 @@ export interface GuardVerdict {
   probabilities: { frontal: number; mirrored: number; notChest: number; reconstructionError?: number };
 }
 
+/**
+ * Whether the guard finds the film mirrored left-right (the heart on the image's left). Such a film is segmented
+ * flipped back (core/segment.ts), since the model only knows films as acquired, and its report says so.
+ */
+export function looksMirrored(v: GuardVerdict | undefined): boolean {
+  return v !== undefined && v.probabilities.mirrored > v.probabilities.frontal;
+}
+
 const NOT_CHEST_ADVICE = 'photographs, documents, other body parts or modalities, lateral views and rotated or inverted ' +
   'films are not analysed. Upload a frontal (PA or AP) chest radiograph, upright and as acquired; nothing was measured.';
 
@@ -130,8 +138,8 @@ export function assessMasks(masks: SegmentationMasks, guard?: GuardVerdict): Qua
   }
   if (guard) {
     const p = guard.probabilities;
-    if (p.mirrored > p.frontal) {
-      warnings.push({ code: 'POSSIBLY_MIRRORED', message: `the film looks mirrored left-right (heart on the image's left, ${Math.round(p.mirrored * 100)}% sure): the patient's right and left may be swapped; check the film's orientation marker` });
+    if (looksMirrored(guard)) {
+      warnings.push({ code: 'POSSIBLY_MIRRORED', message: `the film looks mirrored left-right (heart on the image's left, ${Math.round(p.mirrored * 100)}% sure): it was measured flipped back, so the lung on the image's right is reported as the patient's right; if the film is as acquired (dextrocardia, situs inversus), right and left are swapped: check the film's orientation marker` });
     }
     if (p.notChest >= PLAUSIBILITY.warnNotChest) {
       warnings.push({ code: 'ATYPICAL_IMAGE', message: `the image is unlike the chest films the model was trained on (${Math.round(p.notChest * 100)}% not a chest film): check the result` });

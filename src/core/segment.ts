@@ -5,8 +5,8 @@
  */
 import { probabilitiesToMasks } from './postprocess';
 import { toModelInput } from './preprocess';
-import { assessMasks, judgeGuard, type GuardVerdict } from './guard';
-import type { GrayImage, QualityReport, SegmentationMasks, SegmentationModel } from './types';
+import { assessMasks, judgeGuard, looksMirrored, type GuardVerdict } from './guard';
+import type { GrayImage, Mask, QualityReport, SegmentationMasks, SegmentationModel } from './types';
 
 export interface SegmentTimings {
   preprocessMs: number;
@@ -33,11 +33,31 @@ export async function segmentImage(
   // The guard first: a refused image costs no segmentation.
   let verdict: GuardVerdict | undefined;
   if (model.guard) verdict = judgeGuard(await model.guard.run(input, 1), model.guard.manifest);
-  const probs = await model.run(input, 1);
+  // A film the guard finds mirrored left-right is segmented flipped back: the model has only seen films as acquired
+  // (on the red-team's mirrored films its opacity % moved by up to 35 points). Its masks are flipped back again
+  // into the image's frame, so the patient's right lung is then on the image's right (assessMasks checks the sides
+  // in the flipped frame, where they are as acquired).
+  const mirrored = looksMirrored(verdict);
+  const probs = await model.run(mirrored ? flipRows(input, S, S) : input, 1);
   const inferenceMs = ms(t);
   t = process.hrtime.bigint();
-  const masks = probabilitiesToMasks(probs, S, img.width, img.height, m.thresholds);
+  const asAcquired = probabilitiesToMasks(probs, S, img.width, img.height, m.thresholds);
   const postprocessMs = ms(t);
-  const quality = assessMasks(masks, verdict);
+  const quality = assessMasks(asAcquired, verdict);
+  const masks = mirrored ? {
+    lungRight: flipMask(asAcquired.lungRight), lungLeft: flipMask(asAcquired.lungLeft), opacity: flipMask(asAcquired.opacity),
+  } : asAcquired;
   return { masks, timings: { preprocessMs, inferenceMs, postprocessMs }, quality };
+}
+
+/** Each row of a width x height plane reversed (a left-right flip); a new array. */
+export function flipRows<T extends Float32Array | Uint8Array>(data: T, width: number, height: number): T {
+  const out = data.slice() as T;
+  for (let y = 0; y < height; y++) out.subarray(y * width, (y + 1) * width).reverse();
+  return out;
+}
+
+/** A mask flipped left-right. */
+export function flipMask(m: Mask): Mask {
+  return { width: m.width, height: m.height, data: flipRows(m.data, m.width, m.height) };
 }
