@@ -440,6 +440,24 @@ describe('PNG and JPEG', () => {
     assert.equal(img.data[1], 1);
   });
 
+  test('a 16-bit PNG holding 12-, 10- or 8-bit values is read against that bit depth (as a DICOM\'s BitsStored), not as a black picture', async () => {
+    const gray = chestPattern(96, 80);
+    for (const bits of [12, 10, 8]) {
+      const top = 2 ** bits - 1;
+      const samples = Uint16Array.from(gray, (v) => Math.round(v * top));
+      samples[0] = top; // the full range of those bits is used
+      const img = await decodeImage(await makePng({ samples, bits: 16 }));
+      assert.equal(img.meta.bitsStored, bits);
+      for (let i = 0; i < samples.length; i++) assert.ok(Math.abs(img.data[i] - samples[i] / top) <= QUANTUM, `${bits} bits, pixel ${i}`);
+    }
+    // One value above 12 bits: a 16-bit picture as before.
+    const samples = Uint16Array.from(gray, (v) => Math.round(v * 4095));
+    samples[0] = 4096;
+    const img = await decodeImage(await makePng({ samples, bits: 16 }));
+    assert.equal(img.meta.bitsStored, 16);
+    assert.ok(Math.abs(img.data[1] - samples[1] / 65535) <= QUANTUM);
+  });
+
   test('RGB / opaque RGBA / opaque gray+alpha PNG -> luma (Rec. 601); transparency refused', async () => {
     const w = 4;
     const rgb = Uint8Array.from([255, 0, 0, 0, 255, 0, 0, 0, 255, 200, 200, 200]);

@@ -56,7 +56,8 @@ export function looksMirrored(v: GuardVerdict | undefined): boolean {
 }
 
 const NOT_CHEST_ADVICE = 'photographs, documents, other body parts or modalities, lateral views and rotated or inverted ' +
-  'films are not analysed. Upload a frontal (PA or AP) chest radiograph, upright and as acquired; nothing was measured.';
+  'films are not analysed. Upload a frontal (PA or AP) chest radiograph, upright and as acquired, filling the image ' +
+  '(crop away wide borders or other pictures beside it); nothing was measured.';
 
 /**
  * Reads one image's guard output (3 class probabilities, and the reconstruction error when the guard has an

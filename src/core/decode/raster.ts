@@ -73,12 +73,16 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
     }
   }
   // 16-bit display values (core/types.ts GrayImage), each the 16 bits of the float32 sample / max it was before,
-  // so the model's input is the same to the bit as when images were floats.
-  const scale = 1 / (sixteen ? 65535 : 255);
+  // so the model's input is the same to the bit as when images were floats. A 16-bit PNG whose values all fit in
+  // 8, 10 or 12 bits holds a detector's raw values (a DICOM's 12 stored bits written as they are): read at 16 bits it
+  // is a black picture (the guard refused such a film as not a chest X-ray), so its values are read against their
+  // own bit depth, as a DICOM's against its BitsStored.
+  const bits = sixteen ? storedBits(samples, n * ch) : 8;
+  const scale = 1 / (2 ** bits - 1);
   const data = new Uint16Array(n);
   if (ch === 1) {
     const lut = new Uint16Array(sixteen ? 65536 : 256);
-    for (let v = 0; v < lut.length; v++) lut[v] = toDisplay16(Math.fround(v * scale));
+    for (let v = 0; v < lut.length; v++) lut[v] = toDisplay16(Math.fround(Math.min(1, v * scale)));
     for (let i = 0; i < n; i++) data[i] = lut[samples[i]];
   } else {
     const [wr, wg, wb] = LUMA;
@@ -94,10 +98,17 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
     meta: {
       format,
       photometricInterpretation: colour ? 'RGB' : 'MONOCHROME2',
-      bitsStored: sixteen ? 16 : 8,
+      bitsStored: bits,
     },
     identifiers: {},
   };
+}
+
+/** The bits a 16-bit image's values use: 8, 10 or 12 when its largest value fits in them, else 16. */
+function storedBits(samples: Uint8Array | Uint16Array, count: number): number {
+  let max = 0;
+  for (let i = 0; i < count; i++) if (samples[i] > max) max = samples[i];
+  return max < 256 ? 8 : max < 1024 ? 10 : max < 4096 ? 12 : 16;
 }
 
 /** Pixels whose alpha (read on its own: colourspace conversion drops or composites it) is not fully opaque. */
