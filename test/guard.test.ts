@@ -10,8 +10,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { assessMasks, judgeGuard, PLAUSIBILITY } from '../src/core/guard';
-import { countMasks, decodeImage, isInputError, opacityPctOf, segmentImage, type GuardManifest, type Mask, type SegmentationMasks, type SegmentationModel } from '../src/core';
+import { assessMasks, judgeColourMarks, judgeGuard, MAX_COLOUR_MARKED_SHARE, PLAUSIBILITY } from '../src/core/guard';
+import { countMasks, decodeImage, isInputError, opacityPctOf, renderOverlay, segmentImage, type GuardManifest, type Mask, type SegmentationMasks, type SegmentationModel } from '../src/core';
 import { flipMask } from '../src/core/segment';
 import sharp from 'sharp';
 import { loadModel } from '../layers/onnx/session';
@@ -59,6 +59,13 @@ describe('assessMasks: plausibility of the lung masks', () => {
 });
 
 describe('judgeGuard', () => {
+  test('coloured marks: refused over 2% of the pixels, with what to upload instead; gray images and small marks pass', () => {
+    const img = (share?: number) => ({ width: 1, height: 1, data: new Float32Array(1), ...(share === undefined ? {} : { colourMarkedShare: share }) });
+    judgeColourMarks(img());
+    judgeColourMarks(img(0.02));
+    assert.throws(() => judgeColourMarks(img(0.154)), (e: unknown) => isInputError(e) && e.code === 'UNSUPPORTED_IMAGE' && /15\.4% of the image.*Upload the original film/.test(e.message));
+  });
+
   test('refuses at the threshold with an actionable reason, passes below it', () => {
     assert.throws(() => judgeGuard({ classes: Float32Array.from([0.1, 0.1, 0.8]) }, guardManifest), (e: unknown) => isInputError(e) && e.code === 'NOT_A_CHEST_XRAY' && /80% sure.*Upload a frontal/.test(e.message));
     assert.deepEqual(judgeGuard({ classes: Float32Array.from([0.7, 0.1, 0.2]) }, guardManifest).probabilities, { frontal: 0.7, mirrored: 0.1, notChest: 0.2 });
@@ -152,6 +159,37 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
       }
     }
     assert.ok(flagged >= ids.length - 1, `only ${flagged} of ${ids.length} flipped films were flagged as mirrored`);
+  }, 120_000);
+
+  test('coloured marks: this tool\'s own overlay of a real film is refused; the film saved as RGB, tinted or with a small coloured marker is measured', async () => {
+    const t = testContext();
+    const dir = join(dataDir, 'external22', 'images');
+    if (!existsSync(dir)) {
+      console.warn(`SKIPPED: ${dataDir} absent, so coloured marks are not tested on a real film`);
+      t.skip('no data');
+      return;
+    }
+    const id = parseCsv(readFileSync(join(dataDir, 'external22', 'manifest.csv'), 'utf8'))[1].id;
+    const png = readFileSync(join(dir, `${id}.png`));
+    const img = await decodeImage(png);
+    const seg = await segmentImage(img, model);
+    const overlay = await renderOverlay(img, seg.masks, { legend: opacityPctOf(countMasks(seg.masks)) });
+    const refused = await segmentImage(await decodeImage(overlay), model).then(() => undefined, (e: unknown) => e);
+    assert.ok(isInputError(refused) && refused.code === 'UNSUPPORTED_IMAGE' && /Coloured marks cover [0-9.]+% of the image.*Upload the original film/.test(refused.message), `the overlay read back: ${String(refused)}`);
+    const { width = 0, height = 0 } = await sharp(png).metadata();
+    const marker = await sharp({ create: { width: Math.round(width * 0.08), height: Math.round(height * 0.1), channels: 3, background: '#ff2020' } }).png().toBuffer();
+    const variants: Array<[string, Buffer]> = [
+      ['RGB JPEG', await sharp(png).toColourspace('srgb').jpeg({ quality: 85 }).toBuffer()],
+      ['sepia', await sharp(png).tint({ r: 112, g: 66, b: 20 }).png().toBuffer()],
+      ['red marker on 0.8%', await sharp(png).toColourspace('srgb').composite([{ input: marker, left: 10, top: 10 }]).png().toBuffer()],
+    ];
+    const pct = opacityPctOf(countMasks(seg.masks)).total ?? 0;
+    for (const [name, bytes] of variants) {
+      const decoded = await decodeImage(bytes);
+      assert.ok((decoded.colourMarkedShare ?? 0) < MAX_COLOUR_MARKED_SHARE, `${name}: ${decoded.colourMarkedShare}`);
+      const r = await segmentImage(decoded, model);
+      assert.ok(Math.abs((opacityPctOf(countMasks(r.masks)).total ?? 0) - pct) < 3, `${name} measured like the film`);
+    }
   }, 120_000);
 
   test('frontal films of ../shared/data: at most 1% refused (seeded sample of 300)', async () => {

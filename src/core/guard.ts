@@ -13,7 +13,7 @@
  * an image that passes but looks unusual carries `quality.warnings`, which travel to the result item.
  */
 import { InputError } from './errors';
-import type { GuardManifest, GuardOutput, Mask, QualityReport, QualityWarning, SegmentationMasks } from './types';
+import type { GrayImage, GuardManifest, GuardOutput, Mask, QualityReport, QualityWarning, SegmentationMasks } from './types';
 
 /** Class order of the guard's output (models/cxr-guard.json `output.classes`). */
 export const GUARD_CLASSES = ['frontal_cxr', 'frontal_cxr_mirrored', 'not_frontal_cxr'] as const;
@@ -53,6 +53,22 @@ export interface GuardVerdict {
  */
 export function looksMirrored(v: GuardVerdict | undefined): boolean {
   return v !== undefined && v.probabilities.mirrored > v.probabilities.frontal;
+}
+
+/** Coloured marks on more than this share of a film's pixels: refused (a coloured side marker or caliper is far less). */
+export const MAX_COLOUR_MARKED_SHARE = 0.02;
+
+/**
+ * Refuses a film with coloured marks over more than MAX_COLOUR_MARKED_SHARE of it (GrayImage colourMarkedShare): an
+ * analysis overlay (this tool's own, read back), coloured annotations or a screenshot of a viewer, whose colours would
+ * be measured as X-ray density. Judged after the guard, so that a colour photograph is told it is not a chest X-ray.
+ * @throws InputError UNSUPPORTED_IMAGE
+ */
+export function judgeColourMarks(img: GrayImage): void {
+  const share = img.colourMarkedShare ?? 0;
+  if (share > MAX_COLOUR_MARKED_SHARE) {
+    throw new InputError('UNSUPPORTED_IMAGE', `Coloured marks cover ${(100 * share).toFixed(1)}% of the image (an analysis overlay, coloured annotations or a screenshot of a viewer, not the film itself): they would be measured as X-ray density. Upload the original film, as exported from the modality or PACS without overlays.`);
+  }
 }
 
 const NOT_CHEST_ADVICE = 'photographs, documents, other body parts or modalities, lateral views and rotated or inverted ' +

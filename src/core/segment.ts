@@ -5,7 +5,7 @@
  */
 import { probabilitiesToMasks } from './postprocess';
 import { toModelInput } from './preprocess';
-import { assessMasks, judgeGuard, looksMirrored, type GuardVerdict } from './guard';
+import { assessMasks, judgeColourMarks, judgeGuard, looksMirrored, type GuardVerdict } from './guard';
 import type { GrayImage, Mask, QualityReport, SegmentationMasks, SegmentationModel } from './types';
 
 export interface SegmentTimings {
@@ -33,6 +33,7 @@ export async function segmentImage(
   // The guard first: a refused image costs no segmentation.
   let verdict: GuardVerdict | undefined;
   if (model.guard) verdict = judgeGuard(await model.guard.run(input, 1), model.guard.manifest);
+  judgeColourMarks(img);
   // A film the guard finds mirrored left-right is segmented flipped back: the model has only seen films as acquired
   // (on the red-team's mirrored films its opacity % moved by up to 35 points). Its masks are flipped back again
   // into the image's frame, so the patient's right lung is then on the image's right (assessMasks checks the sides

@@ -45,6 +45,12 @@ export interface GrayImage {
   width: number;
   height: number;
   data: Float32Array | Uint16Array;
+  /**
+   * Colour inputs only: the share of pixels with colour other than the image's one tint (coloured marks: an overlay,
+   * annotations), measured by the decoder before the image became gray; core/guard.ts judgeColourMarks refuses a
+   * chest film carrying too many.
+   */
+  colourMarkedShare?: number;
 }
 
 export interface DecodedImage extends GrayImage {

@@ -80,11 +80,13 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
   const bits = sixteen ? storedBits(samples, n * ch) : 8;
   const scale = 1 / (2 ** bits - 1);
   const data = new Uint16Array(n);
+  let colourMarkedShare: number | undefined;
   if (ch === 1) {
     const lut = new Uint16Array(sixteen ? 65536 : 256);
     for (let v = 0; v < lut.length; v++) lut[v] = toDisplay16(Math.fround(Math.min(1, v * scale)));
     for (let i = 0; i < n; i++) data[i] = lut[samples[i]];
   } else {
+    colourMarkedShare = markedShare(samples, n, ch, 2 ** bits - 1);
     const [wr, wg, wb] = LUMA;
     for (let i = 0, j = 0; i < n; i++, j += ch) {
       const y = (wr * samples[j] + wg * samples[j + 1] + wb * samples[j + 2]) * scale;
@@ -95,6 +97,7 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
     width: info.width,
     height: info.height,
     data,
+    ...(colourMarkedShare === undefined ? {} : { colourMarkedShare }),
     meta: {
       format,
       photometricInterpretation: colour ? 'RGB' : 'MONOCHROME2',
@@ -102,6 +105,36 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
     },
     identifiers: {},
   };
+}
+
+/**
+ * The share of a colour image's pixels that carry colour other than the image's one tint (core/types.ts GrayImage
+ * colourMarkedShare; judged in core/guard.ts). A film saved as RGB is grey (R = G = B), or tinted as a whole by a
+ * viewer or a photograph of it (every pixel the same hue, its strength following the brightness); coloured marks drawn
+ * on a film (an analysis overlay such as this tool's own, PACS annotations) are neither. A pixel counts as marked when
+ * it is further than MARK_DISTANCE of full scale from the image's tint at its own brightness (its luma times the
+ * image's mean colour over its mean luma).
+ */
+const MARK_DISTANCE = 0.16;
+
+function markedShare(samples: Uint8Array | Uint16Array, n: number, ch: number, max: number): number {
+  const [wr, wg, wb] = LUMA;
+  let sr = 0, sg = 0, sb = 0, sy = 0;
+  for (let i = 0, j = 0; i < n; i++, j += ch) {
+    const r = samples[j], g = samples[j + 1], b = samples[j + 2];
+    sr += r; sg += g; sb += b; sy += wr * r + wg * g + wb * b;
+  }
+  if (sy === 0) return 0;
+  const tr = sr / sy, tg = sg / sy, tb = sb / sy;
+  const limit = (MARK_DISTANCE * max) ** 2;
+  let marked = 0;
+  for (let i = 0, j = 0; i < n; i++, j += ch) {
+    const r = samples[j], g = samples[j + 1], b = samples[j + 2];
+    const y = wr * r + wg * g + wb * b;
+    const dr = r - y * tr, dg = g - y * tg, db = b - y * tb;
+    if (dr * dr + dg * dg + db * db > limit) marked++;
+  }
+  return marked / n;
 }
 
 /** The bits a 16-bit image's values use: 8, 10 or 12 when its largest value fits in them, else 16. */
