@@ -1,12 +1,13 @@
 /** The two command-line entry points, run in-process on generated files with the small test model. */
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzeMain } from '../src/cli/analyze';
 import { collectInputs, inputErrorReason } from '../src/cli/inputs';
 import { startMain } from '../src/local/start';
+import { pseudonymise } from '../src/core/pseudonym';
 import { makeDicom } from './helpers/fixtures';
 import { chestPixels, chestPng } from './helpers/synthetic';
 import { writeTinyModel } from './helpers/tiny-model';
@@ -65,6 +66,31 @@ describe('command line', () => {
       assert.ok(!text.includes('DOE^JOHN_gone') && !text.includes(dir), `${f} names no path`);
     }
     assert.equal(inputErrorReason(new Error(`bad bytes in ${join(root, 'x.png')}`), { path: join(root, 'x.png'), name: 'x.png' }), 'bad bytes in x.png');
+  });
+
+  test('pseudonyms are keyed by the output folder\'s own secret key (0600), never a built-in one', async () => {
+    const { dir, model } = await inputs();
+    const saved = process.env.PSEUDONYM_KEY;
+    delete process.env.PSEUDONYM_KEY;
+    try {
+      const run = async (out: string) => {
+        const { out: stdout } = await capture(() => analyzeMain([join(dir, 'in', 'sub'), '--out', out, '--model', model, '--format', 'json']));
+        return (JSON.parse(stdout.trim().split('\n')[0]) as { patientKey?: string }).patientKey;
+      };
+      const first = await run(join(dir, 'out-a'));
+      const again = await run(join(dir, 'out-a'));
+      const other = await run(join(dir, 'out-b'));
+      assert.match(first ?? '', /^pt_/);
+      assert.equal(again, first, 'the same output folder keeps its key: stable pseudonyms across runs');
+      assert.notEqual(other, first, 'another output folder has another key');
+      const keyFile = join(dir, 'out-a', '.local-data', 'pseudonym.key');
+      assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+      assert.equal(first, pseudonymise(readFileSync(keyFile, 'utf8').trim(), 'patient', 'PID-0042'));
+      // The key the CLI used to fall back on, public in its source: its pseudonym of this patient is not the one given.
+      assert.notEqual(first, pseudonymise('cxr-opacity-local-cli-key', 'patient', 'PID-0042'));
+    } finally {
+      if (saved !== undefined) process.env.PSEUDONYM_KEY = saved;
+    }
   });
 
   test('cxr-opacity analyze writes the four files per input and reports failures with reasons', async () => {

@@ -15,6 +15,7 @@ import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV } from '../limits';
 import { keepSourceKeysFromEnv } from '../pipeline/messages';
 import { mappingEntry, writeSourceMapping, type SourceMappingEntry } from '../local/source-mapping';
 import { writeReport } from '../report/write';
+import { LOCAL_DATA_DIR, localPseudonymKey } from '../local/pseudonym-key';
 import { analyzeInMemory } from '../pipeline/in-memory';
 import { formatCsv, formatJson, formatTable, type ResultRow } from './format';
 import { collectInputs, inputErrorReason } from './inputs';
@@ -58,12 +59,14 @@ export async function analyzeMain(argv: string[]): Promise<number> {
   const rows: ResultRow[] = [];
   const mapping: SourceMappingEntry[] = [];
   const keepSourceKeys = keepSourceKeysFromEnv(process.env);
+  // The output folder's own key, as `npm start` keeps it (src/local/pseudonym-key.ts), or PSEUDONYM_KEY.
+  const pseudonymKey = localPseudonymKey(join(values.out ?? 'out', LOCAL_DATA_DIR));
   try {
     for (const [i, input] of inputs.entries()) {
       let row: ResultRow;
       try {
         const { item, outputs } = await analyzeInMemory({ path: input.path }, {
-          model, severity, pseudonymKey: process.env.PSEUDONYM_KEY ?? 'cxr-opacity-local-cli-key',
+          model, severity, pseudonymKey,
           path: 'local', maxInputBytes: limit, keepSourceKeys, dicomOutputs: { identity, severity },
         });
         const dir = join(values.out ?? 'out', input.name);

@@ -4,9 +4,6 @@
  * Queues are in-process (src/local/queue.ts) with the same retry and dead-letter behaviour as the SQS
  * queues of the CDK stack.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
 import { Logger } from '@aws-lambda-powertools/logger';
@@ -23,6 +20,7 @@ import { dicomIdentityFromEnv, type IdentityMode } from '../core/dicom-out';
 import { maxInputBytes } from '../limits';
 import { imageIdFor, keepSourceKeysFromEnv, unquoteEtag, type StageMessage } from '../pipeline/messages';
 import type { ObjectStore } from '../pipeline/ports';
+import { localPseudonymKey } from './pseudonym-key';
 import { LocalQueue } from './queue';
 import { LOCAL_NAMES, startLocalStack, type LocalStack } from './stack';
 import { UPLOAD_PREFIX } from '../pipeline/storage-layout';
@@ -66,16 +64,6 @@ export interface LocalPipeline {
   /** Resolves when both queues are empty and nothing is retrying. */
   drain(): Promise<void>;
   stop(): Promise<void>;
-}
-
-/** A per-data-dir pseudonym key, made once (on AWS it lives in Secrets Manager). */
-function localPseudonymKey(dataDir: string): string {
-  if (process.env.PSEUDONYM_KEY) return process.env.PSEUDONYM_KEY;
-  const file = join(dataDir, 'pseudonym.key');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const key = randomBytes(32).toString('hex');
-  writeFileSync(file, key, { mode: 0o600 });
-  return key;
 }
 
 function observabilityFor(serviceName: string, opts: LocalPipelineOptions) {

@@ -34,7 +34,8 @@ import { formatDuration, Progress } from './progress';
 
 const SHARED_DATA = resolve(__dirname, '..', '..', '..', 'shared', 'data');
 /** The data dir's default place under the output folder (kept between runs: that is what resumes). */
-export const LOCAL_DATA_DIR = '.local-data';
+export { LOCAL_DATA_DIR } from './pseudonym-key';
+import { LOCAL_DATA_DIR } from './pseudonym-key';
 export const LOGS_DIR = 'logs';
 /** The exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it. */
 export const INTERRUPTED_EXIT = 130;
