@@ -67,6 +67,7 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
     const v = spec.validateResponse(body, 'getImage', 404);
     assert.equal(v.errors, null, JSON.stringify(v.errors));
     assert.equal(body.error.code, code, JSON.stringify(body));
+    return body.error as { code: string; message: string };
   };
 
   async function upload(bytes: Buffer, extra: Record<string, unknown> = {}): Promise<string> {
@@ -105,6 +106,9 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
     await api.pipeline.drain();
     const done = conforms('getUpload', await send('GET', `/v1/uploads/${created.uploadId}`));
     assert.equal(done.status, 'SCORED');
+    // UUIDs are case-insensitive on input (RFC 9562): the id in capitals is the same upload.
+    const upper = conforms('getUpload', await send('GET', `/v1/uploads/${String(created.uploadId).toUpperCase()}`));
+    assert.deepEqual([upper.status, upper.uploadId, upper.imageId], ['SCORED', created.uploadId, done.imageId]);
     const img = conforms('getImage', await send('GET', done.imageUrl));
     assert.equal(img.status, 'SCORED');
     assert.match(img.patientKey, /^pt_/);
@@ -162,6 +166,21 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
     isError(conforms('analyze', await send('POST', '/v1/analyze', { json: { image: 'not base64!' } })), 'VALIDATION_FAILED');
     isError(conforms('analyze', await send('POST', '/v1/analyze', { body: Buffer.alloc(MAX_ANALYZE_BYTES + 1), contentType: 'application/octet-stream' })), 'PAYLOAD_TOO_LARGE');
     isError(conforms('analyze', await send('POST', '/v1/analyze', { body: Buffer.from('%PDF-1.4 nothing'), contentType: 'application/octet-stream' })), 'UNRECOGNISED_FORMAT');
+    // A PNG sent as another media type is not blamed on the file: 415, naming the types read.
+    for (const contentType of ['text/plain', 'image/gif', 'application/x-www-form-urlencoded']) {
+      const e = isError(conforms('analyze', await send('POST', '/v1/analyze', { body: png, contentType })), 'UNSUPPORTED_MEDIA_TYPE');
+      assert.match(e.message, /image\/png, image\/jpeg, application\/dicom, application\/octet-stream/);
+    }
+    // Media types are case-insensitive and may carry parameters.
+    for (const contentType of ['IMAGE/PNG', 'image/png; charset=binary']) {
+      const r = await send('POST', '/v1/analyze', { body: png, contentType });
+      assert.equal(r.status, 200, `${contentType}: ${r.text.slice(0, 200)}`);
+      conforms('analyze', r);
+    }
+    // Keys other than image are refused by name (the spec's additionalProperties: false), not silently dropped.
+    const extra = isError(conforms('analyze', await send('POST', '/v1/analyze', { json: { image: png.toString('base64'), patientId: 'MRN998877' } })), 'VALIDATION_FAILED');
+    assert.match(extra.message, /only "image" is accepted in the body \(not "patientId"\)/);
+    assert.ok(!extra.message.includes('MRN998877'), 'the value is not echoed');
 
     // A deployment without MODEL_MANIFEST: the same app without a model, behind the same server.
     const noModel = createApiServer(createApiHandler({

@@ -322,7 +322,8 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
 
   // ---- GET /v1/uploads/{uploadId}: the imageId is only known once the object (and its ETag) exists ----
   app.get(routerPath(API_ROUTES.getUpload), async ({ valid }) => {
-    const { uploadId } = valid.req.path;
+    // UUIDs are case-insensitive on input (RFC 9562); the object keys hold the lower-case form POST /v1/uploads gave.
+    const uploadId = valid.req.path.uploadId.toLowerCase();
     const listed = await deps.s3.send(new ListObjectsV2Command({ Bucket: deps.uploadsBucket, Prefix: `${UPLOAD_PREFIX}${uploadId}/`, MaxKeys: 1 }));
     const obj = listed.Contents?.[0];
     if (!obj?.Key) {
@@ -413,7 +414,9 @@ function analyzeDicom(outcome: { overlayPng: Uint8Array; dicom?: { seg: Uint8Arr
  */
 function analyzeBody(event: APIGatewayProxyEvent, contentType: string | null): Buffer {
   const raw = event.body ?? '';
-  if (contentType?.toLowerCase().startsWith('application/json')) {
+  // Media types are case-insensitive and may carry parameters (RFC 9110 8.3.1); no header at all is taken as bytes.
+  const type = (contentType ?? 'application/octet-stream').split(';')[0].trim().toLowerCase();
+  if (type === 'application/json') {
     const text = event.isBase64Encoded ? Buffer.from(raw, 'base64').toString('utf8') : raw;
     if (text.length > Math.ceil((MAX_ANALYZE_BYTES * 4) / 3) + 1024) {
       throw new ApiError(413, 'PAYLOAD_TOO_LARGE', `images over ${MAX_ANALYZE_BYTES} bytes go through POST /v1/uploads`);
@@ -424,9 +427,22 @@ function analyzeBody(event: APIGatewayProxyEvent, contentType: string | null): B
     } catch {
       throw new ApiError(400, 'VALIDATION_FAILED', 'the request body is not valid JSON');
     }
-    const body = z.object({ image: z.base64() }).safeParse(parsed);
-    if (!body.success) throw new ApiError(400, 'VALIDATION_FAILED', 'image: expected the image as a base64 string');
+    // Only `image` (api/openapi.yaml: additionalProperties false): a patient id or file name sent along would be
+    // silently dropped, and the caller should know it is not used.
+    const body = z.object({ image: z.base64() }).strict().safeParse(parsed);
+    if (!body.success) {
+      const extra = body.error.issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys : []));
+      throw new ApiError(400, 'VALIDATION_FAILED', extra.length
+        ? `only "image" is accepted in the body (not ${extra.map((k) => JSON.stringify(k)).join(', ')}): nothing else is used or stored by POST /v1/analyze`
+        : 'image: expected the image as a base64 string');
+    }
     return Buffer.from(body.data.image, 'base64');
+  }
+  if (!ANALYZE_BINARY_TYPES.includes(type)) {
+    throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `a body of type ${JSON.stringify(type.slice(0, 80))} is not read: send the image file as ${ANALYZE_BINARY_TYPES.join(', ')}, or as JSON {"image": "<base64>"} (application/json)`);
   }
   return event.isBase64Encoded ? Buffer.from(raw, 'base64') : Buffer.from(raw, 'binary');
 }
+
+/** The raw-body media types of POST /v1/analyze (api/openapi.yaml requestBody). */
+const ANALYZE_BINARY_TYPES = ['image/png', 'image/jpeg', 'application/dicom', 'application/octet-stream'];
