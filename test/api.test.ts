@@ -186,6 +186,12 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     const page2 = await list({ limit: '2', nextToken: page1.body.nextToken });
     assert.deepEqual([...page1.body.items, ...page2.body.items].map((i: { imageId: string }) => i.imageId), ids);
     assert.equal(page2.body.nextToken, undefined);
+    // A page that ends exactly at the last image says there are no more (DynamoDB's LastEvaluatedKey would).
+    const exact = await list({ limit: String(ids.length) });
+    assert.deepEqual([exact.body.items.length, exact.body.nextToken], [ids.length, undefined]);
+    const desc2 = await list({ limit: '2', order: 'desc' });
+    const desc3 = await list({ limit: '2', order: 'desc', nextToken: desc2.body.nextToken });
+    assert.deepEqual([...desc2.body.items, ...desc3.body.items].map((i: { imageId: string }) => i.imageId), [...ids].reverse());
 
     const desc = await list({ order: 'desc' });
     assert.deepEqual(desc.body.items.map((i: { imageId: string }) => i.imageId), [...ids].reverse());

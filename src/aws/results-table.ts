@@ -84,6 +84,9 @@ export class DynamoResults implements ResultStore {
    */
   async listByPatient(patientKey: string, opts: { limit?: number; order?: 'asc' | 'desc'; after?: Record<string, unknown> } = {}): Promise<PatientPage> {
     const k = RESULTS_TABLE_KEYS.byPatient;
+    const limit = opts.limit ?? 100;
+    // One item more than asked: DynamoDB returns a LastEvaluatedKey whenever it stops at the Limit, even with nothing
+    // after it, and a `next` must mean that there are more images (api/openapi.yaml nextToken).
     const res = await this.doc.send(new QueryCommand({
       TableName: this.tableName,
       IndexName: k.name,
@@ -91,10 +94,14 @@ export class DynamoResults implements ResultStore {
       ExpressionAttributeNames: { '#p': k.partitionKey },
       ExpressionAttributeValues: { ':p': patientKey },
       ScanIndexForward: (opts.order ?? 'asc') === 'asc',
-      Limit: opts.limit ?? 100,
+      Limit: limit + 1,
       ...(opts.after ? { ExclusiveStartKey: opts.after } : {}),
     }));
-    return { items: (res.Items ?? []) as ResultItem[], ...(res.LastEvaluatedKey ? { next: res.LastEvaluatedKey } : {}) };
+    const items = (res.Items ?? []) as ResultItem[];
+    if (items.length <= limit) return { items };
+    const last = items[limit - 1] as unknown as Record<string, unknown>;
+    const next = { [RESULTS_TABLE_KEYS.partitionKey]: last[RESULTS_TABLE_KEYS.partitionKey], [k.partitionKey]: last[k.partitionKey], [k.sortKey]: last[k.sortKey] };
+    return { items: items.slice(0, limit), next };
   }
 }
 
