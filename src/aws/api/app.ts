@@ -388,8 +388,27 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     return json(200, { result, overlayPng: Buffer.from(outcome.overlayPng).toString('base64'), ...analyzeDicom(outcome) });
   });
 
-  return (event, context) => app.resolve(event, context);
+  return async (event, context) => {
+    // Methods the router does not know (TRACE, made-up ones) would get its bare 405 or 400 with no body: answered here
+    // in the one error shape, with Allow, as any other method a route does not take.
+    const method = (event.httpMethod ?? '').toUpperCase();
+    if (!ROUTER_METHODS.has(method)) {
+      const allow = [...new Set(matchRoutes(event.path ?? '').map((m) => m.route.method))];
+      const body = { error: allow.length
+        ? { code: 'METHOD_NOT_ALLOWED', message: `${method.slice(0, 20) || 'this method'} is not allowed here; use ${allow.join(' or ')}` }
+        : { code: 'ROUTE_NOT_FOUND', message: 'no such route' } };
+      return { statusCode: allow.length ? 405 : 404, headers: { 'content-type': 'application/json', ...(allow.length ? { allow: allow.join(', ') } : {}) }, body: JSON.stringify(body) };
+    }
+    // Media types are case-insensitive (RFC 9110 8.3.1); the router parses a JSON body only under the lower-case name.
+    const lower = (v: string) => v.replace(/^[^;]*/, (t) => t.trim().toLowerCase());
+    for (const [k, v] of Object.entries(event.headers ?? {})) if (k.toLowerCase() === 'content-type' && v) event.headers[k] = lower(v);
+    for (const [k, v] of Object.entries(event.multiValueHeaders ?? {})) if (k.toLowerCase() === 'content-type' && v) event.multiValueHeaders[k] = v.map(lower);
+    return app.resolve(event, context);
+  };
 }
+
+/** The methods the router resolves; any other is answered 405 (or 404) by the handler itself. */
+const ROUTER_METHODS = new Set(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']);
 
 /**
  * The SEG and SR of a DICOM input in the analyze response, base64 (`dicom: { seg, sr }`), or `dicomOmitted`
