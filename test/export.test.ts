@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -215,6 +215,12 @@ describe('analyst export (DynamoDB export layout) and named queries (DuckDB)', (
       printed.length = 0;
       assert.equal(await analyticsMain(['--export', out2, '--mapping', mapping, '--format', 'json', '--sql', 'SELECT image_id, source_file FROM results ORDER BY created_at LIMIT 2']), 0);
       assert.deepEqual(JSON.parse(printed.join('\n')), [{ image_id: id(1), source_file: 'in/chest 1.png' }, { image_id: id(5), source_file: null }]);
+      // Tables written with the mapping may name patients: owner-only, as the mapping (without it: 0644).
+      assert.equal(statSync(join(tables, 'results_flat.csv')).mode & 0o777, 0o644);
+      for (const format of ['csv', 'parquet']) {
+        assert.equal(await analyticsMain(['--export', out2, '--mapping', mapping, '--format', format, '--out', tables, 'results_flat']), 0);
+        assert.equal(statSync(join(tables, `results_flat.${format}`)).mode & 0o777, 0o600, format);
+      }
     } finally {
       console.log = orig;
     }

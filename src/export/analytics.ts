@@ -11,7 +11,7 @@
  * results_export.athena.sql, a Glue table), then analytics/schema/results.view.sql and the named queries
  * run with the same text on both engines.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -176,17 +176,22 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (values.out) mkdirSync(values.out, { recursive: true });
     const json: Record<string, Row[]> = {};
+    // With --mapping the tables may hold file names (which may name patients): readable by their owner only, as
+    // source-mapping.json itself.
+    const mode = values.mapping ? 0o600 : 0o644;
     for (const job of jobs) {
       if (how === 'parquet') {
         const file = join(values.out!, `${job.name}.parquet`);
         await db.writeParquet(job.sql, file);
+        chmodSync(file, mode);
         console.log(file);
         continue;
       }
       const t = await db.table(job.sql);
       if (how === 'csv' && values.out) {
         const file = join(values.out, `${job.name}.csv`);
-        writeFileSync(file, tableCsv(t));
+        writeFileSync(file, tableCsv(t), { mode });
+        chmodSync(file, mode); // also when the file was there before
         console.log(`${file}  (${t.rows.length} row(s))`);
       } else if (how === 'csv') {
         console.log(tableCsv(t).slice(0, -1));
