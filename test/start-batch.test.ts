@@ -135,6 +135,8 @@ describe('npm start as a batch tool', () => {
     try {
       const one = await run([join(dir, 'a', 'chest.png')], ['--manifest', join(dir, 'manifest.csv')]);
       assert.equal(one.code, 0, one.out);
+      // The manifest's row for b/chest.png matched no input of this run: said, not silently ignored.
+      assert.match(one.out, /manifest: 1 row\(s\) matched no input of this run; 0 PNG\/JPEG input\(s\) had no row/);
       const a = result(out, 'chest.png');
       const two = await run([join(dir, 'b', 'chest.png')], ['--manifest', join(dir, 'manifest.csv')]);
       assert.equal(two.code, 0, two.out);

@@ -92,6 +92,8 @@ function manifestLookup(manifest: Manifest | undefined) {
       return row;
     },
     unmatched: () => (manifest?.rows.length ?? 0) - used.size,
+    /** PNG/JPEG inputs looked up with no row (DICOM carries its own ids). */
+    withoutRow: 0,
   };
 }
 
@@ -218,7 +220,9 @@ export async function startMain(argv: string[]): Promise<number> {
       } catch (e) {
         return void finish(job, { input: input.name, lostReason: `not read: ${inputErrorReason(e, input)}` });
       }
-      const metadata = manifestMetadata(lookup.rowFor(input.path));
+      const row = lookup.rowFor(input.path);
+      if (manifest && !row && /\.(png|jpe?g)$/i.test(input.path)) lookup.withoutRow++;
+      const metadata = manifestMetadata(row);
       const contentId = createHash('sha256').update(body).update(JSON.stringify(metadata)).digest('hex').slice(0, 32);
       const key = keep ? `${UPLOAD_PREFIX}${input.name}` : uploadKeyFor(contentId, input.name);
       // s3rver's ETag of a single PUT is the body's MD5, as S3's is: the imageId is known before the upload.
@@ -321,6 +325,10 @@ export async function startMain(argv: string[]): Promise<number> {
     console.log(`outputs in ${out}/<input name>/ (overlay.png: orange = opacity, cyan = patient's right lung, magenta = left lung)`);
     console.log(`file name -> imageId mapping in ${join(out, SOURCE_MAPPING_FILE)} (results themselves hold no file names)`);
     console.log(reportLine);
+    if (manifest && (lookup.unmatched() > 0 || lookup.withoutRow > 0)) {
+      // Neither stops the run: a manifest may cover more films than one run, and a PNG without a row is still measured.
+      console.log(`manifest: ${lookup.unmatched()} row(s) matched no input of this run; ${lookup.withoutRow} PNG/JPEG input(s) had no row, so no patient, study or date (check the file column: a path relative to the manifest, or a bare file name unique among the inputs)`);
+    }
     console.log(`logs in ${logFile}`);
     if (interrupted && !values.watch) {
       console.log(`interrupted: ${jobs.length - finished.length} image(s) not done; run the same command again to resume (done images are reused)`);
