@@ -267,11 +267,9 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
   });
   // The router has no 405 of its own: a path that matches a route for other methods gets 405 and Allow.
   app.notFound(async (_e, { req }) => {
-    const path = new URL(req.url).pathname;
-    const allow = [...new Set(matchRoutes(path).map((m) => m.route.method))];
-    if (allow.length === 0) return errorBody(404, 'ROUTE_NOT_FOUND', `no such route: the API's routes are ${Object.values(API_ROUTES).map((r) => `${r.method} ${r.resource}`).join(', ')}`);
-    const res = errorBody(405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allow.join(' or ')}`);
-    res.headers.set('allow', allow.join(', '));
+    const miss = routeMiss(req.method, new URL(req.url).pathname);
+    const res = errorBody(miss.status, miss.code, miss.message);
+    if (miss.allow) res.headers.set('allow', miss.allow);
     return res;
   });
   app.methodNotAllowed(async () => errorBody(405, 'METHOD_NOT_ALLOWED', 'method not allowed on this route'));
@@ -393,11 +391,12 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     // in the one error shape, with Allow, as any other method a route does not take.
     const method = (event.httpMethod ?? '').toUpperCase();
     if (!ROUTER_METHODS.has(method)) {
-      const allow = [...new Set(matchRoutes(event.path ?? '').map((m) => m.route.method))];
-      const body = { error: allow.length
-        ? { code: 'METHOD_NOT_ALLOWED', message: `${method.slice(0, 20) || 'this method'} is not allowed here; use ${allow.join(' or ')}` }
-        : { code: 'ROUTE_NOT_FOUND', message: 'no such route' } };
-      return { statusCode: allow.length ? 405 : 404, headers: { 'content-type': 'application/json', ...(allow.length ? { allow: allow.join(', ') } : {}) }, body: JSON.stringify(body) };
+      const miss = routeMiss(method, event.path ?? '');
+      return {
+        statusCode: miss.status,
+        headers: { 'content-type': 'application/json', ...(miss.allow ? { allow: miss.allow } : {}) },
+        body: JSON.stringify({ error: { code: miss.code, message: miss.message } }),
+      };
     }
     // Media types are case-insensitive (RFC 9110 8.3.1); the router parses a JSON body only under the lower-case name.
     const lower = (v: string) => v.replace(/^[^;]*/, (t) => t.trim().toLowerCase());
@@ -405,6 +404,18 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     for (const [k, v] of Object.entries(event.multiValueHeaders ?? {})) if (k.toLowerCase() === 'content-type' && v) event.multiValueHeaders[k] = v.map(lower);
     return app.resolve(event, context);
   };
+}
+
+/**
+ * A request no route takes (the router's notFound, and methods the router does not know): 405 with Allow when the
+ * path is a route's under other methods, else 404 listing the routes.
+ */
+function routeMiss(method: string, path: string): { status: 404 | 405; code: string; message: string; allow?: string } {
+  const allow = [...new Set(matchRoutes(path).map((m) => m.route.method))];
+  if (allow.length === 0) {
+    return { status: 404, code: 'ROUTE_NOT_FOUND', message: `no such route: the API's routes are ${Object.values(API_ROUTES).map((r) => `${r.method} ${r.resource}`).join(', ')}` };
+  }
+  return { status: 405, code: 'METHOD_NOT_ALLOWED', message: `${method.slice(0, 20) || 'this method'} is not allowed here; use ${allow.join(' or ')}`, allow: allow.join(', ') };
 }
 
 /** The methods the router resolves; any other is answered 405 (or 404) by the handler itself. */

@@ -78,7 +78,8 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
   // is a black picture (the guard refused such a film as not a chest X-ray), so its values are read against their
   // own bit depth, as a DICOM's against its BitsStored.
   const bits = sixteen ? storedBits(samples, n * ch) : 8;
-  const scale = 1 / (2 ** bits - 1);
+  const top = 2 ** bits - 1;
+  const scale = 1 / top;
   const data = new Uint16Array(n);
   let colourMarkedShare: number | undefined;
   if (ch === 1) {
@@ -86,7 +87,7 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
     for (let v = 0; v < lut.length; v++) lut[v] = toDisplay16(Math.fround(Math.min(1, v * scale)));
     for (let i = 0; i < n; i++) data[i] = lut[samples[i]];
   } else {
-    colourMarkedShare = markedShare(samples, n, ch, 2 ** bits - 1);
+    colourMarkedShare = markedShare(samples, n, ch, top);
     const [wr, wg, wb] = LUMA;
     for (let i = 0, j = 0; i < n; i++, j += ch) {
       const y = (wr * samples[j] + wg * samples[j + 1] + wb * samples[j + 2]) * scale;
