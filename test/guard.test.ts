@@ -56,6 +56,25 @@ describe('assessMasks: plausibility of the lung masks', () => {
     assert.ok(q.warnings.every((w) => w.message.length > 30));
     assert.ok(PLAUSIBILITY.warnNotChest < guardManifest.thresholds.not_frontal_cxr);
   });
+  test('warns LUNGS_CUT_OFF when the lungs run along an edge without touching it (the model closes a cut lung short of the edge)', () => {
+    const cut = (m: SegmentationMasks) => assessMasks(m).warnings.some((w) => w.code === 'LUNGS_CUT_OFF');
+    // Margins: 4% of 160 rows = 6 rows, 4% of 200 columns = 8 columns.
+    assert.equal(cut(lungs(box(20, 90, 20, 157), box(110, 180, 20, 157))), true, 'flat bottoms 3 rows above the bottom edge');
+    assert.equal(cut(lungs(box(20, 90, 3, 140), box(110, 180, 20, 140))), true, 'a flat top 3 rows below the top edge');
+    assert.equal(cut(lungs(box(20, 90, 20, 140), box(110, 197, 20, 140))), true, 'a side 3 columns from the right edge');
+    assert.equal(cut(lungs(box(20, 90, 20, 150), box(110, 180, 20, 150))), false, 'flat bottoms 10 rows above the edge: outside the margin');
+    // A lung whose lower outline meets the margin in a point (a costophrenic angle), not along a line.
+    const angled = (x0: number, x1: number, tipLeft: boolean): Mask => {
+      const m = box(x0, x1, 20, 120);
+      for (let y = 120; y < 158; y++) {
+        const k = Math.round(((y - 120) / 38) * (x1 - x0 - 4));
+        for (let x = tipLeft ? x0 : x0 + k; x < (tipLeft ? x1 - k : x1); x++) m.data[y * W + x] = 1;
+      }
+      return m;
+    };
+    assert.equal(cut(lungs(angled(20, 90, true), angled(110, 180, false))), false, 'pointed lower ends 2 rows above the edge');
+    assert.ok(PLAUSIBILITY.cutOffSpan.bottom <= PLAUSIBILITY.cutOffSpan.other);
+  });
 });
 
 describe('judgeGuard', () => {
@@ -159,6 +178,38 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
       }
     }
     assert.ok(flagged >= ids.length - 1, `only ${flagged} of ${ids.length} flipped films were flagged as mirrored`);
+  }, 120_000);
+
+  test('real films cut off: as they are no LUNGS_CUT_OFF, cut to their top half (3 in 4) or with a side cut away (9 in 10) refused or warned', async () => {
+    const t = testContext();
+    const dir = join(dataDir, 'external22', 'images');
+    if (!existsSync(dir)) {
+      console.warn(`SKIPPED: ${dataDir} absent, so cut-off films are not tested on real films`);
+      t.skip('no data');
+      return;
+    }
+    const ids = parseCsv(readFileSync(join(dataDir, 'external22', 'manifest.csv'), 'utf8')).map((r) => r.id);
+    const outcome = async (bytes: Buffer): Promise<string> => {
+      try {
+        const r = await segmentImage(await decodeImage(bytes), model);
+        return r.quality.warnings.some((w) => w.code === 'LUNGS_CUT_OFF') ? 'warned' : 'scored';
+      } catch (e) {
+        if (!isInputError(e)) throw e;
+        return 'refused';
+      }
+    };
+    const silent: Record<string, string[]> = { original: [], 'top half': [], 'right fifth cut away': [] };
+    for (const id of ids) {
+      const png = readFileSync(join(dir, `${id}.png`));
+      const { width = 0, height = 0 } = await sharp(png).metadata();
+      if ((await outcome(png)) !== 'scored') silent.original.push(id);
+      if ((await outcome(await sharp(png).extract({ left: 0, top: 0, width, height: Math.round(height / 2) }).png().toBuffer())) === 'scored') silent['top half'].push(id);
+      if ((await outcome(await sharp(png).extract({ left: 0, top: 0, width: Math.round(width * 0.8), height }).png().toBuffer())) === 'scored') silent['right fifth cut away'].push(id);
+    }
+    console.log(`external22 (${ids.length} films): warned or refused as they are: ${silent.original.length}; scored without a warning when cut: ${JSON.stringify(silent)}`);
+    assert.deepEqual(silent.original, [], 'uncut films carry no LUNGS_CUT_OFF and are not refused');
+    assert.ok(silent['top half'].length <= ids.length / 4, `top halves scored without a warning: ${silent['top half'].join(', ')}`);
+    assert.ok(silent['right fifth cut away'].length <= ids.length / 10, `films with a side cut away scored without a warning: ${silent['right fifth cut away'].join(', ')}`);
   }, 120_000);
 
   test('coloured marks: this tool\'s own overlay of a real film is refused; the film saved as RGB, tinted or with a small coloured marker is measured', async () => {
