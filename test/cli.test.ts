@@ -1,6 +1,7 @@
 /** The two command-line entry points, run in-process on generated files with the small test model. */
 import { describe, test } from '@jest/globals';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,8 @@ describe('command line', () => {
     const { dir, model } = await inputs();
     const root = join(dir, 'in');
     symlinkSync(join(dir, 'DOE^JOHN_gone.png'), join(root, 'DOE^JOHN.png'));
+    // A named pipe with an image's name, in the folder and given by name: reading it would wait forever.
+    execFileSync('mkfifo', [join(root, 'pipe.png')]);
     const out = join(dir, 'out');
     const { code, out: stdout } = await capture(() => analyzeMain([root, '--out', out, '--model', model, '--format', 'json']));
     assert.equal(code, 1);
@@ -60,6 +63,11 @@ describe('command line', () => {
       .find((l) => l.input === 'DOE^JOHN.png');
     assert.ok(lost, 'the dangling link has a row');
     assert.match(JSON.stringify(lost), /the file does not exist \(a broken link, or moved away during the run\) \(ENOENT on (stat|open)\)/);
+    const rows = stdout.trim().split('\n').map((l) => JSON.parse(l) as { input: string; status: string });
+    assert.match(JSON.stringify(rows.find((l) => l.input === 'pipe.png')), /"status":"LOST".*not a regular file but a named pipe \(FIFO\)/);
+    const given = await capture(() => analyzeMain([join(root, 'pipe.png'), '--out', join(dir, 'out-pipe'), '--model', model, '--format', 'json']));
+    assert.equal(given.code, 1);
+    assert.match(given.out, /"status":"LOST".*named pipe/);
     for (const f of ['results.csv', 'report.html']) {
       const text = readFileSync(join(out, f), 'utf8');
       assert.ok(text.includes('the file does not exist'), `${f} gives the reason`);
@@ -119,6 +127,10 @@ describe('command line', () => {
     assert.match(stdout, /\[2\/2\]/);
     assert.match(stdout, /s per image/);
     for (const name of ['a.png', 'b']) assert.ok(existsSync(join(out, name, 'overlay.png')), name);
+    // A named pipe among the inputs is reported LOST, not read (that would wait forever) and not skipped.
+    execFileSync('mkfifo', [join(dir, 'in', 'sub', 'pipe.png')]);
+    const withPipe = await capture(() => startMain([join(dir, 'in', 'sub'), '--out', join(dir, 'out-pipe'), '--model', model]));
+    assert.match(withPipe.out, /LOST +not read: not a regular file but a named pipe \(FIFO\)/);
     const usage = await capture(() => startMain([]));
     assert.equal(usage.code, 2);
     assert.match(usage.out, /usage: npm start --/);

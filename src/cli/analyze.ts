@@ -18,7 +18,7 @@ import { writeReport } from '../report/write';
 import { LOCAL_DATA_DIR, localPseudonymKey } from '../local/pseudonym-key';
 import { analyzeInMemory } from '../pipeline/in-memory';
 import { formatCsv, formatJson, formatTable, type ResultRow } from './format';
-import { collectInputs, inputErrorReason } from './inputs';
+import { checkRegularFile, collectInputs, inputErrorReason } from './inputs';
 
 const USAGE = `usage: cxr-opacity analyze <files or folders...> [--out DIR] [--format table|json|csv] [--model MANIFEST]
   Accepts DICOM (.dcm or no extension), PNG and JPEG frontal chest X-rays.
@@ -65,6 +65,7 @@ export async function analyzeMain(argv: string[]): Promise<number> {
     for (const [i, input] of inputs.entries()) {
       let row: ResultRow;
       try {
+        checkRegularFile(input);
         const { item, outputs } = await analyzeInMemory({ path: input.path }, {
           model, severity, pseudonymKey,
           path: 'local', maxInputBytes: limit, keepSourceKeys, dicomOutputs: { identity, severity },

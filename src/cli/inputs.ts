@@ -22,9 +22,10 @@ export interface CollectOptions {
 
 /**
  * The image files under `paths` (files as given; folders walked, hidden entries skipped, each folder once even
- * through symbolic links). An entry that cannot be examined (a dangling link, a link loop, no permission) is kept
- * when its name is an image's, so that the run reports it as not analysed with the reason, rather than abort the
- * whole folder or drop it silently; others are skipped.
+ * through symbolic links). An entry that cannot be examined (a dangling link, a link loop, no permission) or is not a
+ * regular file (a named pipe, a device, a socket) is kept when its name is an image's, so that the run reports it as
+ * not analysed with the reason (checkRegularFile), rather than abort the whole folder or drop it silently; others are
+ * skipped.
  * @throws Error when a path given does not exist.
  */
 export function collectInputs(paths: string[], opts: CollectOptions = {}): InputFile[] {
@@ -52,7 +53,8 @@ export function collectInputs(paths: string[], opts: CollectOptions = {}): Input
         st = undefined; // dangling link, link loop, no permission
       }
       if (st?.isDirectory()) walk(p, root);
-      else if (isImageName(entry) && (!st || st.isFile())) files.push({ path: p, rel: relative(root, p) });
+      // Kept whatever it is (a named pipe, a device): the run reports it as not analysed (checkRegularFile).
+      else if (isImageName(entry)) files.push({ path: p, rel: relative(root, p) });
     }
   };
   for (const p of paths) {
@@ -98,6 +100,19 @@ function realOrResolved(dir: string): string {
   } catch {
     return resolve(dir);
   }
+}
+
+/**
+ * Throws when an input is not a regular file, naming what it is: reading a named pipe would wait for a writer
+ * forever, and a device or socket holds no image. Call it before reading an input (stat follows links, as the
+ * read would). Errors of the stat itself (a dangling link, no permission) are thrown as they are, for
+ * inputErrorReason to put in words.
+ */
+export function checkRegularFile(input: InputFile): void {
+  const st = statSync(input.path);
+  if (st.isFile()) return;
+  const what = st.isFIFO() ? 'a named pipe (FIFO)' : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isDirectory() ? 'a folder' : 'not a file';
+  throw new Error(`not a regular file but ${what}: copy the image into the folder as a file and run again`);
 }
 
 /** What a file-system error code means for an input file, in words. */

@@ -18,7 +18,7 @@ import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/c
 import { watch as watchFolder } from 'chokidar';
 import { objectsInS3Notification } from '../aws/s3-notification';
 import { formatTable, type ResultRow } from '../cli/format';
-import { collectInputs, IMAGE_EXTENSIONS, inputErrorReason, outputName, type InputFile } from '../cli/inputs';
+import { checkRegularFile, collectInputs, IMAGE_EXTENSIONS, inputErrorReason, outputName, type InputFile } from '../cli/inputs';
 import { formatBytes, maxInputBytes, MAX_INPUT_BYTES_ENV, tooLargeReason } from '../limits';
 import { imageIdFor, keepSourceKeysFromEnv, outputFiles, outputKeysFor, type ResultItem } from '../pipeline/messages';
 import { resultsCsv } from '../report/csv';
@@ -214,6 +214,7 @@ export async function startMain(argv: string[]): Promise<number> {
       const { input } = job;
       let body: Buffer;
       try {
+        checkRegularFile(input);
         const size = statSync(input.path).size;
         if (size > limit) return void finish(job, { input: input.name, refused: { code: 'TOO_LARGE', reason: tooLargeReason(size, limit) } });
         body = readFileSync(input.path);
