@@ -14,7 +14,7 @@ import { buildSync } from 'esbuild';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { FP32_MODEL_MANIFEST, loadModel } from '../layers/onnx/session';
-import { countMasks, decodeImage, loadSeverityConfig, opacityPctOf, renderOutputs, scoreCounts, segmentImage, type GrayImage, type SegmentationMasks } from '../src/core';
+import { BufferPool, countMasks, decodeImage, loadSeverityConfig, opacityPctOf, renderOutputs, scoreCounts, type GrayImage, type SegmentationMasks } from '../src/core';
 import { probabilitiesToMasks } from '../src/core/postprocess';
 import { toModelInput } from '../src/core/preprocess';
 import { S3Objects } from '../src/aws/s3-objects';
@@ -88,8 +88,8 @@ async function sourceImage(width: number, height: number): Promise<{ pixels: Uin
 }
 
 /** The pictures the segment stage writes: four full-size mask PNGs and the overlay with its legend. */
-const renderAll = (img: GrayImage, masks: SegmentationMasks) =>
-  renderOutputs(img, masks, { legend: opacityPctOf(countMasks(masks, { width: img.width, height: img.height })) });
+const renderAll = (img: GrayImage, masks: SegmentationMasks, pool?: BufferPool) =>
+  renderOutputs(img, masks, { legend: opacityPctOf(countMasks(masks, { width: img.width, height: img.height })), pool });
 
 async function main() {
   const { values } = parseArgs({ options: { reps: { type: 'string', default: '15' }, quick: { type: 'boolean' } } });
@@ -112,6 +112,9 @@ async function main() {
   const stages: Record<string, Record<string, Stat>> = {};
   const dir = mkdtempSync(join(tmpdir(), 'cxr-bench-'));
   const outputs: Record<string, Buffer[]> = {};
+  // The image-sized buffers come from a pool and go back after each run, as in the segment stage (core/pool.ts).
+  const pool = new BufferPool();
+  const pooled = <T extends { data: { buffer: ArrayBufferLike } }>(x: T): T => (pool.give(x.data.buffer), x);
   for (const [name, bytes] of [['DICOM 2500x3000 12-bit', dicom], ['JPEG 1024x1229', jpeg]] as const) {
     const img = await decodeImage(bytes);
     const input = await toModelInput(img, model.manifest);
@@ -121,23 +124,23 @@ async function main() {
     const out = await renderAll(img, masks);
     outputs[name] = [out.lung, out.lungRight, out.lungLeft, out.opacity, out.overlay];
     stages[name] = {
-      decode: await time(reps, () => decodeImage(bytes)),
+      decode: await time(reps, async () => pooled(await decodeImage(bytes, { pool }))),
       preprocess: await time(reps, () => toModelInput(img, model.manifest)),
       guard: model.guard ? await time(reps, () => model.guard!.run(input, 1)) : stat([0]),
       inference: await time(reps, () => model.run(input, 1)),
       postprocess: await time(reps, async () => probabilitiesToMasks(probs, S, img.width, img.height, model.manifest.thresholds)),
       count: await time(reps, async () => countMasks(masks, full)),
-      render: await time(reps, () => renderAll(img, masks)),
+      render: await time(reps, async () => pooled((await renderAll(img, masks, pool)).overlayRgb)),
       score: await time(reps, async () => scoreCounts(countMasks(masks, full), severity, img.meta.pixelSpacingMm)),
       // The segment stage's own analysis (src/pipeline/segment-stage.ts analyseImage), storage left out: all of
       // the above plus, for a DICOM, the SEG, SR and overlay Secondary Capture it writes by default.
-      stage: await time(reps, () => analyseImage(bytes, { model, pseudonymKey: 'bench-pseudonym-key-0123456789', seed: 'bench', now: new Date(), dicomOutputs: { identity: 'off', severity } })),
-      // Everything the segment stage does except storage, in one go, as it runs it (guard included).
+      stage: await time(reps, () => analyseImage(bytes, { model, pseudonymKey: 'bench-pseudonym-key-0123456789', seed: 'bench', now: new Date(), dicomOutputs: { identity: 'off', severity }, pool })),
+      // Everything the segment stage does except storage and the DICOM outputs, as it runs it (analyseImage: decode,
+      // guard + model, masks, counts, the four mask PNGs and the overlay), then the score stage's score.
       endToEnd: await time(reps, async () => {
-        const im = await decodeImage(bytes);
-        const seg = await segmentImage(im, model);
-        await renderAll(im, seg.masks);
-        scoreCounts(countMasks(seg.masks, full), severity, im.meta.pixelSpacingMm);
+        const a = await analyseImage(bytes, { model, pseudonymKey: 'bench-pseudonym-key-0123456789', seed: 'bench', now: new Date(), pool });
+        if (a.status !== 'SEGMENTED') throw new Error(`bench image not segmented: ${a.error.message}`);
+        scoreCounts(a.counts, severity, a.meta.pixelSpacingMm);
       }),
     };
   }
@@ -159,10 +162,11 @@ async function main() {
     const { pixels: p } = await sourceImage(side, side);
     const bytes = makeDicom({ rows: side, cols: side, bitsStored: 12, pixels: p, windowCenter: 2048, windowWidth: 4096 });
     bySize[`${side}x${side}`] = await time(Math.max(3, Math.floor(reps / 2)), async () => {
-      const img = await decodeImage(bytes);
+      const img = await decodeImage(bytes, { pool });
       const pr = await model.run(await toModelInput(img, model.manifest), 1);
       const m = probabilitiesToMasks(pr, S, img.width, img.height, model.manifest.thresholds);
-      await renderAll(img, m);
+      pooled((await renderAll(img, m, pool)).overlayRgb);
+      pooled(img);
       scoreCounts(countMasks(m, { width: img.width, height: img.height }), severity);
     });
   }

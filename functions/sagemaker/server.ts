@@ -193,16 +193,16 @@ export function createInferenceServer(deps: InferenceServerDeps): InferenceServe
     if (a.status === 'FAILED') {
       return { status: 422, body: { status: 'FAILED', imageId, path: 'sagemaker', error: { code: a.error.code, reason: a.error.message } } };
     }
-    const { image: img, pictures: p, dicom, timingsMs: t } = a;
+    const { meta, size, pictures: p, dicom, timingsMs: t } = a;
     const b64 = (u: Uint8Array) => Buffer.from(u).toString('base64');
     return {
       status: 200,
       body: {
-        status: 'SEGMENTED', imageId, path: 'sagemaker', meta: img.meta,
+        status: 'SEGMENTED', imageId, path: 'sagemaker', meta,
         patientKey: a.ids.patientKey,
         studyKey: a.ids.studyKey,
         model: { name: m.manifest.name, version: m.manifest.version },
-        size: { width: img.width, height: img.height },
+        size,
         masks: { lung: b64(p.lung), lungRight: b64(p.lungRight), lungLeft: b64(p.lungLeft), opacity: b64(p.opacity) },
         overlay: b64(p.overlay),
         ...(dicom ? { dicom: { seg: b64(dicom.seg), sr: b64(dicom.sr) } } : {}),

@@ -2,6 +2,7 @@
 export * from './types';
 export * from './errors';
 export { decodeImage } from './decode';
+export { BufferPool } from './pool';
 export { segmentImage, type SegmentTimings } from './segment';
 export { assessMasks, judgeGuard, GUARD_CLASSES, PLAUSIBILITY } from './guard';
 export { countMasks, opacityPctOf, scoreCounts, scoreMasks, type MaskCounts, type SideCounts } from './score';

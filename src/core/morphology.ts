@@ -5,12 +5,39 @@
  */
 import type { Mask } from './types';
 
+/**
+ * Scratch arrays of the functions below, kept between calls: each image's masks would otherwise make ~6 MB of new
+ * arrays, and new memory is what makes V8 collect (core/pool.ts). Safe as module state because every user is
+ * synchronous: none holds them across an await, so no two calls ever share them.
+ */
+let scratchA = new Int32Array(0);
+let scratchB = new Int32Array(0);
+let scratchBytes = new Uint8Array(0);
+function scratchInts(n: number): [Int32Array, Int32Array] {
+  if (scratchA.length < n) {
+    scratchA = new Int32Array(n);
+    scratchB = new Int32Array(n);
+  }
+  return [scratchA.subarray(0, n), scratchB.subarray(0, n)];
+}
+function scratchZeroBytes(n: number): Uint8Array {
+  if (scratchBytes.length < n) scratchBytes = new Uint8Array(n);
+  const out = scratchBytes.subarray(0, n);
+  out.fill(0);
+  return out;
+}
+
 /** Labels 4-connected components; returns labels (0 = background) and the size of each label. */
 export function labelComponents(mask: Mask): { labels: Int32Array; sizes: number[] } {
+  const n = mask.width * mask.height;
+  const labels = new Int32Array(n);
+  return { labels, sizes: labelInto(mask, labels, new Int32Array(n)) };
+}
+
+/** labelComponents into `labels` (all zero, one per pixel) with `stack` (as long) as its work space; the sizes. */
+function labelInto(mask: Mask, labels: Int32Array, stack: Int32Array): number[] {
   const { width: w, height: h, data } = mask;
-  const labels = new Int32Array(w * h);
   const sizes: number[] = [0];
-  const stack = new Int32Array(w * h);
   let next = 0;
   for (let start = 0; start < data.length; start++) {
     if (!data[start] || labels[start]) continue;
@@ -30,12 +57,14 @@ export function labelComponents(mask: Mask): { labels: Int32Array; sizes: number
     }
     sizes.push(size);
   }
-  return { labels, sizes };
+  return sizes;
 }
 
 /** Keeps only the largest connected component (an empty mask stays empty). */
 export function keepLargestComponent(mask: Mask): Mask {
-  const { labels, sizes } = labelComponents(mask);
+  const [labels, stack] = scratchInts(mask.width * mask.height);
+  labels.fill(0);
+  const sizes = labelInto(mask, labels, stack);
   if (sizes.length <= 2) return mask;
   let best = 1;
   for (let i = 2; i < sizes.length; i++) if (sizes[i] > sizes[best]) best = i;
@@ -74,8 +103,8 @@ export function fillHoles(mask: Mask): Mask {
   const bx0 = Math.max(0, box[0] - 1), by0 = Math.max(0, box[1] - 1);
   const bx1 = Math.min(w - 1, box[2] + 1), by1 = Math.min(h - 1, box[3] + 1);
   const bw = bx1 - bx0 + 1, bh = by1 - by0 + 1;
-  const outside = new Uint8Array(bw * bh);
-  const stack = new Int32Array(bw * bh);
+  const outside = scratchZeroBytes(bw * bh);
+  const [stack] = scratchInts(bw * bh);
   let sp = 0;
   const seed = (lx: number, ly: number) => {
     const l = ly * bw + lx;

@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { setBitRun } from './bits';
 import { LEFT_RGB, OPACITY_ALPHA, OPACITY_RGB, RIGHT_RGB } from './overlay-colours';
 import { forEachOutlineRow } from './outline';
+import type { BufferPool } from './pool';
 import { fitLongSide, forEachUpsampledRow, resampleAxis } from './upsample';
 import type { GrayImage, Mask, RgbImage, SegmentationMasks, Sides } from './types';
 
@@ -27,11 +28,14 @@ export const OVERLAY_MAX_SIDE = 2048;
  * deflated by node:zlib at level 1 on libuv's threads; the PNG container around them is three chunks with CRC-32
  * (PNG spec 5.3, 11.2). test/core.test.ts decodes what this writes with sharp (libspng checks the CRCs).
  */
-export async function maskToPng(mask: Mask, size?: { width: number; height: number }): Promise<Buffer> {
+export async function maskToPng(mask: Mask, size?: { width: number; height: number }, pool?: BufferPool): Promise<Buffer> {
   const width = size?.width ?? mask.width;
   const height = size?.height ?? mask.height;
   const stride = 1 + ((width + 7) >> 3);
-  const rows = Buffer.alloc(stride * height); // each row: filter type 0 (None), then its bits
+  // Each row: filter type 0 (None), then its bits. From the pool when given (this function alone reads it, and
+  // gives it back once deflated).
+  const n = stride * height;
+  const rows = pool ? Buffer.from(pool.take(n), 0, n).fill(0) : Buffer.alloc(n);
   forEachUpsampledRow(mask, width, height, (y, runs, n) => {
     const first = (y * stride + 1) * 8;
     for (let k = 0; k < 2 * n; k += 2) setBitRun(rows, first + runs[k], first + runs[k + 1], 'msb');
@@ -41,7 +45,9 @@ export async function maskToPng(mask: Mask, size?: { width: number; height: numb
   header.writeUInt32BE(height, 4);
   header[8] = 1; // bit depth
   header[9] = 0; // colour type: grayscale (compression, filter and interlace methods 0)
-  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', header), pngChunk('IDAT', await deflateAsync(rows, { level: 1 })), pngChunk('IEND', Buffer.alloc(0))]);
+  const idat = await deflateAsync(rows, { level: 1 });
+  pool?.give(rows.buffer);
+  return Buffer.concat([PNG_SIGNATURE, pngChunk('IHDR', header), pngChunk('IDAT', idat), pngChunk('IEND', Buffer.alloc(0))]);
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -74,6 +80,11 @@ export interface OverlayOptions {
    * 60% of the image's width.
    */
   legend?: Sides<number | null>;
+  /**
+   * Where the overlay's pixels come from (core/pool.ts): given, RenderedOutputs.overlayRgb's data is a view of a
+   * buffer taken from the pool, which the caller gives back once nothing reads it any more.
+   */
+  pool?: BufferPool;
 }
 
 /** A 5x7 bitmap font for the legend's few characters (no font files: Lambda images have none). */
@@ -146,8 +157,9 @@ export function overlaySize(width: number, height: number, maxSide = OVERLAY_MAX
  * over the source width, then horizontal). Written here because sharp would need a full-size 8-bit copy first
  * and resizes one band at ~80 ms for a 2500x3000 film; for the overlay picture, bilinear is enough.
  */
-function grayRgbAt(img: GrayImage, width: number, height: number): Buffer {
-  const out = Buffer.allocUnsafe(width * height * 3);
+function grayRgbAt(img: GrayImage, width: number, height: number, pool?: BufferPool): Buffer {
+  const bytes = width * height * 3;
+  const out = pool ? Buffer.from(pool.take(bytes), 0, bytes) : Buffer.allocUnsafe(bytes);
   const d = img.data;
   // Values to bytes: v / max * 255 rounded, with max 1 (floats) or 65535 (16-bit display values).
   const k = 255 / (d instanceof Uint16Array ? 65535 : 1);
@@ -189,7 +201,7 @@ function grayRgbAt(img: GrayImage, width: number, height: number): Buffer {
  */
 export function composeOverlay(img: GrayImage, masks: SegmentationMasks, opts: OverlayOptions = {}): RgbImage {
   const { width: w, height: h } = overlaySize(img.width, img.height, opts.maxSide);
-  const rgb = grayRgbAt(img, w, h);
+  const rgb = grayRgbAt(img, w, h, opts.pool);
   // Opacity blended once per grey level (256 entries) instead of once per pixel.
   const blend = new Uint8Array(256 * 3);
   for (let g = 0; g < 256; g++) {
@@ -253,7 +265,8 @@ export async function renderOutputs(img: GrayImage, masks: SegmentationMasks, op
   const overlayRgb = composeOverlay(img, masks, opts);
   const overlayP = overlayPng(overlayRgb);
   const masksP = Promise.all([
-    maskToPng(lungUnion(masks), full), maskToPng(masks.lungRight, full), maskToPng(masks.lungLeft, full), maskToPng(masks.opacity, full),
+    maskToPng(lungUnion(masks), full, opts.pool), maskToPng(masks.lungRight, full, opts.pool), maskToPng(masks.lungLeft, full, opts.pool),
+    maskToPng(masks.opacity, full, opts.pool),
   ]);
   const [[lung, lungRight, lungLeft, opacity], overlay] = await Promise.all([masksP, overlayP]);
   return { lung, lungRight, lungLeft, opacity, overlay, overlayRgb };

@@ -5,8 +5,8 @@
  * after the last try, dead-letters it.
  */
 import {
-  countMasks, opacityPctOf, decodeImage, isInputError, isPseudonym, pseudonymise, renderOutputs, segmentImage, shiftedStudyDate,
-  type DecodedImage, type MaskCounts, type QualityReport, type RenderedOutputs, type SegmentationModel,
+  BufferPool, countMasks, opacityPctOf, decodeImage, isInputError, isPseudonym, pseudonymise, renderOutputs, segmentImage, shiftedStudyDate,
+  type DecodedImage, type ImageMeta, type MaskCounts, type QualityReport, type RenderedOutputs, type RgbImage, type SegmentationModel,
 } from '../core';
 import {
   imageIdFor, outputKeysFor, safeText, storedMeta, storedSource,
@@ -65,7 +65,15 @@ export interface AnalyseOptions {
   dicomOutputs?: SegmentStageDeps['dicomOutputs'];
   /** Build the overlay's DICOM Secondary Capture too (default true; the raw SageMaker route returns none). */
   secondaryCapture?: boolean;
+  /**
+   * Where the image's two largest buffers (its pixels, the overlay's pixels) come from and go back to when the
+   * analysis is done (core/pool.ts says why); default: the process's own, shared by every analysis in it.
+   */
+  pool?: BufferPool;
 }
+
+/** The buffers analyses reuse when not given a pool: one per process (a function instance, a local run). */
+const PROCESS_POOL = new BufferPool();
 
 /** The pseudonyms and shifted study day of an image (only these leave the stage). */
 export interface ImageIds {
@@ -80,12 +88,14 @@ export type AnalysisTimings = Partial<Record<'decode' | 'preprocess' | 'inferenc
 export type ImageAnalysis =
   | {
     status: 'SEGMENTED';
-    image: DecodedImage;
+    /** What was read of the image, and its size (its pixels are not kept: they went back to the pool). */
+    meta: ImageMeta;
+    size: { width: number; height: number };
     ids: ImageIds;
     counts: MaskCounts;
     quality: QualityReport;
-    /** The five pictures (masks at the image's size, the overlay with its legend). */
-    pictures: RenderedOutputs;
+    /** The five pictures, encoded (masks at the image's size, the overlay with its legend). */
+    pictures: Omit<RenderedOutputs, 'overlayRgb'>;
     /** For a DICOM input with dicomOutputs: the SEG, the SR and (secondaryCapture) the overlay as a Secondary Capture. */
     dicom?: { seg: Uint8Array; sr: Uint8Array; sc?: Uint8Array };
     timingsMs: AnalysisTimings;
@@ -94,8 +104,8 @@ export type ImageAnalysis =
     status: 'FAILED';
     /** Why the image cannot be analysed. */
     error: InputError;
-    /** The image, when it was decoded before it was refused, and its ids. */
-    image?: DecodedImage;
+    /** What was read of the image, when it was decoded before it was refused, and its ids. */
+    meta?: ImageMeta;
     ids?: ImageIds;
     timingsMs: AnalysisTimings;
   };
@@ -120,10 +130,12 @@ export async function analyseImage(bytes: Uint8Array, o: AnalyseOptions): Promis
     return { patientKey, studyKey, studyDate: shiftedStudyDate(key, patientKey, img.meta.acquiredAt ?? metadata[ACQUIRED_METADATA]) };
   };
   const timingsMs: AnalysisTimings = {};
+  const pool = o.pool ?? PROCESS_POOL;
   let decoded: DecodedImage | undefined;
+  let overlayRgb: RgbImage | undefined;
   try {
     let t = process.hrtime.bigint();
-    const img: DecodedImage = await decodeImage(bytes);
+    const img: DecodedImage = await decodeImage(bytes, { pool });
     decoded = img;
     timingsMs.decode = since(t);
     const ids = identify(img);
@@ -137,7 +149,8 @@ export async function analyseImage(bytes: Uint8Array, o: AnalyseOptions): Promis
     timingsMs.postprocess = round(timings.postprocessMs);
 
     t = process.hrtime.bigint();
-    const pictures = await renderOutputs(img, masks, { legend: opacityPctOf(counts) });
+    const { overlayRgb: rgb, ...pictures } = await renderOutputs(img, masks, { legend: opacityPctOf(counts), pool });
+    overlayRgb = rgb;
     let dicom: { seg: Uint8Array; sr: Uint8Array; sc?: Uint8Array } | undefined;
     if (o.dicomOutputs && img.dicomSource) {
       const input = {
@@ -147,14 +160,19 @@ export async function analyseImage(bytes: Uint8Array, o: AnalyseOptions): Promis
       dicom = {
         ...writeDicomOutputs({ ...input, masks }, scoreCounts(counts, o.dicomOutputs.severity, img.meta.pixelSpacingMm)),
         // The overlay as a DICOM Secondary Capture, for viewers and PACS without SEG support.
-        ...(o.secondaryCapture === false ? {} : { sc: buildOverlayCapture(input, pictures.overlayRgb) }),
+        ...(o.secondaryCapture === false ? {} : { sc: buildOverlayCapture(input, rgb) }),
       };
     }
     timingsMs.render = since(t);
-    return { status: 'SEGMENTED', image: img, ids, counts, quality, pictures, dicom, timingsMs };
+    return { status: 'SEGMENTED', meta: img.meta, size: full, ids, counts, quality, pictures, dicom, timingsMs };
   } catch (e) {
     if (!isInputError(e)) throw e;
-    return { status: 'FAILED', error: e, ...(decoded ? { image: decoded, ids: identify(decoded) } : {}), timingsMs };
+    return { status: 'FAILED', error: e, ...(decoded ? { meta: decoded.meta, ids: identify(decoded) } : {}), timingsMs };
+  } finally {
+    // Every reader of these buffers has finished (sharp's encodes and the Secondary Capture were awaited or copied
+    // them); nothing returned refers to them.
+    if (decoded) pool.give(decoded.data.buffer);
+    if (overlayRgb) pool.give(overlayRgb.data.buffer);
   }
 }
 
@@ -191,14 +209,14 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
     const reason = safeText(analysis.error.message);
     const message: StageMessage = {
       ...base, status: 'FAILED', error: { code: analysis.error.code, reason },
-      ...(analysis.image ? { meta: storedMeta(analysis.image.meta), ...analysis.ids } : {}),
+      ...(analysis.meta ? { meta: storedMeta(analysis.meta), ...analysis.ids } : {}),
     };
     await sink.send(message);
     log.warn('image rejected', { imageId, code: analysis.error.code, reason });
     return message;
   }
 
-  const { image: img, pictures, dicom } = analysis;
+  const { meta: imageMeta, pictures, dicom } = analysis;
   const keys = outputKeysFor(imageId, undefined, { dicom: !!dicom });
   const t = process.hrtime.bigint();
   const bucket = deps.resultsBucket;
@@ -218,7 +236,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   timingsMs.total = since(t0);
   const message: StageMessage = {
     ...base, status: 'SEGMENTED', ...analysis.ids,
-    meta: storedMeta(img.meta), model: { name: model.manifest.name, version: model.manifest.version }, keys,
+    meta: storedMeta(imageMeta), model: { name: model.manifest.name, version: model.manifest.version }, keys,
     counts: analysis.counts, quality: analysis.quality,
   };
   await sink.send(message);

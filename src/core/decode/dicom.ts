@@ -6,6 +6,7 @@
 import { inflateRawSync } from 'node:zlib';
 import { data as dcmjsData, log as dcmjsLog, type DicomDataset } from 'dcmjs';
 import { InputError } from '../errors';
+import type { BufferPool } from '../pool';
 import type { DecodedImage, DicomSourceRefs, ImageMeta, RawIdentifiers } from '../types';
 import { ENCAPSULATED, NATIVE, TS, decodeFrame, supportedSyntaxList } from './codecs';
 import { storedToDisplay, type VoiFunction, type VoiLut } from './pixels';
@@ -18,6 +19,8 @@ export interface SizeLimits {
   maxPixels: number;
   /** Smallest accepted short side, in pixels. */
   minSide: number;
+  /** The pool the image's pixels are taken from (DecodeOptions.pool). */
+  pool?: BufferPool;
 }
 
 const { DicomDict, DicomMessage, DicomMetaDictionary } = dcmjsData;
@@ -413,6 +416,7 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
   const ww = num(ds.WindowWidth);
   const fn = str(ds.VOILUTFunction)?.toUpperCase();
   const padding = num(ds.PixelPaddingValue);
+  const into = limits.pool ? new Uint16Array(limits.pool.take(count * 2), 0, count) : undefined;
   const { data, window } = storedToDisplay(samples, count, {
     bitsStored,
     highBit,
@@ -429,7 +433,7 @@ async function toImage(ds: Record<string, unknown>, vrOf: (tag: string) => strin
       pixelRepresentation === 1 || (ds.ModalityLUTSequence === undefined && (intercept ?? 0) < 0))),
     invert: photometric === 'MONOCHROME1',
     paddingValue: padding,
-  });
+  }, into);
   meta.window = window;
   const dicomSource = sourceRefs(ds, rows, cols, meta.pixelSpacingMm);
   const out: DecodedImage = { width: cols, height: rows, data, meta, identifiers };

@@ -7,6 +7,7 @@
  * parser exceptions are wrapped, so no bad input can escape as anything else. Nothing here logs.
  */
 import { InputError, isInputError } from '../errors';
+import type { BufferPool } from '../pool';
 import type { DecodedImage, InputFormat } from '../types';
 import { CodecInitError } from './codecs';
 import { decodeDicom, isDicom, sniffBareDataset } from './dicom';
@@ -24,6 +25,11 @@ export interface DecodeOptions {
    * below which a chest film cannot be measured. Tests of pixel arithmetic on tiny images lower it.
    */
   minSide?: number;
+  /**
+   * Where the decoded image's pixels come from (core/pool.ts): given, its data is a view of a buffer taken from the
+   * pool, which the caller gives back (pool.give(image.data.buffer)) once nothing reads the image any more.
+   */
+  pool?: BufferPool;
 }
 
 export const DEFAULT_MAX_PIXELS = 100e6;
@@ -47,7 +53,7 @@ export async function decodeImage(bytes: Uint8Array, opts: DecodeOptions = {}): 
     throw new InputError('UNRECOGNISED_FORMAT', `The file is not a recognised image${describe(bytes)}; accepted formats are ${ACCEPTED}.`);
   }
   try {
-    return format === 'dicom' ? await decodeDicom(bytes, { maxPixels, minSide }) : await decodeRaster(bytes, format, { maxPixels, minSide });
+    return format === 'dicom' ? await decodeDicom(bytes, { maxPixels, minSide, pool: opts.pool }) : await decodeRaster(bytes, format, { maxPixels, minSide, pool: opts.pool });
   } catch (e) {
     if (isInputError(e)) throw e;
     // A parser or codec failed in a way we did not anticipate: the bytes are at fault, not the system.

@@ -51,7 +51,8 @@ export interface DisplayResult {
 export const PERCENTILE_LO = 0.005;
 export const PERCENTILE_HI = 0.995;
 
-export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p: GrayscaleParams): DisplayResult {
+/** @param into where to write the display values (count of them), e.g. a pooled buffer (core/pool.ts); else new. */
+export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p: GrayscaleParams, into?: Uint16Array): DisplayResult {
   const bits = p.bitsStored;
   const size = 1 << bits;
   const mask = size - 1;
@@ -97,7 +98,8 @@ export function storedToDisplay(raw: Uint8Array | Uint16Array, count: number, p:
     }
     return lut;
   };
-  const out = new Uint16Array(count);
+  if (into && into.length !== count) throw new Error(`storedToDisplay: into holds ${into.length} values, expected ${count}`);
+  const out = into ?? new Uint16Array(count);
   if (window && map) {
     // The tags' window is applied while the histogram that checks it is counted: one pass over the pixels when the
     // window is right (nearly always), a second only when it is not.

@@ -10,13 +10,14 @@
 import sharp from 'sharp';
 import { InputError } from '../errors';
 import { toDisplay16 } from '../gray';
+import type { BufferPool } from '../pool';
 import type { DecodedImage } from '../types';
 import { tooSmall } from './limits';
 import { safeText } from './vocabulary';
 
 const LUMA = [0.299, 0.587, 0.114] as const;
 
-export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', limits: { maxPixels: number; minSide: number }): Promise<DecodedImage> {
+export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', limits: { maxPixels: number; minSide: number; pool?: BufferPool }): Promise<DecodedImage> {
   const { maxPixels, minSide } = limits;
   const label = format === 'png' ? 'PNG' : 'JPEG';
   if (format === 'png') checkPngStructure(bytes);
@@ -80,7 +81,7 @@ export async function decodeRaster(bytes: Uint8Array, format: 'png' | 'jpeg', li
   const bits = sixteen ? storedBits(samples, n * ch) : 8;
   const top = 2 ** bits - 1;
   const scale = 1 / top;
-  const data = new Uint16Array(n);
+  const data = limits.pool ? new Uint16Array(limits.pool.take(n * 2), 0, n) : new Uint16Array(n);
   let colourMarkedShare: number | undefined;
   if (ch === 1) {
     const lut = new Uint16Array(sixteen ? 65536 : 256);
