@@ -49,6 +49,17 @@ describe('BufferPool', () => {
     assert.equal(new BufferPool(0).take(8).byteLength, 8);
   });
 
+  test('takeZeroed: a reused buffer comes back zero where asked', () => {
+    const pool = new BufferPool();
+    const a = pool.take(64);
+    new Uint8Array(a).fill(7);
+    pool.give(a);
+    const b = pool.takeZeroed(60);
+    assert.equal(b, a);
+    assert.deepEqual([...new Uint8Array(b, 0, 60)], new Array(60).fill(0));
+    assert.deepEqual([...new Uint8Array(pool.takeZeroed(16))], new Array(16).fill(0), 'a new one');
+  });
+
   test('refuses sizes that are not byte counts', () => {
     const pool = new BufferPool();
     for (const bad of [-1, 1.5, NaN]) assert.throws(() => pool.take(bad), /non-negative integer/);

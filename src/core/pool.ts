@@ -48,6 +48,17 @@ export class BufferPool {
   }
 
   /**
+   * As take(), its first `bytes` bytes zero. A new buffer is zero already and is not written here: on a cold start
+   * every page written is a page the kernel must first map.
+   */
+  takeZeroed(bytes: number): ArrayBuffer {
+    const kept = this.kept;
+    const buf = this.take(bytes);
+    if (this.kept !== kept) new Uint8Array(buf, 0, bytes).fill(0);
+    return buf;
+  }
+
+  /**
    * Gives buffers back for later take()s. Kept largest first while they fit in maxKeptBytes (the large ones are the
    * costly ones to make again); the rest, and any one larger than that, are left to the garbage collector. A buffer
    * given twice is kept once. Nothing given back may be used by its giver again.

@@ -35,7 +35,7 @@ export async function maskToPng(mask: Mask, size?: { width: number; height: numb
   // Each row: filter type 0 (None), then its bits. From the pool when given (this function alone reads it, and
   // gives it back once deflated).
   const n = stride * height;
-  const rows = pool ? Buffer.from(pool.take(n), 0, n).fill(0) : Buffer.alloc(n);
+  const rows = pool ? Buffer.from(pool.takeZeroed(n), 0, n) : Buffer.alloc(n);
   forEachUpsampledRow(mask, width, height, (y, runs, n) => {
     const first = (y * stride + 1) * 8;
     for (let k = 0; k < 2 * n; k += 2) setBitRun(rows, first + runs[k], first + runs[k + 1], 'msb');
