@@ -80,7 +80,10 @@ describe('local pipeline (s3rver + dynalite, real handlers, tiny ONNX model)', (
     const body = JSON.stringify({ Records: [{ eventName: 'ObjectCreated:Put', s3: { bucket: { name: LOCAL_NAMES.uploadsBucket }, object: { key: 'uploads/quarter.png', size: 1 } } }] });
     // Same object, delivered again exactly as S3 does (at-least-once), twice.
     const original = (await p.results.get(ids.get('quarter.png')!))!;
-    const again = JSON.stringify({ Records: [{ eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: 'us-east-1', eventTime: new Date().toISOString(), eventName: 'ObjectCreated:Put', userIdentity: { principalId: 'x' }, requestParameters: { sourceIPAddress: '127.0.0.1' }, responseElements: { 'x-amz-request-id': 'x', 'x-amz-id-2': 'x' }, s3: { s3SchemaVersion: '1.0', configurationId: 'x', bucket: { name: LOCAL_NAMES.uploadsBucket, ownerIdentity: { principalId: 'x' }, arn: 'arn:aws:s3:::x' }, object: { key: 'uploads/quarter.png', size: 1, eTag: original.source.etag, sequencer: '1' } } }] });
+    // The results keep no ETag (the file's MD5); the notification S3 sends again carries the object's.
+    assert.equal(original.source.etag, undefined);
+    const { ETag } = await p.stack.s3.send(new HeadObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: 'uploads/quarter.png' }));
+    const again = JSON.stringify({ Records: [{ eventVersion: '2.1', eventSource: 'aws:s3', awsRegion: 'us-east-1', eventTime: new Date().toISOString(), eventName: 'ObjectCreated:Put', userIdentity: { principalId: 'x' }, requestParameters: { sourceIPAddress: '127.0.0.1' }, responseElements: { 'x-amz-request-id': 'x', 'x-amz-id-2': 'x' }, s3: { s3SchemaVersion: '1.0', configurationId: 'x', bucket: { name: LOCAL_NAMES.uploadsBucket, ownerIdentity: { principalId: 'x' }, arn: 'arn:aws:s3:::x' }, object: { key: 'uploads/quarter.png', size: 1, eTag: ETag!.replace(/"/g, ''), sequencer: '1' } } }] });
     void body;
     p.ingest.send(again);
     p.ingest.send(again);

@@ -21,8 +21,11 @@ export interface SourceRef {
 /**
  * What results keep of where an image came from: the key only as its keyed pseudonym (`src_...`),
  * which whoever uploaded the file can match against their own mapping (npm start writes one; API
- * clients keep their uploadId). `key` itself is kept only when the deployer set keepSourceKeys
- * (KEEP_SOURCE_KEYS=true), for data that is already de-identified.
+ * clients keep their uploadId). `key` itself, and the object's ETag (for most uploads the MD5 of the file's
+ * bytes: whoever holds a film could look its result up by it, and so tie a pseudonymous result, and its
+ * patient's shifted dates, to the named file), are kept only when the deployer set keepSourceKeys
+ * (KEEP_SOURCE_KEYS=true), for data that is already de-identified. Two uploads under one key are still told
+ * apart: the imageId is a hash over the ETag too (imageIdFor).
  */
 export interface StoredSource {
   bucket: string;
@@ -38,7 +41,7 @@ export function storedSource(secret: string, src: SourceRef, keepSourceKeys = fa
     bucket: src.bucket,
     keyPseudonym: pseudonymise(secret, 'source', src.key)!,
     ...(keepSourceKeys ? { key: src.key } : {}),
-    ...(src.etag !== undefined ? { etag: src.etag } : {}),
+    ...(keepSourceKeys && src.etag !== undefined ? { etag: src.etag } : {}),
     ...(src.size !== undefined ? { size: src.size } : {}),
   };
 }
