@@ -18,6 +18,14 @@ export const MAX_INPUT_BYTES_ENV = 'MAX_INPUT_BYTES';
 /** The most a single S3 PUT may carry (5 GiB): no cap may be above it. */
 export const S3_MAX_PUT_BYTES = 5 * 1024 ** 3;
 
+/**
+ * Patient and study ids given with an image (POST /v1/uploads, a batch manifest, npm start --manifest), before they
+ * are pseudonymised: printable ASCII (ID_TEXT), 1 to MAX_ID_CHARS characters. A DICOM Patient ID (VR LO) and a
+ * Study Instance UID (UI) hold at most 64; twice that leaves room for a site prefix.
+ */
+export const MAX_ID_CHARS = 128;
+export const ID_TEXT = /^[\x20-\x7e]+$/;
+
 /** S3 object keys are at most 1024 bytes of UTF-8. */
 export const S3_MAX_KEY_BYTES = 1024;
 

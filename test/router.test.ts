@@ -15,6 +15,7 @@ import { observability } from '../src/aws/observability';
 import { encodeS3Key, objectsInS3Notification } from '../src/aws/s3-notification';
 import { chooseRoute, routeConfigFromEnv, type RouteConfig } from '../src/pipeline/batch-route';
 import { ManifestError, parseBatchManifest } from '../src/pipeline/batch-manifest';
+import { MAX_ID_CHARS } from '../src/limits';
 import { batchIdFor, type BatchStatus } from '../src/pipeline/batch-routing';
 import { createRouterHandler, manifestsInEvent, type RouterConfig, type RouterDeps } from '../src/aws/router-handler';
 import { asyncRequestSchema } from '../src/pipeline/batch-request';
@@ -71,6 +72,10 @@ describe('batch manifests', () => {
     bad('patient_id\nP1\n', 'batches/m.csv', /no "key" column/);
     bad('key\n\nok.png\n/abs.png\n', 'batches/m.csv', /image 2 \(CSV line 3\).*must not start with "\/"/);
     bad('hello', 'batches/m.txt', /neither a JSON manifest/);
+    // Ids as the API takes them (src/limits.ts): printable ASCII, at most MAX_ID_CHARS.
+    bad(j({ images: [{ key: 'a.png', patientId: 'P'.repeat(MAX_ID_CHARS + 1) }] }), 'batches/m.json', new RegExp(`image 1 field patientId.*at most ${MAX_ID_CHARS} characters`));
+    bad(j({ images: [{ key: 'a.png', studyId: 'Müller' }] }), 'batches/m.json', /image 1 field studyId.*printable ASCII/);
+    assert.doesNotThrow(() => parseBatchManifest(j({ images: [{ key: 'a.png', patientId: 'P'.repeat(MAX_ID_CHARS) }] }), 'batches/m.json'));
     assert.throws(() => parseBatchManifest(j({ images: [{ key: 'a' }, { key: 'b' }, { key: 'c' }] }), 'batches/m.json', 2), /at most 2 images/);
   });
 });

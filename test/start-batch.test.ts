@@ -199,6 +199,7 @@ describe('npm start as a batch tool', () => {
     assert.throws(m('file,patient,acquired_at\nx.png,P,2020-01-01\n'), /unknown: patient/);
     assert.throws(m('file,acquired_at\nx.png,10/03/2020\n'), /row 1, acquired_at: not a date/);
     assert.throws(m('file,patient_id\nx.png,Müller\n'), /row 1, patient_id: only printable ASCII/);
+    assert.throws(m(`file,study_id\nx.png,${'S'.repeat(129)}\n`), /row 1, study_id: only printable ASCII, up to 128 characters/);
     assert.doesNotThrow(m('\ufefffile,patient_id\nx.png,P1\n'));
     // The terminal bar (cli-progress): our rate and ETA, not cli-progress's own {eta} (which counts reused images).
     let drawn = '';

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { calendarDay } from '../core/date-shift';
+import { ID_TEXT, MAX_ID_CHARS } from '../limits';
 import { ACQUIRED_METADATA, PATIENT_METADATA, STUDY_METADATA } from '../pipeline/segment-stage';
 
 export const MANIFEST_COLUMNS = ['file', 'patient_id', 'study_id', 'acquired_at'] as const;
@@ -31,9 +32,6 @@ export interface Manifest {
   dir: string;
 }
 
-/** S3 user metadata travels as HTTP headers: printable ASCII only. */
-const HEADER_SAFE = /^[\x20-\x7e]*$/;
-
 export function readManifest(path: string): Manifest {
   let records: Record<string, string>[];
   try {
@@ -52,7 +50,8 @@ export function readManifest(path: string): Manifest {
     if (!v('file')) throw new Error(`--manifest ${path}: row ${row} has no file`);
     for (const c of ['patient_id', 'study_id', 'acquired_at']) {
       const x = v(c);
-      if (x && (!HEADER_SAFE.test(x) || x.length > 256)) throw new Error(`--manifest ${path}: row ${row}, ${c}: only printable ASCII, up to 256 characters`);
+      // As the API's ids (src/limits.ts); printable ASCII also because S3 user metadata travels as HTTP headers.
+      if (x && (!ID_TEXT.test(x) || x.length > MAX_ID_CHARS)) throw new Error(`--manifest ${path}: row ${row}, ${c}: only printable ASCII, up to ${MAX_ID_CHARS} characters`);
     }
     const acquiredAt = v('acquired_at');
     if (acquiredAt && calendarDay(acquiredAt) === undefined) {

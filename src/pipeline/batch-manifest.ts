@@ -7,6 +7,7 @@
  */
 import { parse } from 'csv-parse/sync';
 import { z } from 'zod';
+import { ID_TEXT, MAX_ID_CHARS } from '../limits';
 import { BATCH_MANIFEST_PREFIX, RESERVED_BATCH_PREFIXES } from './storage-layout';
 
 export interface BatchImage {
@@ -29,7 +30,7 @@ export const RESERVED_PREFIXES = RESERVED_BATCH_PREFIXES;
 const imageKey = z.string().min(1, 'key is empty').max(1024, 'key is longer than 1024 characters')
   .refine((k) => !k.startsWith(BATCH_PREFIX), { message: `key must not be under ${BATCH_PREFIX} (that prefix holds manifests)` })
   .refine((k) => !k.startsWith('/'), { message: 'key must not start with "/"' });
-const id = z.string().min(1).max(256);
+const id = z.string().min(1).max(MAX_ID_CHARS, `at most ${MAX_ID_CHARS} characters`).regex(ID_TEXT, 'printable ASCII only');
 const image = z.object({ key: imageKey, patientId: id.optional(), studyId: id.optional() }).strict();
 
 export function manifestSchema(maxImages: number) {

@@ -24,7 +24,7 @@ import { z } from 'zod';
 import { DynamoResults } from '../results-table';
 import type { SegmentationModel, SeverityConfig } from '../../core';
 import type { IdentityMode } from '../../core/dicom-out/identity';
-import { DEFAULT_MAX_INPUT_BYTES, formatBytes, S3_MAX_PUT_BYTES } from '../../limits';
+import { DEFAULT_MAX_INPUT_BYTES, formatBytes, ID_TEXT, MAX_ID_CHARS, S3_MAX_PUT_BYTES } from '../../limits';
 import { imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../pipeline/messages';
 import { UPLOAD_PREFIX, uploadKeyFor } from '../../pipeline/storage-layout';
 
@@ -173,7 +173,7 @@ const errorBody = (statusCode: number, code: string, message: string, details?: 
 const CONTENT_TYPES = ['image/png', 'image/jpeg', 'application/dicom', 'application/octet-stream'] as const;
 /** Request types whose bodies arrive base64 (the API's binaryMediaTypes; cdk/lib/api.ts lists the same). */
 export const BINARY_MEDIA_TYPES: readonly string[] = CONTENT_TYPES;
-const idText = z.string().trim().min(1).max(128).regex(/^[\x20-\x7e]+$/, 'printable ASCII only');
+const idText = z.string().trim().min(1).max(MAX_ID_CHARS).regex(ID_TEXT, 'printable ASCII only');
 
 export const UploadRequest = z.object({
   fileName: z.string().trim().min(1).max(255),
