@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, test } from '@jest/globals';
 import { testContext } from './helpers/test-context';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { assessMasks, judgeColourMarks, judgeGuard, MAX_COLOUR_MARKED_SHARE, PLAUSIBILITY } from '../src/core/guard';
@@ -210,6 +210,37 @@ describe('the shipped model refuses what is not a frontal chest X-ray', () => {
     assert.deepEqual(silent.original, [], 'uncut films carry no LUNGS_CUT_OFF and are not refused');
     assert.ok(silent['top half'].length <= ids.length / 4, `top halves scored without a warning: ${silent['top half'].join(', ')}`);
     assert.ok(silent['right fifth cut away'].length <= ids.length / 10, `films with a side cut away scored without a warning: ${silent['right fifth cut away'].join(', ')}`);
+  }, 120_000);
+
+  test('real films with a large burned-in label (a white box of 25% x 5% in the lower left corner) are measured, not refused', async () => {
+    const t = testContext();
+    if (!existsSync(join(dataDir, 'v7labs_lungs', 'images')) || !existsSync(join(dataDir, 'mcsz', 'images'))) {
+      console.warn(`SKIPPED: ${dataDir} absent, so burned-in labels are not tested on real films`);
+      t.skip('no data');
+      return;
+    }
+    // The 38 films of models/MODEL_CARD.md's label table: guard 1.0.0's plain-mean reconstruction error refused 7 of
+    // them with this box; 1.1.0 leaves the worst 5% of pixels out of it and refuses none.
+    const films = [
+      ...readdirSync(join(dataDir, 'v7labs_lungs', 'images')).sort().slice(0, 25).map((f) => join(dataDir, 'v7labs_lungs', 'images', f)),
+      ...readdirSync(join(dataDir, 'mcsz', 'images')).sort().map((f) => join(dataDir, 'mcsz', 'images', f)),
+    ];
+    const refused: string[] = [];
+    for (const f of films) {
+      const png = readFileSync(f);
+      const { width = 0, height = 0 } = await sharp(png).metadata();
+      const [w, h] = [Math.round(width * 0.25), Math.round(height * 0.05)];
+      const box = await sharp({ create: { width: w, height: h, channels: 3, background: '#ffffff' } }).png().toBuffer();
+      const labelled = await sharp(png).composite([{ input: box, left: Math.round(width * 0.02), top: height - h - Math.round(height * 0.02) }]).greyscale().png().toBuffer();
+      try {
+        await segmentImage(await decodeImage(labelled), model);
+      } catch (e) {
+        if (!isInputError(e)) throw e;
+        refused.push(`${f.slice(dataDir.length + 1)} (${e.code}: ${e.message.slice(0, 80)})`);
+      }
+    }
+    assert.equal(films.length, 38);
+    assert.deepEqual(refused, [], `labelled films refused: ${refused.join('; ')}`);
   }, 120_000);
 
   test('coloured marks: this tool\'s own overlay of a real film is refused; the film saved as RGB, tinted or with a small coloured marker is measured', async () => {

@@ -29,6 +29,10 @@ ap.add_argument('--minutes', type=float, default=8.0, help='training wall time')
 ap.add_argument('--threads', type=int, default=2)
 ap.add_argument('--out-dir', default=os.path.join(REPO, 'models'))
 ap.add_argument('--version', default='1.0.0')
+ap.add_argument('--trim', type=float, default=0.05,
+                help='guard_ae.py: share of the worst-reconstructed pixels its error leaves out (a burned-in label)')
+ap.add_argument('--export-only', action='store_true',
+                help='guard_ae.py: no training; threshold and export from checkpoints/guard_ae.pt')
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 S = 256
