@@ -129,7 +129,7 @@ describe('API contract (api/openapi.yaml) over the local API server', () => {
     // Issued, never used, URL expired: 404 with what to do.
     const stale = conforms('getUpload', await send('GET', `/v1/uploads/${newUploadId(new Date(Date.now() - 3600_000))}`));
     assert.equal(stale.error.code, 'UPLOAD_NOT_FOUND');
-    assert.match(stale.error.message, /expired: create a new upload/);
+    assert.match(stale.error.message, /before its upload URL expired \(create a new upload: POST \/v1\/uploads\).*upload retention.*GET \/v1\/images\/\{imageId\}/);
   });
 
   test('images and patients: 200 SCORED and FAILED, 404, 400; listing 200 and 400', async () => {

@@ -329,8 +329,12 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       const age = issued ? now().getTime() - issued.getTime() : NaN;
       // The URL's own lifetime, plus a minute for a PUT that started just before it expired.
       if (!(age >= -60_000 && age <= (UPLOAD_URL_TTL_S + 60) * 1000)) {
+        // An upload is deleted after the deployment's upload retention while its result is kept for longer (cdk/lib/
+        // config.ts uploadRetentionDays, resultRetentionDays): then the imageId this route gave is the way to it.
         throw new ApiError(404, 'UPLOAD_NOT_FOUND', issued
-          ? 'nothing was uploaded for this uploadId and its upload URL has expired: create a new upload (POST /v1/uploads)'
+          ? 'nothing is stored under this uploadId: either nothing was uploaded before its upload URL expired (create a new upload: POST /v1/uploads), ' +
+            'or the upload was deleted at the end of the deployment\'s upload retention (uploadRetentionDays, 30 days by default) and its result, ' +
+            'kept for longer, is at the imageId this route gave while the upload existed (GET /v1/images/{imageId})'
           : 'no upload has this uploadId: use the uploadId that POST /v1/uploads returned');
       }
       return json(200, { uploadId, status: 'AWAITING_UPLOAD' });
