@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { data as dcmjsData } from 'dcmjs';
 import sharp from 'sharp';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import {
-  createApiHandler, MAX_ANALYZE_BYTES, PATIENT_METADATA, STUDY_METADATA, type ApiHandler,
+  createApiHandler, MAX_ANALYZE_BYTES, newUploadId, PATIENT_METADATA, STUDY_METADATA, type ApiDeps, type ApiHandler,
 } from '../src/aws/api/app';
 import { fitOverlay } from '../src/aws/api/analyze';
-import { sanitiseFileName, uploadKeyFor } from '../src/pipeline/storage-layout';
+import { sanitiseFileName, uploadIdOfKey, uploadKeyFor } from '../src/pipeline/storage-layout';
 import * as segmentStage from '../src/pipeline/segment-stage';
 import { loadSeverityConfig } from '../src/core';
 import { DEFAULT_MAX_INPUT_BYTES } from '../src/limits';
@@ -69,6 +70,7 @@ interface Call { status: number; body: any; raw: APIGatewayProxyResult } // esli
 describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
   let p: LocalPipeline;
   let api: ApiHandler;
+  let apiDeps: ApiDeps;
   const logs: string[] = [];
   const call = async (event: APIGatewayProxyEvent): Promise<Call> => {
     const raw = await api(event, context);
@@ -94,12 +96,13 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cxr-api-'));
     p = await startLocalPipeline({ model: writeTinyModel(join(dir, 'model'), { size: 128 }), dataDir: dir, retryDelayMs: 50 });
     const sink = (level: string) => (m: string, e?: Record<string, unknown>) => logs.push(JSON.stringify({ level, m, ...e }));
-    api = createApiHandler({
+    apiDeps = {
       s3: p.stack.s3, ddb: p.stack.ddb,
       uploadsBucket: LOCAL_NAMES.uploadsBucket, resultsBucket: LOCAL_NAMES.resultsBucket, resultsTable: LOCAL_NAMES.resultsTable,
       model: p.model, severity: loadSeverityConfig(),
       logger: { info: sink('info'), warn: sink('warn'), error: sink('error'), debug: sink('debug') },
-    });
+    };
+    api = createApiHandler(apiDeps);
   });
   afterAll(async () => p?.stop());
 
@@ -155,6 +158,21 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.equal(new URL(got.body.urls.overlay).searchParams.get('X-Amz-Expires'), '300');
     assert.equal(got.body.urls.seg, undefined, 'a PNG input has no DICOM SEG');
     assert.equal(got.body.urls.sr, undefined, 'a PNG input has no DICOM SR');
+
+    // 31 days on, the uploads bucket's lifecycle rule has deleted the upload (results are kept a year): the uploadId
+    // still leads to the result, through the segment stage's index beside the results.
+    const listedUpload = await p.stack.s3.send(new ListObjectsV2Command({ Bucket: LOCAL_NAMES.uploadsBucket, Prefix: `uploads/${uploadId}/` }));
+    for (const o of listedUpload.Contents ?? []) await p.stack.s3.send(new DeleteObjectCommand({ Bucket: LOCAL_NAMES.uploadsBucket, Key: o.Key! }));
+    const index = await p.stack.s3.send(new GetObjectCommand({ Bucket: LOCAL_NAMES.resultsBucket, Key: `results/by-upload/${uploadId}` }));
+    assert.equal(await index.Body!.transformToString(), imageId);
+    const later = createApiHandler({ ...apiDeps, now: () => new Date(Date.now() + 31 * 86_400_000) });
+    const afterExpiry = await later(restEvent('GET', `/v1/uploads/${uploadId}`, { resource: '/v1/uploads/{uploadId}', pathParameters: { uploadId } }), context);
+    assert.equal(afterExpiry.statusCode, 200, afterExpiry.body);
+    assert.deepEqual(JSON.parse(afterExpiry.body), { uploadId, imageId, status: 'SCORED', imageUrl: `/v1/images/${imageId}` });
+    // An uploadId with neither an upload nor an index entry is still 404.
+    const never = newUploadId(new Date(Date.now() - 3600_000));
+    const missing = await later(restEvent('GET', `/v1/uploads/${never}`, { resource: '/v1/uploads/{uploadId}', pathParameters: { uploadId: never } }), context);
+    assert.equal(JSON.parse(missing.body).error.code, 'UPLOAD_NOT_FOUND');
   });
 
   test("GET /v1/patients/{patientKey}/images lists a patient's images in time order, paginated", async () => {
@@ -364,6 +382,10 @@ describe('HTTP API (REST proxy events, local stack, tiny model)', () => {
     assert.equal(uploadKeyFor(id, 'DOE^JOHN_MRN-998877.DCM'), `uploads/${id}/image.dcm`);
     assert.equal(uploadKeyFor(id, 'DOE JOHN'), `uploads/${id}/image`);
     assert.equal(uploadKeyFor(id, 'DOE JOHN.png', true), `uploads/${id}/DOE_JOHN.png`, 'keepSourceKeys: the sanitised name');
+    // The uploadId back from an upload key (the segment stage's uploadId -> imageId index); none from other keys.
+    assert.equal(uploadIdOfKey(uploadKeyFor(id, 'a.dcm')), id);
+    assert.equal(uploadIdOfKey(uploadKeyFor(id, 'DOE JOHN.png', true)), id);
+    for (const key of ['uploads/DOE^JOHN.dcm', `uploads/${id}/sub/x.png`, `batch-images/${id}/image.png`, `uploads/${id.toUpperCase()}/image.png`]) assert.equal(uploadIdOfKey(key), undefined, key);
     assert.equal(PATIENT_METADATA, segmentStage.PATIENT_METADATA);
     assert.equal(STUDY_METADATA, segmentStage.STUDY_METADATA);
     const text = logs.join('\n');

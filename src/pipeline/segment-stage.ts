@@ -18,6 +18,7 @@ import { scoreCounts } from '../core/score';
 import type { SeverityConfig } from '../core/severity';
 import { buildOverlayCapture, writeDicomOutputs, type IdentityMode } from '../core/dicom-out';
 import { DEFAULT_MAX_INPUT_BYTES, tooLargeReason } from '../limits';
+import { uploadIdOfKey, uploadIndexKey } from './storage-layout';
 
 export interface SegmentStageDeps {
   objects: ObjectStore;
@@ -195,6 +196,11 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   const source = storedSource(deps.pseudonymKey, read, deps.keepSourceKeys);
   const timingsMs: Record<string, number> = { fetch: since(t0) };
   const base = { version: 1 as const, imageId, source, receivedAt, path: deps.path, timingsMs };
+  // An API upload's uploadId -> imageId, kept with the results (storage-layout.ts UPLOAD_INDEX_PREFIX says why);
+  // written while the image is analysed, awaited before the message goes on.
+  const uploadId = uploadIdOfKey(src.key);
+  const indexed = uploadId ? objects.put(deps.resultsBucket, uploadIndexKey(uploadId), Buffer.from(imageId), 'text/plain') : Promise.resolve();
+  indexed.catch(() => undefined); // a failed put is thrown where it is awaited, not as an unhandled rejection meanwhile
 
   const analysis: ImageAnalysis = obj
     ? await analyseImage(obj.body, {
@@ -211,6 +217,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
       ...base, status: 'FAILED', error: { code: analysis.error.code, reason },
       ...(analysis.meta ? { meta: storedMeta(analysis.meta), ...analysis.ids } : {}),
     };
+    await indexed;
     await sink.send(message);
     log.warn('image rejected', { imageId, code: analysis.error.code, reason });
     return message;
@@ -221,6 +228,7 @@ export async function runSegmentStage(src: SourceRef, deps: SegmentStageDeps, id
   const t = process.hrtime.bigint();
   const bucket = deps.resultsBucket;
   await Promise.all([
+    indexed,
     objects.put(bucket, keys.lung, pictures.lung, 'image/png'),
     objects.put(bucket, keys.lungRight, pictures.lungRight, 'image/png'),
     objects.put(bucket, keys.lungLeft, pictures.lungLeft, 'image/png'),

@@ -12,6 +12,21 @@ export const BATCH_IMAGE_PREFIX = 'batch-images/';
 
 /** Results bucket: per-image outputs, `results/<imageId>/...` (see messages.ts outputKeysFor). */
 export const RESULTS_PREFIX = 'results/';
+/**
+ * Results bucket: `results/by-upload/<uploadId>`, the imageId (plain text) of the image uploaded through the API
+ * under that uploadId. The segment stage writes it, so that GET /v1/uploads/{uploadId} still finds the result once
+ * the upload itself is deleted (the uploads bucket keeps objects uploadRetentionDays, results resultRetentionDays).
+ * Under RESULTS_PREFIX: the results' retention and permissions.
+ */
+export const UPLOAD_INDEX_PREFIX = `${RESULTS_PREFIX}by-upload/`;
+export const uploadIndexKey = (uploadId: string): string => `${UPLOAD_INDEX_PREFIX}${uploadId}`;
+
+/** The uploadId of an API upload's key (`uploads/<uploadId>/<name>`, uploadKeyFor), else undefined. */
+export function uploadIdOfKey(key: string): string | undefined {
+  if (!key.startsWith(UPLOAD_PREFIX)) return undefined;
+  return /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\/[^/]+$/.exec(key.slice(UPLOAD_PREFIX.length))?.[1];
+}
+
 /** Results bucket: the batch router's per-image requests to the SageMaker endpoint. */
 export const BATCH_REQUESTS_PREFIX = 'batches/requests/';
 /** Results bucket: one status object per batch. */

@@ -26,7 +26,7 @@ import type { SegmentationModel, SeverityConfig } from '../../core';
 import type { IdentityMode } from '../../core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, formatBytes, ID_TEXT, MAX_ID_CHARS, S3_MAX_PUT_BYTES } from '../../limits';
 import { imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../pipeline/messages';
-import { UPLOAD_PREFIX, uploadKeyFor } from '../../pipeline/storage-layout';
+import { UPLOAD_PREFIX, uploadIndexKey, uploadKeyFor } from '../../pipeline/storage-layout';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
 export const UPLOAD_URL_TTL_S = 15 * 60;
@@ -318,6 +318,18 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     });
   }, { validation: { req: { body: UploadRequest } } });
 
+  /** The imageId the segment stage indexed for an uploadId (storage-layout.ts UPLOAD_INDEX_PREFIX), if any. */
+  const readUploadIndex = async (uploadId: string): Promise<string | undefined> => {
+    try {
+      const got = await deps.s3.send(new GetObjectCommand({ Bucket: deps.resultsBucket, Key: uploadIndexKey(uploadId) }));
+      const text = (await got.Body?.transformToString())?.trim();
+      return text && /^[0-9a-f]{32}$/.test(text) ? text : undefined;
+    } catch (e) {
+      if ((e as { name?: string }).name === 'NoSuchKey') return undefined;
+      throw e;
+    }
+  };
+
   // ---- GET /v1/uploads/{uploadId}: the imageId is only known once the object (and its ETag) exists ----
   app.get(routerPath(API_ROUTES.getUpload), async ({ valid }) => {
     // UUIDs are case-insensitive on input (RFC 9562); the object keys hold the lower-case form POST /v1/uploads gave.
@@ -329,12 +341,18 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       const age = issued ? now().getTime() - issued.getTime() : NaN;
       // The URL's own lifetime, plus a minute for a PUT that started just before it expired.
       if (!(age >= -60_000 && age <= (UPLOAD_URL_TTL_S + 60) * 1000)) {
-        // An upload is deleted after the deployment's upload retention while its result is kept for longer (cdk/lib/
-        // config.ts uploadRetentionDays, resultRetentionDays): then the imageId this route gave is the way to it.
+        // The upload may be gone after its retention while its result is kept: the segment stage indexed it.
+        const indexed = issued ? await readUploadIndex(uploadId) : undefined;
+        if (indexed) {
+          const item = await results.get(indexed);
+          return json(200, { uploadId, imageId: indexed, status: item?.status ?? 'PROCESSING', imageUrl: `/v1/images/${indexed}` });
+        }
+        // Neither an upload nor an index entry: nothing was uploaded, or (uploads analysed before the index existed)
+        // the upload was deleted after the deployment's upload retention (cdk/lib/config.ts uploadRetentionDays).
         throw new ApiError(404, 'UPLOAD_NOT_FOUND', issued
-          ? 'nothing is stored under this uploadId: either nothing was uploaded before its upload URL expired (create a new upload: POST /v1/uploads), ' +
-            'or the upload was deleted at the end of the deployment\'s upload retention (uploadRetentionDays, 30 days by default) and its result, ' +
-            'kept for longer, is at the imageId this route gave while the upload existed (GET /v1/images/{imageId})'
+          ? 'nothing is stored under this uploadId: nothing was uploaded before its upload URL expired (create a new upload: POST /v1/uploads), ' +
+            'or the upload was deleted at the end of the deployment\'s upload retention (uploadRetentionDays, 30 days by default) before results ' +
+            'kept its imageId; its result is then at the imageId this route gave while the upload existed (GET /v1/images/{imageId})'
           : 'no upload has this uploadId: use the uploadId that POST /v1/uploads returned');
       }
       return json(200, { uploadId, status: 'AWAITING_UPLOAD' });
