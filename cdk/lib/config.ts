@@ -5,6 +5,7 @@
 import type { Construct } from 'constructs';
 import { parseIdentityMode, type IdentityMode } from '../../src/core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, S3_MAX_PUT_BYTES } from '../../src/limits';
+import { DEFAULT_UPLOAD_RETENTION_DAYS } from '../../src/pipeline/storage-layout';
 
 export interface CxrOpacityConfig {
   /** Reserved concurrency of the segment function, also the SQS event source's maximum concurrency. */
@@ -62,7 +63,7 @@ export const DEFAULT_CONFIG: CxrOpacityConfig = {
   scoreBatchSize: 10,
   logRetentionDays: 365,
   noncurrentVersionExpirationDays: 90,
-  uploadRetentionDays: 30,
+  uploadRetentionDays: DEFAULT_UPLOAD_RETENTION_DAYS,
   resultRetentionDays: 365,
   maxInputBytes: DEFAULT_MAX_INPUT_BYTES,
   exportRetentionDays: 30,

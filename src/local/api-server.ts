@@ -17,7 +17,9 @@ import { loadSeverityConfig } from '../core';
 import { dicomIdentityFromEnv } from '../core/dicom-out/identity';
 import { maxInputBytes } from '../limits';
 import { keepSourceKeysFromEnv } from '../pipeline/messages';
+import { DEFAULT_UPLOAD_RETENTION_DAYS } from '../pipeline/storage-layout';
 import { startLocalPipeline, type LocalPipeline, type LocalPipelineOptions } from './pipeline';
+import { expireOldUploads } from './retention';
 import { LOCAL_NAMES } from './stack';
 
 /** API Gateway REST's request payload limit: larger requests never reach the function there. */
@@ -145,6 +147,10 @@ export interface LocalApiOptions extends LocalPipelineOptions {
   host?: string;
   logger?: ApiLogger;
   accessLog?: AccessLog;
+  /** Uploads older than this are deleted, at start and every hour, as on AWS (default DEFAULT_UPLOAD_RETENTION_DAYS). */
+  uploadRetentionDays?: number;
+  /** The clock of that retention (tests). */
+  now?: () => Date;
 }
 
 export interface LocalApi {
@@ -172,7 +178,10 @@ export async function startLocalApi(opts: LocalApiOptions = {}): Promise<LocalAp
     logger: opts.logger,
   });
   const server = createApiServer(handler, opts.accessLog);
+  const expire = () => expireOldUploads(pipeline.stack.s3, LOCAL_NAMES.uploadsBucket, opts.uploadRetentionDays ?? DEFAULT_UPLOAD_RETENTION_DAYS, opts.now?.())
+    .catch((e: Error) => opts.logger?.warn('expiring old uploads failed; tried again in an hour', { error: e.name }));
   try {
+    await expire();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(opts.port ?? DEFAULT_API_PORT, opts.host ?? '127.0.0.1', () => resolve());
@@ -182,10 +191,13 @@ export async function startLocalApi(opts: LocalApiOptions = {}): Promise<LocalAp
     throw e;
   }
   const { address, port } = server.address() as AddressInfo;
+  const hourly = setInterval(() => void expire(), 3_600_000);
+  hourly.unref();
   return {
     url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
     pipeline, server,
     async stop() {
+      clearInterval(hourly);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

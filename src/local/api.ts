@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_API_PORT, routeList, startLocalApi } from './api-server';
 import { DEFAULT_MODEL_MANIFEST } from './pipeline';
+import { DEFAULT_UPLOAD_RETENTION_DAYS } from '../pipeline/storage-layout';
 
 const USAGE = [
   'usage: npm run api -- [--port N] [--host ADDR] [--data-dir DIR] [--model MANIFEST]',
@@ -14,7 +15,7 @@ const USAGE = [
   `Serves the cxr-opacity HTTP API on http://127.0.0.1:${DEFAULT_API_PORT} (routes under /v1, as in api/openapi.yaml),`,
   'over an embedded S3 (s3rver) and DynamoDB (dynalite) and the same pipeline handlers as on AWS. Upload URLs',
   'point at the embedded S3; a PUT there is processed as an upload to S3 is. No authorisation locally (no SigV4).',
-  'With --data-dir the uploads and results are kept between runs.',
+  `With --data-dir the results are kept between runs, the uploads for ${DEFAULT_UPLOAD_RETENTION_DAYS} days (deleted then, as on AWS).`,
 ].join('\n');
 
 export async function apiMain(argv: string[]): Promise<number> {

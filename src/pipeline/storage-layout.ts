@@ -5,6 +5,13 @@
 
 /** Uploads bucket: images to analyse (each object here triggers the pipeline). */
 export const UPLOAD_PREFIX = 'uploads/';
+/**
+ * Days an upload is kept before it is deleted (the uploads bucket's lifecycle rule on AWS, CDK context
+ * uploadRetentionDays; `npm run api` applies the same to its local S3). Its result stays findable by uploadId
+ * through UPLOAD_INDEX_PREFIX.
+ */
+export const DEFAULT_UPLOAD_RETENTION_DAYS = 30;
+
 /** Uploads bucket: batch manifests (CSV/JSON lists of images) for the batch router. */
 export const BATCH_MANIFEST_PREFIX = 'batches/';
 /** Uploads bucket: images that batch manifests refer to (not processed on their own). */
