@@ -1,12 +1,12 @@
 /**
  * Image-sized buffers kept from one image for the next.
  *
- * Why: an image's two largest buffers (its 16-bit display pixels, 15 MB for a 2500x3000 film, and the overlay's
- * RGB pixels, 10.5 MB) were new memory for every image. V8 counts such memory and runs a full mark-compact when
- * enough of it has come and gone: about two per DICOM film, ~16 ms of the main thread plus the marking threads that
- * take the second of two cores. Taking these two from a pool and giving them back when the image is done removed
- * every major GC of the steady state: a 2500x3000 DICOM end to end 134 -> 100-111 ms, CPU time per image
- * 220 -> 146-159 ms (alternating runs; bench/).
+ * Why: an image's largest buffers (its 16-bit display pixels, 15 MB for a 2500x3000 film; the overlay's RGB
+ * pixels, 10.5 MB; the four mask PNGs' rows, 3.8 MB) were new memory for every image. V8 counts such memory and
+ * runs a full mark-compact when enough of it has come and gone: about two per DICOM film, ~16 ms of the main thread
+ * plus the marking threads that take the second of two cores. Taken from a pool and given back when the image is
+ * done, they make almost no garbage: npm run bench, a 2500x3000 DICOM end to end 178 -> 111-124 ms; CPU time per
+ * image 239 -> 166-197 ms (separate processes, alternating).
  *
  * Ownership is explicit: take() hands a buffer to one caller, which alone may use it until it gives it back with
  * give(). Whatever still refers to a buffer after give() (a view, an image) must not be read again: the next
