@@ -7,7 +7,7 @@
  * zod, 443 KB of it zod; test/bundles.test.ts keeps it under its budget).
  */
 import * as z from 'zod/mini';
-import type { StageMessage } from './messages';
+import { IMAGE_ID_PATTERN, type StageMessage } from './messages';
 
 const pattern = (re: RegExp) => z.string().check(z.regex(re));
 const count = z.int().check(z.nonnegative());
@@ -19,7 +19,7 @@ const source = z.object({
 });
 const base = {
   version: z.literal(1),
-  imageId: pattern(/^[0-9a-f]{32}$/),
+  imageId: pattern(IMAGE_ID_PATTERN),
   source,
   patientKey: z.optional(pattern(/^pt_[A-Za-z0-9_-]{22}$/)),
   studyKey: z.optional(pattern(/^st_[A-Za-z0-9_-]{22}$/)),

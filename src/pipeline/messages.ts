@@ -180,6 +180,9 @@ export interface ResultItem {
  */
 export const unquoteEtag = (etag: string | undefined): string | undefined => etag?.replace(/"/g, '');
 
+/** What imageIdFor gives: 32 lower-case hex characters (checked where an imageId arrives from outside). */
+export const IMAGE_ID_PATTERN = /^[0-9a-f]{32}$/;
+
 /** Stable id of one uploaded object version: the same event delivered twice gives the same id. */
 export function imageIdFor(src: SourceRef): string {
   return createHash('sha256').update(`${src.bucket}\u0000${src.key}\u0000${src.etag ?? ''}`).digest('hex').slice(0, 32);

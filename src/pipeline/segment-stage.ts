@@ -67,8 +67,8 @@ export interface AnalyseOptions {
   /** Build the overlay's DICOM Secondary Capture too (default true; the raw SageMaker route returns none). */
   secondaryCapture?: boolean;
   /**
-   * Where the image's two largest buffers (its pixels, the overlay's pixels) come from and go back to when the
-   * analysis is done (core/pool.ts says why); default: the process's own, shared by every analysis in it.
+   * Where the image's largest buffers (its pixels, the overlay's pixels, the mask PNGs' rows) come from and go back
+   * to when the analysis is done (core/pool.ts says why); default: the process's own, shared by every analysis in it.
    */
   pool?: BufferPool;
 }

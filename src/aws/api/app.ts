@@ -25,7 +25,7 @@ import { DynamoResults } from '../results-table';
 import type { SegmentationModel, SeverityConfig } from '../../core';
 import type { IdentityMode } from '../../core/dicom-out/identity';
 import { DEFAULT_MAX_INPUT_BYTES, formatBytes, ID_TEXT, MAX_ID_CHARS, S3_MAX_PUT_BYTES } from '../../limits';
-import { imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../pipeline/messages';
+import { IMAGE_ID_PATTERN, imageIdFor, unquoteEtag, type ResultItem, type StoredSource } from '../../pipeline/messages';
 import { UPLOAD_PREFIX, uploadIndexKey, uploadKeyFor } from '../../pipeline/storage-layout';
 
 /** Presigned upload URLs live 15 minutes; result URLs 5 minutes. */
@@ -185,7 +185,7 @@ export const UploadRequest = z.object({
 }).strict();
 
 const uploadIdPath = z.object({ uploadId: z.uuid() });
-const imageIdPath = z.object({ imageId: z.string().regex(/^[0-9a-f]{32}$/, 'an imageId is 32 lower-case hex characters') });
+const imageIdPath = z.object({ imageId: z.string().regex(IMAGE_ID_PATTERN, 'an imageId is 32 lower-case hex characters') });
 const patientPath = z.object({ patientKey: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'not a patient key') });
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(PAGE_MAX).optional(),
@@ -323,7 +323,7 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
     try {
       const got = await deps.s3.send(new GetObjectCommand({ Bucket: deps.resultsBucket, Key: uploadIndexKey(uploadId) }));
       const text = (await got.Body?.transformToString())?.trim();
-      return text && /^[0-9a-f]{32}$/.test(text) ? text : undefined;
+      return text && IMAGE_ID_PATTERN.test(text) ? text : undefined;
     } catch (e) {
       if ((e as { name?: string }).name === 'NoSuchKey') return undefined;
       throw e;
@@ -490,11 +490,9 @@ function analyzeBody(event: APIGatewayProxyEvent, contentType: string | null): B
     }
     return Buffer.from(body.data.image, 'base64');
   }
-  if (!ANALYZE_BINARY_TYPES.includes(type)) {
-    throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `a body of type ${JSON.stringify(type.slice(0, 80))} is not read: send the image file as ${ANALYZE_BINARY_TYPES.join(', ')}, or as JSON {"image": "<base64>"} (application/json)`);
+  // The raw-body media types of POST /v1/analyze are the API's binary media types (api/openapi.yaml requestBody).
+  if (!BINARY_MEDIA_TYPES.includes(type)) {
+    throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `a body of type ${JSON.stringify(type.slice(0, 80))} is not read: send the image file as ${BINARY_MEDIA_TYPES.join(', ')}, or as JSON {"image": "<base64>"} (application/json)`);
   }
   return event.isBase64Encoded ? Buffer.from(raw, 'base64') : Buffer.from(raw, 'binary');
 }
-
-/** The raw-body media types of POST /v1/analyze (api/openapi.yaml requestBody). */
-const ANALYZE_BINARY_TYPES = ['image/png', 'image/jpeg', 'application/dicom', 'application/octet-stream'];
